@@ -1,0 +1,387 @@
+//! The agent's TOML config: loading, per-component parsing and validation of the whole graph.
+//!
+//! ```toml
+//! data_dir = "/var/lib/vigil-agent"
+//! [sources.shop]       # type = "file", ...
+//! [processors.parse]   # type = "json_parse", inputs = ["shop"]
+//! [sinks.cloudwatch]   # type = "cloudwatch_logs", inputs = ["parse"]
+//! ```
+//!
+//! Each component table is parsed on its own so that one broken component does not hide the
+//! problems of the next: `validate` reports them all, each with file, line and key path.
+
+mod errors;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use errors::{ConfigError, ConfigErrors, KeyPath, SourceMap, line_col};
+
+use crate::processors::ProcessorConfig;
+use crate::redaction::RedactionConfig;
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+
+/// A fully parsed and validated agent config.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Where checkpoints (and, later, disk buffers) live.
+    pub data_dir: PathBuf,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub processors: BTreeMap<String, Component<ProcessorConfig>>,
+    pub sinks: BTreeMap<String, Component<SinkConfig>>,
+    /// Applied by every source before events go anywhere.
+    pub redaction: RedactionConfig,
+}
+
+/// A processor or sink with the names of the components it reads from.
+#[derive(Debug, Clone)]
+pub struct Component<T> {
+    pub inputs: Vec<String>,
+    pub config: T,
+}
+
+/// Top-level keys; component tables are kept raw and parsed one by one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    redaction: RedactionConfig,
+    #[serde(default)]
+    sources: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    processors: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    sinks: BTreeMap<String, toml::Table>,
+}
+
+const DEFAULT_DATA_DIR: &str = "/var/lib/vigil-agent";
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read config: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` is only used in error messages.
+pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
+    let doc = match toml_edit::Document::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let (line, column) = line_col(text, e.span().map(|s| s.start).unwrap_or(0));
+            return Err(ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: String::new(),
+                message: format!("invalid TOML: {}", e.message()),
+            }]));
+        }
+    };
+    let map = SourceMap::new(path, text, doc);
+    let mut errs = Errors {
+        map: &map,
+        list: Vec::new(),
+    };
+
+    let raw: RawConfig = match toml::from_str::<toml::Table>(text).map_err(|e| e.to_string()) {
+        Ok(table) => match errs.deserialize(&KeyPath::root(), toml::Value::Table(table)) {
+            Some(raw) => raw,
+            None => return Err(errs.finish()),
+        },
+        Err(message) => {
+            errs.push(&KeyPath::root(), message);
+            return Err(errs.finish());
+        }
+    };
+
+    raw.redaction
+        .validate(&KeyPath::root().key("redaction"), &mut errs);
+    // The graph is checked over every declared component, parsed or not, so that one broken
+    // component does not cause follow-on errors about its neighbours.
+    let mut graph = Graph {
+        sources: raw.sources.keys().cloned().collect(),
+        ..Graph::default()
+    };
+    let mut sources = BTreeMap::new();
+    for (name, table) in raw.sources {
+        let path = KeyPath::root().key("sources").key(&name);
+        if let (_, Some(config)) = errs.component(&path, table, false, SourceConfig::parse) {
+            sources.insert(name, config);
+        }
+    }
+    let mut processors = BTreeMap::new();
+    for (name, table) in raw.processors {
+        let path = KeyPath::root().key("processors").key(&name);
+        let (inputs, config) = errs.component(&path, table, true, ProcessorConfig::parse);
+        graph.processors.insert(name.clone(), inputs.clone());
+        if let Some(config) = config {
+            processors.insert(name, Component { inputs, config });
+        }
+    }
+    let mut sinks = BTreeMap::new();
+    for (name, table) in raw.sinks {
+        let path = KeyPath::root().key("sinks").key(&name);
+        let (inputs, config) = errs.component(&path, table, true, SinkConfig::parse);
+        graph.sinks.insert(name.clone(), inputs.clone());
+        if let Some(config) = config {
+            sinks.insert(name, Component { inputs, config });
+        }
+    }
+
+    let config = AgentConfig {
+        data_dir: raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        sources,
+        processors,
+        sinks,
+        redaction: raw.redaction,
+    };
+    check_graph(&graph, &mut errs);
+    if errs.list.is_empty() {
+        Ok(config)
+    } else {
+        Err(errs.finish())
+    }
+}
+
+/// Names and inputs of every declared component.
+#[derive(Default)]
+struct Graph {
+    sources: BTreeSet<String>,
+    processors: BTreeMap<String, Vec<String>>,
+    sinks: BTreeMap<String, Vec<String>>,
+}
+
+/// Every input names an existing source or processor, nothing reads from a sink, processors
+/// form no cycle, and every source and processor feeds something.
+fn check_graph(g: &Graph, errs: &mut Errors<'_>) {
+    if g.sinks.is_empty() {
+        errs.push(
+            &KeyPath::root().key("sinks"),
+            "missing: at least one sink is needed",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    let all = g
+        .sources
+        .iter()
+        .map(|n| ("sources", n))
+        .chain(g.processors.keys().map(|n| ("processors", n)))
+        .chain(g.sinks.keys().map(|n| ("sinks", n)));
+    for (section, name) in all {
+        if !seen.insert(name.as_str()) {
+            errs.push(
+                &KeyPath::root().key(section).key(name),
+                format!("component name `{name}` is used twice; names must be unique"),
+            );
+        }
+    }
+    let mut used = BTreeSet::new();
+    let inputs_of = g
+        .processors
+        .iter()
+        .map(|(n, i)| ("processors", n, i))
+        .chain(g.sinks.iter().map(|(n, i)| ("sinks", n, i)));
+    for (section, name, inputs) in inputs_of {
+        let path = KeyPath::root().key(section).key(name).key("inputs");
+        for (i, input) in inputs.iter().enumerate() {
+            used.insert(input.as_str());
+            if g.sinks.contains_key(input) {
+                errs.push(
+                    &path.index(i),
+                    format!("`{input}` is a sink; sinks have no output"),
+                );
+            } else if !g.sources.contains(input) && !g.processors.contains_key(input) {
+                errs.push(
+                    &path.index(i),
+                    format!("no source or processor named `{input}`"),
+                );
+            } else if input == name {
+                errs.push(&path.index(i), "a component cannot read its own output");
+            }
+        }
+    }
+    for (section, names) in [
+        ("sources", g.sources.iter().collect::<Vec<_>>()),
+        ("processors", g.processors.keys().collect()),
+    ] {
+        for name in names {
+            if !used.contains(name.as_str()) {
+                errs.push(
+                    &KeyPath::root().key(section).key(name),
+                    "unused: no processor or sink reads it",
+                );
+            }
+        }
+    }
+    if let Some(name) = find_cycle(g) {
+        errs.push(
+            &KeyPath::root().key("processors").key(&name),
+            "processors form a cycle through this one",
+        );
+    }
+}
+
+fn find_cycle(g: &Graph) -> Option<String> {
+    // Depth-first search over processor → input edges; 1 = on the stack, 2 = done.
+    fn visit(name: &str, g: &Graph, state: &mut BTreeMap<String, u8>) -> Option<String> {
+        match state.get(name) {
+            Some(1) => return Some(name.to_owned()),
+            Some(_) => return None,
+            None => {}
+        }
+        state.insert(name.to_owned(), 1);
+        for input in g.processors.get(name).into_iter().flatten() {
+            if g.processors.contains_key(input)
+                && let Some(c) = visit(input, g, state)
+            {
+                return Some(c);
+            }
+        }
+        state.insert(name.to_owned(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    g.processors
+        .keys()
+        .find_map(|name| visit(name, g, &mut state))
+}
+
+/// Collects errors with their locations while the config is parsed.
+pub struct Errors<'a> {
+    map: &'a SourceMap<'a>,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    pub fn push(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.list.push(self.map.error(path, message));
+    }
+
+    /// Deserializes `value` (found at `path`) into `T`, recording a located error on failure.
+    pub fn deserialize<T: DeserializeOwned>(
+        &mut self,
+        path: &KeyPath,
+        value: toml::Value,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut at = path.clone();
+                for seg in e.path().iter() {
+                    at = match seg {
+                        serde_path_to_error::Segment::Seq { index } => at.index(*index),
+                        serde_path_to_error::Segment::Map { key } => at.key(key),
+                        serde_path_to_error::Segment::Enum { variant } => at.key(variant),
+                        serde_path_to_error::Segment::Unknown => at,
+                    };
+                }
+                // toml appends its own location lines; ours is better, keep the first line.
+                let inner = e.inner().to_string();
+                let first = inner.lines().next().unwrap_or("").trim().to_owned();
+                let (at, message) = describe_serde_error(at, first);
+                self.push(&at, message);
+                None
+            }
+        }
+    }
+
+    /// Parses one component table: its `type`, its `inputs` (when it has any) and the rest of its
+    /// keys through `parse(type, table)`.
+    fn component<T>(
+        &mut self,
+        path: &KeyPath,
+        mut table: toml::Table,
+        has_inputs: bool,
+        parse: impl FnOnce(&str, toml::Table, &KeyPath, &mut Self) -> Option<T>,
+    ) -> (Vec<String>, Option<T>) {
+        let inputs = match (has_inputs, table.remove("inputs")) {
+            (true, Some(v)) => self
+                .deserialize::<Vec<String>>(&path.key("inputs"), v)
+                .unwrap_or_default(),
+            (true, None) => {
+                self.push(&path.key("inputs"), "missing");
+                Vec::new()
+            }
+            (false, Some(_)) => {
+                self.push(&path.key("inputs"), "unknown key: sources have no inputs");
+                Vec::new()
+            }
+            (false, None) => Vec::new(),
+        };
+        if has_inputs && inputs.is_empty() && table.contains_key("type") {
+            self.push(&path.key("inputs"), "must name at least one input");
+        }
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(s)) => s,
+            Some(_) => {
+                self.push(&path.key("type"), "must be a string");
+                return (inputs, None);
+            }
+            None => {
+                self.push(&path.key("type"), "missing");
+                return (inputs, None);
+            }
+        };
+        let config = parse(&kind, table, path, self);
+        (inputs, config)
+    }
+
+    /// Records an unknown component type, listing the known ones.
+    pub fn unknown_type(&mut self, path: &KeyPath, kind: &str, known: &[&str]) {
+        self.push(
+            &path.key("type"),
+            format!(
+                "unknown type `{kind}`; expected one of: {}",
+                known.join(", ")
+            ),
+        );
+    }
+
+    fn finish(mut self) -> ConfigErrors {
+        self.list.sort_by_key(|e| (e.line, e.column));
+        ConfigErrors(self.list)
+    }
+}
+
+/// Turns serde's messages into `key: problem`, moving the missing or unknown field into the path.
+fn describe_serde_error(at: KeyPath, message: String) -> (KeyPath, String) {
+    let quoted = |rest: &str| rest.split('`').nth(1).map(str::to_owned);
+    if let Some(field) = message.strip_prefix("missing field ").and_then(quoted) {
+        return (at.key(&field), "missing".to_owned());
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ")
+        && let Some(field) = quoted(rest)
+    {
+        let at = if at.segments().last() == Some(&field) {
+            at
+        } else {
+            at.key(&field)
+        };
+        let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+        let msg = if expected.is_empty() {
+            "unknown key".to_owned()
+        } else {
+            format!("unknown key; expected {expected}")
+        };
+        return (at, msg);
+    }
+    (at, message)
+}
+
+#[cfg(test)]
+mod tests;

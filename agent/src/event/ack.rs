@@ -1,0 +1,134 @@
+//! End-to-end acknowledgement. A source attaches an [`Ack`] to each batch; every copy made for a
+//! fan-out or for a split into requests shares it. When the last copy is gone the source learns
+//! whether *all* of them were delivered. A copy dropped without [`Ack::delivered`] (a sink shut
+//! down with the data unsent) marks the whole batch undelivered, so the source never advances
+//! its checkpoint past data that is not safely somewhere.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc;
+
+/// What the source hears back for one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckStatus {
+    Delivered,
+    Undelivered,
+}
+
+/// Receives `(batch id, status)` for the batches a source sent.
+pub type AckReceiver = mpsc::UnboundedReceiver<(u64, AckStatus)>;
+
+/// A channel for one source; `Ack::new` tokens made from the sender report into it.
+pub fn ack_channel() -> (mpsc::UnboundedSender<(u64, AckStatus)>, AckReceiver) {
+    mpsc::unbounded_channel()
+}
+
+struct Shared {
+    id: u64,
+    failed: AtomicBool,
+    notify: Option<mpsc::UnboundedSender<(u64, AckStatus)>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(tx) = &self.notify {
+            let status = if self.failed.load(Ordering::Acquire) {
+                AckStatus::Undelivered
+            } else {
+                AckStatus::Delivered
+            };
+            // The source may be gone (shutdown); then nobody needs to know.
+            let _ = tx.send((self.id, status));
+        }
+    }
+}
+
+/// One holder's share of a batch acknowledgement.
+pub struct Ack {
+    shared: Arc<Shared>,
+    settled: bool,
+}
+
+impl Ack {
+    /// A token that reports batch `id` to `notify` once every copy is settled.
+    pub fn new(id: u64, notify: mpsc::UnboundedSender<(u64, AckStatus)>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                id,
+                failed: AtomicBool::new(false),
+                notify: Some(notify),
+            }),
+            settled: false,
+        }
+    }
+
+    /// A token nobody listens to (data whose source needs no acknowledgement).
+    pub fn none() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                id: 0,
+                failed: AtomicBool::new(false),
+                notify: None,
+            }),
+            settled: false,
+        }
+    }
+
+    /// This copy's data reached its destination.
+    pub fn delivered(mut self) {
+        self.settled = true;
+    }
+
+    /// Whether two tokens belong to the same batch (to keep one copy per batch in a request).
+    pub fn same_batch(&self, other: &Ack) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Clone for Ack {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            settled: false,
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.shared.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack")
+            .field("batch", &self.shared.id)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_delivered_only_when_every_copy_is_delivered() {
+        let (tx, mut rx) = ack_channel();
+        let a = Ack::new(7, tx.clone());
+        let b = a.clone();
+        a.delivered();
+        assert!(rx.try_recv().is_err(), "one copy still out");
+        b.delivered();
+        assert_eq!(rx.try_recv().unwrap(), (7, AckStatus::Delivered));
+
+        let c = Ack::new(8, tx);
+        let d = c.clone();
+        c.delivered();
+        drop(d);
+        assert_eq!(rx.try_recv().unwrap(), (8, AckStatus::Undelivered));
+    }
+}

@@ -1,0 +1,12 @@
+//! `vigil-agent`: collects logs (and, as the pipeline grows, metrics and traces) on a host or
+//! next to a container and ships them to CloudWatch and New Relic without losing what it
+//! accepted. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod event;
+pub mod pipeline;
+pub mod processors;
+pub mod redaction;
+pub mod sinks;
+pub mod sources;
+pub mod telemetry;

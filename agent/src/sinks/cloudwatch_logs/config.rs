@@ -1,0 +1,159 @@
+//! `[sinks.NAME]` with `type = "cloudwatch_logs"`.
+
+use serde::Deserialize;
+
+use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS};
+use super::template::Template;
+use crate::config::{Errors, KeyPath};
+use crate::sinks::encoding::Encoding;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchLogsConfig {
+    /// Log group name template, e.g. `/shop/{env}/{module}`.
+    pub log_group: String,
+    /// Log stream name template, e.g. `{instance_id|host}`.
+    pub log_stream: String,
+    /// Create missing groups and streams.
+    #[serde(default = "yes")]
+    pub create_missing: bool,
+    /// Retention set on groups the agent creates (days; one of CloudWatch's allowed values).
+    /// Groups that already exist are left as they are.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: i32,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Most bytes in one request (API limit 1,048,576, counting 26 bytes per event).
+    #[serde(default = "default_max_request_bytes")]
+    pub batch_max_bytes: usize,
+    /// Most events in one request (API limit 10,000).
+    #[serde(default = "default_max_request_events")]
+    pub batch_max_events: usize,
+    /// How long events may wait for a fuller request.
+    #[serde(default = "default_batch_timeout_ms")]
+    pub batch_timeout_ms: u64,
+    /// Longer events are cut (and counted as truncated).
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// Events older than 14 days or more than 2 hours ahead, which CloudWatch refuses.
+    #[serde(default)]
+    pub out_of_range: OutOfRange,
+    /// Streams sending at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Requests that may wait per stream while it is throttled or failing, before the sink
+    /// stops taking new data (backpressure).
+    #[serde(default = "default_stream_queue_requests")]
+    pub stream_queue_requests: usize,
+    /// Cap of the exponential backoff between retries.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Timeout of one API call.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+/// What to do with events CloudWatch would refuse for their timestamp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfRange {
+    /// Send them with the timestamp moved to the nearest accepted time (counted); the line keeps
+    /// its own text, so nothing is lost.
+    #[default]
+    Clamp,
+    /// Leave them out (counted and logged).
+    Drop,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_retention_days() -> i32 {
+    30
+}
+fn default_max_request_bytes() -> usize {
+    MAX_REQUEST_BYTES
+}
+fn default_max_request_events() -> usize {
+    MAX_REQUEST_EVENTS
+}
+fn default_batch_timeout_ms() -> u64 {
+    1_000
+}
+fn default_max_event_bytes() -> usize {
+    MAX_EVENT_BYTES
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_stream_queue_requests() -> usize {
+    8
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+fn default_request_timeout_ms() -> u64 {
+    15_000
+}
+
+/// Retention values CloudWatch Logs accepts.
+const RETENTION_DAYS: &[i32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+impl CloudWatchLogsConfig {
+    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+        for (key, t) in [
+            ("log_group", &self.log_group),
+            ("log_stream", &self.log_stream),
+        ] {
+            if let Err(e) = Template::parse(t) {
+                errs.push(&path.key(key), format!("invalid template: {e}"));
+            }
+        }
+        if !RETENTION_DAYS.contains(&self.retention_days) {
+            errs.push(
+                &path.key("retention_days"),
+                format!("must be one of {RETENTION_DAYS:?}"),
+            );
+        }
+        let ranges = [
+            (
+                "batch_max_bytes",
+                self.batch_max_bytes,
+                1024,
+                MAX_REQUEST_BYTES,
+            ),
+            (
+                "batch_max_events",
+                self.batch_max_events,
+                1,
+                MAX_REQUEST_EVENTS,
+            ),
+            ("max_event_bytes", self.max_event_bytes, 64, MAX_EVENT_BYTES),
+            ("concurrency", self.concurrency, 1, 256),
+            ("stream_queue_requests", self.stream_queue_requests, 1, 1024),
+        ];
+        for (key, v, lo, hi) in ranges {
+            if !(lo..=hi).contains(&v) {
+                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
+            }
+        }
+        if self.max_event_bytes + 26 > self.batch_max_bytes {
+            errs.push(
+                &path.key("max_event_bytes"),
+                "must leave room for one event in batch_max_bytes",
+            );
+        }
+        for (key, v) in [
+            ("batch_timeout_ms", self.batch_timeout_ms),
+            ("max_backoff_ms", self.max_backoff_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            if v == 0 {
+                errs.push(&path.key(key), "must be greater than 0");
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Building PutLogEvents requests that respect every limit of the API:
+//! at most 1,048,576 bytes (each event's UTF-8 message plus 26 bytes), at most 10,000 events,
+//! no more than 24 hours between the first and last event, events in chronological order, each
+//! event at most `max_event_bytes`, and no event more than 14 days old or 2 hours ahead.
+
+use std::time::Instant;
+
+use super::config::OutOfRange;
+use crate::event::Ack;
+use crate::telemetry::{Outcome, Stats};
+
+pub const MAX_REQUEST_BYTES: usize = 1_048_576;
+pub const EVENT_OVERHEAD_BYTES: usize = 26;
+pub const MAX_REQUEST_EVENTS: usize = 10_000;
+/// The largest event CloudWatch Logs has always accepted (256 KiB including the overhead).
+pub const MAX_EVENT_BYTES: usize = 262_144 - EVENT_OVERHEAD_BYTES;
+const MAX_SPAN_MS: i64 = 24 * 3600 * 1000 - 1;
+const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
+const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
+/// Keep clear of the edges: by the time the request arrives the clock has moved on.
+const EDGE_MARGIN_MS: i64 = 5 * 60 * 1000;
+
+/// Size and count limits for one stream's requests (configurable below the API's own).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_events: usize,
+}
+
+/// One PutLogEvents call's worth of events, with the acknowledgements it completes.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub events: Vec<(i64, String)>,
+    pub acks: Vec<Ack>,
+}
+
+impl Request {
+    /// Applies the timestamp policy against `now_ms` and sorts chronologically (stable, so
+    /// lines with the same time keep their file order). Returns how many events were dropped.
+    pub fn prepare(&mut self, now_ms: i64, policy: OutOfRange, stats: &Stats) -> usize {
+        let oldest = now_ms - MAX_AGE_MS + EDGE_MARGIN_MS;
+        let newest = now_ms + MAX_AHEAD_MS - EDGE_MARGIN_MS;
+        let before = self.events.len();
+        match policy {
+            OutOfRange::Clamp => {
+                let mut clamped = 0;
+                for (ts, _) in &mut self.events {
+                    if *ts < oldest || *ts > newest {
+                        *ts = (*ts).clamp(oldest, newest);
+                        clamped += 1;
+                    }
+                }
+                stats.count(Outcome::TimestampClamped, clamped);
+            }
+            OutOfRange::Drop => {
+                self.events.retain(|(ts, _)| (oldest..=newest).contains(ts));
+                stats.count(
+                    Outcome::DroppedOutOfRange,
+                    (before - self.events.len()) as u64,
+                );
+            }
+        }
+        self.events.sort_by_key(|(ts, _)| *ts);
+        before - self.events.len()
+    }
+
+    /// Splits in two halves (to isolate an event the service refuses). The acknowledgements go
+    /// with the second half, which is sent last.
+    pub fn split(mut self) -> (Request, Request) {
+        let second = self.events.split_off(self.events.len() / 2);
+        (
+            Request {
+                events: self.events,
+                acks: Vec::new(),
+            },
+            Request {
+                events: second,
+                acks: self.acks,
+            },
+        )
+    }
+}
+
+/// Events gathered for one stream, not yet cut into a request.
+#[derive(Debug, Default)]
+pub struct Pending {
+    request: Request,
+    bytes: usize,
+    min_ts: i64,
+    max_ts: i64,
+    started: Option<Instant>,
+}
+
+impl Pending {
+    /// Whether one more event of `size` bytes at `ts` fits in the current request.
+    pub fn fits(&self, ts: i64, size: usize, limits: Limits) -> bool {
+        let r = &self.request;
+        if r.events.is_empty() {
+            return true;
+        }
+        r.events.len() < limits.max_events
+            && self.bytes + size + EVENT_OVERHEAD_BYTES <= limits.max_bytes
+            && ts.max(self.max_ts) - ts.min(self.min_ts) <= MAX_SPAN_MS
+    }
+
+    pub fn push(&mut self, ts: i64, message: String) {
+        if self.request.events.is_empty() {
+            self.min_ts = ts;
+            self.max_ts = ts;
+            self.started = Some(Instant::now());
+        }
+        self.min_ts = self.min_ts.min(ts);
+        self.max_ts = self.max_ts.max(ts);
+        self.bytes += message.len() + EVENT_OVERHEAD_BYTES;
+        self.request.events.push((ts, message));
+    }
+
+    /// Attaches a batch's acknowledgement after all of the batch's events for this stream.
+    pub fn push_ack(&mut self, ack: Ack) {
+        self.request.acks.push(ack);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.request.events.is_empty() && self.request.acks.is_empty()
+    }
+
+    /// When the first event of the current request arrived.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    pub fn take(&mut self) -> Request {
+        self.bytes = 0;
+        self.started = None;
+        std::mem::take(&mut self.request)
+    }
+}
+
+/// Cuts `message` to at most `max` bytes on a character boundary; true when it was cut.
+pub fn truncate_event(message: &mut String, max: usize) -> bool {
+    if message.len() <= max {
+        return false;
+    }
+    let mut cut = max;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: MAX_REQUEST_BYTES,
+        max_events: MAX_REQUEST_EVENTS,
+    };
+
+    #[test]
+    fn cuts_at_the_byte_count_and_span_limits() {
+        let mut p = Pending::default();
+        let big = "x".repeat(100_000);
+        let mut n = 0;
+        while p.fits(0, big.len(), LIMITS) {
+            p.push(0, big.clone());
+            n += 1;
+        }
+        // 10 × (100,000 + 26) fits in 1,048,576; an 11th would not.
+        assert_eq!(n, 10);
+        let mut q = Pending::default();
+        q.push(0, "a".into());
+        assert!(q.fits(MAX_SPAN_MS, 1, LIMITS));
+        assert!(!q.fits(MAX_SPAN_MS + 1, 1, LIMITS));
+    }
+
+    #[test]
+    fn clamps_or_drops_out_of_range_and_sorts_stably() {
+        let now = 2_000_000_000_000;
+        let stats = Stats::new("test_request");
+        let mut r = Request {
+            events: vec![
+                (now, "b".into()),
+                (now - 20 * 24 * 3600 * 1000, "old".into()),
+                (now, "c".into()),
+                (now + 3 * 3600 * 1000, "future".into()),
+                (now - 1, "a".into()),
+            ],
+            acks: Vec::new(),
+        };
+        let mut d = Request {
+            events: r.events.clone(),
+            acks: Vec::new(),
+        };
+        assert_eq!(r.prepare(now, OutOfRange::Clamp, &stats), 0);
+        let order: Vec<_> = r.events.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(order, ["old", "a", "b", "c", "future"]);
+        assert!(
+            r.events
+                .iter()
+                .all(|(ts, _)| now - ts < MAX_AGE_MS && ts - now < MAX_AHEAD_MS)
+        );
+        assert_eq!(d.prepare(now, OutOfRange::Drop, &stats), 2);
+        assert_eq!(d.events.len(), 3);
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        let mut s = "ééé".to_owned();
+        assert!(truncate_event(&mut s, 3));
+        assert_eq!(s, "é");
+    }
+}

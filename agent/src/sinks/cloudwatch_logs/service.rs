@@ -1,0 +1,300 @@
+//! Talking to CloudWatch Logs: one worker per stream sends its requests in order, creates the
+//! group and stream when missing, and retries throttling, 5xx, timeouts and network errors with
+//! full-jitter exponential backoff until the request is accepted. Workers of different streams
+//! run side by side, so one throttled stream never blocks the others.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::config::retry::RetryConfig;
+use aws_sdk_cloudwatchlogs::config::timeout::TimeoutConfig;
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::config::{CloudWatchLogsConfig, OutOfRange};
+use super::request::Request;
+use crate::event::now_ms;
+use crate::telemetry::{Outcome, Stats};
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamId {
+    pub group: String,
+    pub stream: String,
+}
+
+pub struct Service {
+    name: String,
+    client: Client,
+    create_missing: bool,
+    retention_days: i32,
+    out_of_range: OutOfRange,
+    max_backoff: Duration,
+    /// Requests in flight across all streams.
+    in_flight: Semaphore,
+    /// Groups known to exist (created or seen), to create each at most once.
+    groups: Mutex<HashSet<String>>,
+    stats: Stats,
+}
+
+/// What an API error means for the request.
+enum Verdict {
+    /// The group or stream does not exist.
+    Missing,
+    /// The service refuses the request's content; retrying it as is would never succeed.
+    Invalid(String),
+    /// Already stored (a retry of an accepted request).
+    AlreadyAccepted,
+    /// Throttling, 5xx, timeouts, network, credentials: try again later.
+    Retry(String),
+}
+
+fn verdict<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+) -> Verdict {
+    let describe = || match e {
+        SdkError::ServiceError(s) => format!(
+            "{}: {}",
+            s.err().code().unwrap_or("unknown"),
+            s.err().message().unwrap_or("")
+        ),
+        other => format!("{other:?}"),
+    };
+    match e.code() {
+        Some("ResourceNotFoundException") => Verdict::Missing,
+        Some("DataAlreadyAcceptedException") => Verdict::AlreadyAccepted,
+        Some("InvalidParameterException") => Verdict::Invalid(describe()),
+        _ => Verdict::Retry(describe()),
+    }
+}
+
+impl Service {
+    pub async fn new(name: &str, config: &CloudWatchLogsConfig, stats: Stats) -> Self {
+        let sdk = vigil_common::aws::load().await;
+        // Retries are ours: they must never give up on accepted data, and must back off per
+        // stream; the SDK's own retries would only multiply the attempts.
+        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_millis(config.request_timeout_ms))
+                    .build(),
+            )
+            .build();
+        Self {
+            name: name.to_owned(),
+            client: Client::from_conf(conf),
+            create_missing: config.create_missing,
+            retention_days: config.retention_days,
+            out_of_range: config.out_of_range,
+            max_backoff: Duration::from_millis(config.max_backoff_ms),
+            in_flight: Semaphore::new(config.concurrency),
+            groups: Mutex::new(HashSet::new()),
+            stats,
+        }
+    }
+
+    /// Sends the requests of one stream, in order, until the dispatcher closes the queue.
+    pub async fn worker(self: std::sync::Arc<Self>, id: StreamId, mut rx: mpsc::Receiver<Request>) {
+        while let Some(req) = rx.recv().await {
+            self.deliver(&id, req).await;
+        }
+    }
+
+    /// Delivers one request, however long it takes; only events the service refuses outright
+    /// (counted and logged) are left out.
+    async fn deliver(&self, id: &StreamId, req: Request) {
+        let mut queue = VecDeque::from([req]);
+        let mut attempt: u32 = 0;
+        while let Some(mut req) = queue.pop_front() {
+            req.prepare(now_ms(), self.out_of_range, &self.stats);
+            let events: Vec<InputLogEvent> = req
+                .events
+                .iter()
+                .filter_map(|(ts, m)| {
+                    InputLogEvent::builder()
+                        .timestamp(*ts)
+                        .message(m.clone())
+                        .build()
+                        .ok()
+                })
+                .collect();
+            loop {
+                if events.is_empty() {
+                    break;
+                }
+                let result = {
+                    let _permit = self.in_flight.acquire().await;
+                    self.client
+                        .put_log_events()
+                        .log_group_name(&id.group)
+                        .log_stream_name(&id.stream)
+                        .set_log_events(Some(events.clone()))
+                        .send()
+                        .await
+                };
+                let e = match result {
+                    Ok(out) => {
+                        attempt = 0;
+                        self.count_rejected(id, out.rejected_log_events_info(), events.len());
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                match verdict(&e) {
+                    Verdict::AlreadyAccepted => {
+                        self.stats.count(Outcome::Sent, events.len() as u64);
+                        break;
+                    }
+                    Verdict::Missing if self.create_missing => {
+                        if let Err(err) = self.create(id).await {
+                            attempt += 1;
+                            self.retry_later(id, attempt, &err, events.len()).await;
+                        }
+                    }
+                    Verdict::Missing => {
+                        attempt += 1;
+                        let why = "log group or stream does not exist and create_missing = false";
+                        self.retry_later(id, attempt, why, events.len()).await;
+                    }
+                    Verdict::Invalid(why) if req.events.len() > 1 => {
+                        // Find the event at fault by halving; the rest still goes out.
+                        tracing::debug!(sink = %self.name, group = %id.group, %why, "request refused; splitting it");
+                        let (a, b) = std::mem::take(&mut req).split();
+                        queue.push_front(b);
+                        queue.push_front(a);
+                        break;
+                    }
+                    Verdict::Invalid(why) => {
+                        self.stats.count(Outcome::Rejected, 1);
+                        self.stats.error("event_refused");
+                        tracing::error!(sink = %self.name, group = %id.group, stream = %id.stream, %why,
+                            "CloudWatch Logs refused an event; it is counted as rejected and not retried");
+                        break;
+                    }
+                    Verdict::Retry(why) => {
+                        attempt += 1;
+                        self.retry_later(id, attempt, &why, events.len()).await;
+                    }
+                }
+            }
+            for ack in req.acks.drain(..) {
+                ack.delivered();
+            }
+        }
+    }
+
+    fn count_rejected(
+        &self,
+        id: &StreamId,
+        info: Option<&aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo>,
+        sent: usize,
+    ) {
+        let mut rejected = 0usize;
+        if let Some(info) = info {
+            // Indexes into the request: events before `too_old_end`/`expired_end` and from
+            // `too_new_start` on were refused.
+            let old = info.too_old_log_event_end_index().unwrap_or(0).max(0) as usize;
+            let expired = info.expired_log_event_end_index().unwrap_or(0).max(0) as usize;
+            let new = info
+                .too_new_log_event_start_index()
+                .map(|i| sent.saturating_sub(i.max(0) as usize))
+                .unwrap_or(0);
+            rejected = (old.max(expired) + new).min(sent);
+            if rejected > 0 {
+                self.stats.error("events_rejected");
+                tracing::warn!(sink = %self.name, group = %id.group, stream = %id.stream,
+                    too_old = old, expired, too_new = new,
+                    "CloudWatch Logs rejected events for their timestamps");
+            }
+        }
+        self.stats.count(Outcome::Rejected, rejected as u64);
+        self.stats.count(Outcome::Sent, (sent - rejected) as u64);
+    }
+
+    async fn retry_later(&self, id: &StreamId, attempt: u32, why: &str, events: usize) {
+        self.stats.count(Outcome::Retried, events as u64);
+        self.stats.error("request_failed");
+        let delay = backoff(attempt, self.max_backoff);
+        // The first failure and then every tenth: a long outage should not flood the log.
+        if attempt == 1 || attempt.is_multiple_of(10) {
+            tracing::warn!(sink = %self.name, group = %id.group, stream = %id.stream, attempt,
+                retry_in_ms = delay.as_millis() as u64, error = %why, "PutLogEvents failed; will retry");
+        }
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Creates the group (with its retention) and the stream; "already exists" is fine.
+    async fn create(&self, id: &StreamId) -> Result<(), String> {
+        let known = self
+            .groups
+            .lock()
+            .expect("not poisoned")
+            .contains(&id.group);
+        if !known {
+            match self
+                .client
+                .create_log_group()
+                .log_group_name(&id.group)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(sink = %self.name, group = %id.group, retention_days = self.retention_days, "created log group");
+                    self.client
+                        .put_retention_policy()
+                        .log_group_name(&id.group)
+                        .retention_in_days(self.retention_days)
+                        .send()
+                        .await
+                        .map_err(|e| format!("set retention: {}", describe(&e)))?;
+                }
+                Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {}
+                Err(e) => return Err(format!("create log group: {}", describe(&e))),
+            }
+            self.groups
+                .lock()
+                .expect("not poisoned")
+                .insert(id.group.clone());
+        }
+        match self
+            .client
+            .create_log_stream()
+            .log_group_name(&id.group)
+            .log_stream_name(&id.stream)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceAlreadyExistsException") => Ok(()),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                // The group vanished since we saw it: create it next time.
+                self.groups.lock().expect("not poisoned").remove(&id.group);
+                Err(format!("create log stream: {}", describe(&e)))
+            }
+            Err(e) => Err(format!("create log stream: {}", describe(&e))),
+        }
+    }
+}
+
+fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+) -> String {
+    match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
+        None => format!("{e:?}"),
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in [0, min(cap, 100 ms × 2^attempt)].
+fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(cap);
+    ceiling
+        .mul_f64(fastrand::f64())
+        .max(Duration::from_millis(10))
+}

@@ -1,0 +1,114 @@
+//! Log group and stream names from event attributes: `/shop/{env}/{module}`, `{instance_id|host}`
+//! (the first attribute present wins). Rendered values are made safe for CloudWatch names.
+
+/// A parsed name template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    /// Alternatives: the first attribute present is used.
+    Field(Vec<String>),
+}
+
+impl Template {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_owned()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in `{s}`"))?
+                + open;
+            let names: Vec<String> = rest[open + 1..close]
+                .split('|')
+                .map(|n| n.trim().to_owned())
+                .collect();
+            if names.iter().any(|n| n.is_empty() || n.contains('{')) {
+                return Err(format!("empty or nested field name in `{s}`"));
+            }
+            parts.push(Part::Field(names));
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("unmatched `}}` in `{s}`"));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        if parts.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        Ok(Self { parts })
+    }
+
+    /// Renders with `lookup`; a field with no value present becomes `unknown` and is reported
+    /// through `missing`.
+    pub fn render(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+        valid: fn(char) -> bool,
+        missing: &mut bool,
+    ) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Field(names) => match names.iter().find_map(|n| lookup(n)) {
+                    Some(v) => out.extend(v.chars().map(|c| if valid(c) { c } else { '_' })),
+                    None => {
+                        *missing = true;
+                        out.push_str("unknown");
+                    }
+                },
+            }
+        }
+        out.truncate(512);
+        out
+    }
+}
+
+/// Characters CloudWatch allows in a log group name.
+pub fn group_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')
+}
+
+/// Characters CloudWatch allows in a log stream name (anything but `:` and `*`).
+pub fn stream_char(c: char) -> bool {
+    c != ':' && c != '*' && !c.is_control()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_fields_alternatives_and_missing() {
+        let t = Template::parse("/shop/{env}/{module}").unwrap();
+        let look = |k: &str| match k {
+            "env" => Some("prod".to_owned()),
+            "module" => Some("check out:1".to_owned()),
+            _ => None,
+        };
+        let mut missing = false;
+        assert_eq!(
+            t.render(look, group_char, &mut missing),
+            "/shop/prod/check_out_1"
+        );
+        assert!(!missing);
+        let s = Template::parse("{instance_id|host}").unwrap();
+        let look = |k: &str| (k == "host").then(|| "web-1".to_owned());
+        assert_eq!(s.render(look, stream_char, &mut missing), "web-1");
+        let mut missing = false;
+        assert_eq!(s.render(|_| None, stream_char, &mut missing), "unknown");
+        assert!(missing);
+        assert!(Template::parse("/a/{b").is_err());
+        assert!(Template::parse("/a/{}").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! Sinks: where events leave the agent. Each sink owns its input queue and acknowledges every
+//! batch once it is delivered, so sources can advance their checkpoints.
+
+pub mod cloudwatch_logs;
+pub mod console;
+pub mod encoding;
+
+use tokio::sync::mpsc;
+
+use crate::config::{Errors, KeyPath};
+use crate::event::EventBatch;
+use crate::telemetry::Stats;
+
+/// A sink as declared under `[sinks.NAME]`.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Console(console::ConsoleConfig),
+    CloudWatchLogs(cloudwatch_logs::CloudWatchLogsConfig),
+}
+
+impl SinkConfig {
+    pub const TYPES: &[&str] = &["console", "cloudwatch_logs"];
+
+    pub(crate) fn parse(
+        kind: &str,
+        table: toml::Table,
+        path: &KeyPath,
+        errs: &mut Errors<'_>,
+    ) -> Option<Self> {
+        match kind {
+            "console" => {
+                let c: console::ConsoleConfig = errs.deserialize(path, table.into())?;
+                Some(Self::Console(c))
+            }
+            "cloudwatch_logs" => {
+                let c: cloudwatch_logs::CloudWatchLogsConfig =
+                    errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::CloudWatchLogs(c))
+            }
+            other => {
+                errs.unknown_type(path, other, Self::TYPES);
+                None
+            }
+        }
+    }
+
+    /// Builds the sink (clients, files) before any data flows.
+    pub async fn build(self, name: &str, stats: Stats) -> anyhow::Result<Sink> {
+        Ok(match self {
+            Self::Console(c) => Sink::Console(console::ConsoleSink::new(c, stats)?),
+            Self::CloudWatchLogs(c) => {
+                Sink::CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink::new(name, c, stats).await)
+            }
+        })
+    }
+}
+
+/// A built sink.
+pub enum Sink {
+    Console(console::ConsoleSink),
+    CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink),
+}
+
+impl Sink {
+    /// Runs until the input queue closes and everything taken from it is delivered (or the
+    /// process stops first; undelivered batches are then never acknowledged).
+    pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
+        match self {
+            Self::Console(s) => s.run(rx).await,
+            Self::CloudWatchLogs(s) => s.run(rx).await,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The agent's own metrics. Every component counts what happens to its events under one family
+//! with a fixed set of outcomes, so dashboards and `vigil-agent top` need no per-component code.
+//! Names and labels are a stable interface, documented in `docs/agent-metrics.md`.
+
+use std::sync::LazyLock;
+
+use prometheus::{IntCounterVec, Opts, Registry};
+
+/// Registry holding every agent metric (served by the metrics endpoint, printed at shutdown).
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "vigil_component_events_total",
+            "Events handled by a component, by outcome.",
+        ),
+        &["component", "outcome"],
+    )
+    .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+});
+
+static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "vigil_component_errors_total",
+            "Errors met by a component, by kind. The component keeps running.",
+        ),
+        &["component", "error"],
+    )
+    .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+});
+
+/// What happened to events; the `outcome` label of `vigil_component_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Entered the component.
+    Received,
+    /// Left it (sources, processors) or were delivered (sinks).
+    Sent,
+    /// Lines cut at `max_line_bytes`.
+    Truncated,
+    /// Lines with invalid UTF-8, kept with replacement characters.
+    InvalidUtf8,
+    /// Card numbers replaced before leaving the host.
+    RedactedCard,
+    /// Matches of a configured secret pattern replaced.
+    RedactedSecret,
+    /// Lines that were not valid JSON for a JSON parser (kept as text).
+    ParseFailed,
+    /// Events whose timestamp was moved into the range the backend accepts.
+    TimestampClamped,
+    /// Events left out because their timestamp was out of range and the policy says drop.
+    DroppedOutOfRange,
+    /// Events the backend refused (counted from its response).
+    Rejected,
+    /// Events in a request that was retried.
+    Retried,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Received => "received",
+            Outcome::Sent => "sent",
+            Outcome::Truncated => "truncated",
+            Outcome::InvalidUtf8 => "invalid_utf8",
+            Outcome::RedactedCard => "redacted_card",
+            Outcome::RedactedSecret => "redacted_secret",
+            Outcome::ParseFailed => "parse_failed",
+            Outcome::TimestampClamped => "timestamp_clamped",
+            Outcome::DroppedOutOfRange => "dropped_out_of_range",
+            Outcome::Rejected => "rejected",
+            Outcome::Retried => "retried",
+        }
+    }
+}
+
+/// Counters of one component.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    component: String,
+}
+
+impl Stats {
+    pub fn new(component: &str) -> Self {
+        Self {
+            component: component.to_owned(),
+        }
+    }
+
+    pub fn count(&self, outcome: Outcome, n: u64) {
+        if n > 0 {
+            EVENTS
+                .with_label_values(&[self.component.as_str(), outcome.label()])
+                .inc_by(n);
+        }
+    }
+
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        EVENTS
+            .with_label_values(&[self.component.as_str(), outcome.label()])
+            .get()
+    }
+
+    /// Counts an error of `kind` (a short snake_case name, e.g. `unreadable_file`).
+    pub fn error(&self, kind: &str) {
+        ERRORS
+            .with_label_values(&[self.component.as_str(), kind])
+            .inc();
+    }
+}
+
+/// Every metric in the Prometheus text format.
+pub fn render() -> String {
+    let mut out = String::new();
+    // Touch the families so they are listed even before the first event.
+    LazyLock::force(&EVENTS);
+    LazyLock::force(&ERRORS);
+    prometheus::TextEncoder::new()
+        .encode_utf8(&REGISTRY.gather(), &mut out)
+        .expect("text encoding of gathered metrics cannot fail");
+    out
+}

@@ -1,0 +1,4 @@
+//! What `vigil-agent` and `vigil-watchdog` share: how they log and how they reach AWS.
+
+pub mod aws;
+pub mod logging;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs everything Vigil's tests and demo need on a fresh Debian machine where only the
+# package registries (Debian, PyPI, crates.io) are reachable. Idempotent and quick when done:
+# every step checks first and only installs what is missing.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/env.sh
+source "$here/env.sh"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+# prometheus-node-exporter and promtool (package prometheus) are Prometheus stand-ins;
+# logrotate rotates real files under the running agent in the end-to-end tests.
+debs=(prometheus-node-exporter prometheus logrotate)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  # No init system runs services here: keep package scripts from trying to start daemons.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
+  fi
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python virtualenv (outside the clone) ---------------------------------------------------
+req="$here/requirements.txt"
+stamp="$VIGIL_VENV/.requirements.sha256"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [ ! -x "$VIGIL_VENV/bin/python" ]; then
+  log "creating virtualenv at $VIGIL_VENV"
+  python3 -m venv "$VIGIL_VENV"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing Python tools from $req"
+  "$VIGIL_VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$want" >"$stamp"
+fi
+
+# --- Rust toolchain components and test runner ------------------------------------------------
+# rust-toolchain.toml pins the compiler; rustfmt and clippy come with it.
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest >/dev/null
+fi
+
+log "ready (venv: $VIGIL_VENV)"

@@ -1,0 +1,102 @@
+//! moto's server as every AWS API (CloudWatch, Logs, X-Ray, SNS, SES, SSM, DynamoDB, ...).
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{ChildGuard, free_port, venv_bin, wait_until};
+
+/// One moto server on its own port, for one test.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    guard: ChildGuard,
+}
+
+impl Moto {
+    /// Starts moto and waits until it answers.
+    pub fn start() -> Moto {
+        // A port can be taken between probing and binding by a parallel test: retry.
+        for attempt in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(venv_bin("moto_server"));
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            let mut guard = ChildGuard::spawn("moto", cmd).expect("spawn moto_server");
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let ready = wait_until(Duration::from_secs(30), || {
+                if !guard.is_running() {
+                    return true;
+                }
+                http_get(&format!("{endpoint}/moto-api/data.json")).is_ok()
+            });
+            if ready && guard.is_running() {
+                return Moto { endpoint, guard };
+            }
+            eprintln!(
+                "moto did not start on port {port} (attempt {attempt}):\n{}",
+                guard.log()
+            );
+            guard.kill();
+        }
+        panic!("moto_server did not start after 5 attempts");
+    }
+
+    /// Environment for a process under test: the SDK's standard variables only.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// SDK configuration for the test's own clients (reading back what a program sent).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "test", "test", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+
+    /// Clears all of moto's state.
+    pub fn reset(&self) {
+        agent()
+            .post(&format!("{}/moto-api/reset", self.endpoint))
+            .send_empty()
+            .expect("reset moto");
+    }
+
+    /// Everything moto recorded (sent SNS notifications, SES messages, ...), as JSON.
+    pub fn data(&self) -> String {
+        http_get(&format!("{}/moto-api/data.json", self.endpoint)).expect("read moto data")
+    }
+
+    /// Stops the server (to simulate an outage).
+    pub fn stop(&mut self) {
+        self.guard.kill();
+    }
+
+    pub fn log(&self) -> String {
+        self.guard.log()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+/// GET `url` and return the body of a 2xx answer.
+pub fn http_get(url: &str) -> Result<String, ureq::Error> {
+    agent().get(url).call()?.body_mut().read_to_string()
+}

@@ -1,0 +1,48 @@
+//! DynamoDB tables are `ACTIVE` (not missing, creating, or inaccessible because of its key).
+
+use super::{Check, Outcome, Want};
+use crate::aws::{Aws, error_text};
+use crate::metrics::MetricData;
+use crate::spec::{DynamoDbTableCheck, Severity};
+
+pub struct Table<'a>(pub &'a DynamoDbTableCheck);
+
+impl Check for Table<'_> {
+    fn kind(&self) -> &'static str {
+        "dynamodb_table"
+    }
+    fn target(&self) -> String {
+        self.0.table.clone()
+    }
+    fn severity(&self) -> Severity {
+        self.0.severity
+    }
+
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+        let name = &self.0.table;
+        let out = match aws.dynamodb.describe_table().table_name(name).send().await {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Ok(Outcome::new(
+                    false,
+                    format!("DynamoDB table {name} does not exist"),
+                ));
+            }
+            Err(e) => return Err(error_text(&e)),
+        };
+        let status = out
+            .table()
+            .and_then(|t| t.table_status())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(Outcome::new(
+            status == "ACTIVE",
+            format!("DynamoDB table {name}: {status}"),
+        )
+        .detail(format!("TableStatus {status} (want ACTIVE)"))
+        .value("status", status))
+    }
+}

@@ -1,0 +1,154 @@
+//! Desired-state checks: one module per kind, all behind the `Check` trait. The evaluator
+//! first asks each check which metric series it reads (so all CloudWatch reads go into one
+//! batch), then runs it with the batch's answers.
+
+mod alarms;
+pub use alarms::covers as alarms_cover;
+mod asg;
+mod dynamodb_table;
+mod heartbeat;
+mod http;
+mod rds;
+mod sqs_dlq;
+mod target_group;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::aws::Aws;
+use crate::metrics::{MetricData, Stat};
+use crate::spec::{CheckSpec, MetricRef, Severity, Span};
+
+/// One metric series a check reads.
+#[derive(Clone, Debug)]
+pub struct Want {
+    pub metric: MetricRef,
+    pub stat: Stat,
+    pub window: Span,
+}
+
+/// The verdict of one check that could run.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub healthy: bool,
+    pub summary: String,
+    /// One line per fact the verdict rests on.
+    pub details: Vec<String>,
+    pub values: BTreeMap<String, Value>,
+}
+
+impl Outcome {
+    pub fn new(healthy: bool, summary: impl Into<String>) -> Self {
+        Outcome {
+            healthy,
+            summary: summary.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn detail(mut self, line: impl Into<String>) -> Self {
+        self.details.push(line.into());
+        self
+    }
+
+    pub fn value(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.values.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A desired-state check. `Err` means "could not tell" (denied, throttled, missing resource
+/// for a lookup, timeout), which the evaluator reports as an `unknown` finding.
+pub(crate) trait Check {
+    /// The spec key (`asg`, `http`, ...) and what is checked (group name, URL, ...).
+    fn kind(&self) -> &'static str;
+    fn target(&self) -> String;
+    fn severity(&self) -> Severity;
+
+    /// Metric series to read in the shared batch. Most checks read none.
+    async fn wants(&self, _aws: &Aws) -> Result<Vec<Want>, String> {
+        Ok(Vec::new())
+    }
+
+    /// Runs the check; `wants` are the series this check asked for, answered in `data`.
+    async fn run(&self, aws: &Aws, wants: &[Want], data: &MetricData) -> Result<Outcome, String>;
+}
+
+/// Every check kind, so evaluation can dispatch with a plain `match`.
+pub enum AnyCheck<'a> {
+    Asg(asg::Asg<'a>),
+    TargetGroup(target_group::TargetGroup<'a>),
+    RdsInstance(rds::Instance<'a>),
+    RdsCluster(rds::Cluster<'a>),
+    DynamodbTable(dynamodb_table::Table<'a>),
+    Alarms(alarms::Alarms<'a>),
+    SqsDlq(sqs_dlq::Dlq<'a>),
+    Http(http::Http<'a>),
+    Heartbeat(heartbeat::Heartbeat<'a>),
+}
+
+impl<'a> AnyCheck<'a> {
+    pub fn new(spec: &'a CheckSpec) -> Self {
+        match spec {
+            CheckSpec::Asg(c) => AnyCheck::Asg(asg::Asg(c)),
+            CheckSpec::TargetGroup(c) => AnyCheck::TargetGroup(target_group::TargetGroup(c)),
+            CheckSpec::RdsInstance(c) => AnyCheck::RdsInstance(rds::Instance(c)),
+            CheckSpec::RdsCluster(c) => AnyCheck::RdsCluster(rds::Cluster(c)),
+            CheckSpec::DynamodbTable(c) => AnyCheck::DynamodbTable(dynamodb_table::Table(c)),
+            CheckSpec::Alarms(c) => AnyCheck::Alarms(alarms::Alarms(c)),
+            CheckSpec::SqsDlq(c) => AnyCheck::SqsDlq(sqs_dlq::Dlq(c)),
+            CheckSpec::Http(c) => AnyCheck::Http(http::Http(c)),
+            CheckSpec::Heartbeat(c) => AnyCheck::Heartbeat(heartbeat::Heartbeat(c)),
+        }
+    }
+}
+
+/// Calls `$body` with `$c` bound to the concrete check inside an `AnyCheck`.
+macro_rules! with_check {
+    ($any:expr, $c:ident => $body:expr) => {
+        match $any {
+            AnyCheck::Asg($c) => $body,
+            AnyCheck::TargetGroup($c) => $body,
+            AnyCheck::RdsInstance($c) => $body,
+            AnyCheck::RdsCluster($c) => $body,
+            AnyCheck::DynamodbTable($c) => $body,
+            AnyCheck::Alarms($c) => $body,
+            AnyCheck::SqsDlq($c) => $body,
+            AnyCheck::Http($c) => $body,
+            AnyCheck::Heartbeat($c) => $body,
+        }
+    };
+}
+
+impl AnyCheck<'_> {
+    pub fn kind(&self) -> &'static str {
+        with_check!(self, c => c.kind())
+    }
+    pub fn target(&self) -> String {
+        with_check!(self, c => c.target())
+    }
+    pub fn severity(&self) -> Severity {
+        with_check!(self, c => c.severity())
+    }
+    pub async fn wants(&self, aws: &Aws) -> Result<Vec<Want>, String> {
+        with_check!(self, c => c.wants(aws).await)
+    }
+    pub async fn run(
+        &self,
+        aws: &Aws,
+        wants: &[Want],
+        data: &MetricData,
+    ) -> Result<Outcome, String> {
+        with_check!(self, c => c.run(aws, wants, data).await)
+    }
+}
+
+/// `n thing` / `n things`.
+pub(crate) fn plural(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}

@@ -1,0 +1,67 @@
+//! Dead-letter queues stay empty. Read from `AWS/SQS ApproximateNumberOfMessagesVisible`
+//! (Maximum) in the shared metric batch, so it costs no SQS call and no extra permission.
+
+use std::collections::BTreeMap;
+
+use super::{Check, Outcome, Want};
+use crate::aws::Aws;
+use crate::metrics::{MetricData, Stat};
+use crate::spec::{MetricRef, Severity, SqsDlqCheck};
+
+pub struct Dlq<'a>(pub &'a SqsDlqCheck);
+
+impl Check for Dlq<'_> {
+    fn kind(&self) -> &'static str {
+        "sqs_dlq"
+    }
+    fn target(&self) -> String {
+        self.0.queue.clone()
+    }
+    fn severity(&self) -> Severity {
+        self.0.severity
+    }
+
+    async fn wants(&self, _: &Aws) -> Result<Vec<Want>, String> {
+        Ok(vec![Want {
+            metric: MetricRef {
+                namespace: "AWS/SQS".into(),
+                metric: "ApproximateNumberOfMessagesVisible".into(),
+                dimensions: BTreeMap::from([("QueueName".to_string(), self.0.queue.clone())]),
+            },
+            stat: Stat::Maximum,
+            window: self.0.within,
+        }])
+    }
+
+    async fn run(&self, _: &Aws, wants: &[Want], data: &MetricData) -> Result<Outcome, String> {
+        let want = wants.first().ok_or("no metric planned")?;
+        let depth = data.window(&want.metric, want.stat, want.window)?;
+        let queue = &self.0.queue;
+        Ok(match depth.value {
+            // SQS publishes queue metrics for every queue every 5 minutes, even at zero, so
+            // silence means a wrong name or a deleted queue: say so rather than pass.
+            None => Outcome::new(
+                false,
+                format!(
+                    "DLQ {queue}: no depth reported in the last {}",
+                    self.0.within
+                ),
+            )
+            .detail(
+                "no ApproximateNumberOfMessagesVisible datapoints (queue missing or misnamed?)",
+            ),
+            Some(n) => Outcome::new(
+                n <= self.0.max_messages as f64,
+                format!(
+                    "DLQ {queue}: {n} messages (want <= {})",
+                    self.0.max_messages
+                ),
+            )
+            .detail(format!(
+                "max ApproximateNumberOfMessagesVisible over {} = {n}",
+                self.0.within
+            ))
+            .value("messages", n),
+        })
+    }
+}

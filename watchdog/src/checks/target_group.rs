@@ -1,0 +1,160 @@
+//! ALB target group health: healthy targets overall and, when asked, per AZ. Instance targets
+//! carry no AZ in DescribeTargetHealth, so their AZ comes from Auto Scaling's record of the
+//! instance (which avoids the EC2 API).
+
+use std::collections::BTreeMap;
+
+use super::{Check, Outcome, Want};
+use crate::aws::{Aws, error_text};
+use crate::metrics::MetricData;
+use crate::spec::{Severity, TargetGroupCheck};
+
+pub struct TargetGroup<'a>(pub &'a TargetGroupCheck);
+
+impl Check for TargetGroup<'_> {
+    fn kind(&self) -> &'static str {
+        "target_group"
+    }
+    fn target(&self) -> String {
+        self.0.name.clone()
+    }
+    fn severity(&self) -> Severity {
+        self.0.severity
+    }
+
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+        let spec = self.0;
+        let groups = match aws
+            .elbv2
+            .describe_target_groups()
+            .names(&spec.name)
+            .send()
+            .await
+        {
+            Ok(groups) => groups,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_target_group_not_found_exception()) =>
+            {
+                return Ok(Outcome::new(
+                    false,
+                    format!("target group {} does not exist", spec.name),
+                ));
+            }
+            Err(e) => return Err(error_text(&e)),
+        };
+        let Some(arn) = groups
+            .target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+        else {
+            return Ok(Outcome::new(
+                false,
+                format!("target group {} does not exist", spec.name),
+            ));
+        };
+        let health = aws
+            .elbv2
+            .describe_target_health()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| error_text(&e))?;
+
+        let targets = health.target_health_descriptions();
+        let ids: Vec<String> = targets
+            .iter()
+            .filter(|t| t.target().and_then(|t| t.availability_zone()).is_none())
+            .filter_map(|t| t.target().and_then(|t| t.id()).map(str::to_string))
+            .collect();
+        let mut instance_az: BTreeMap<String, String> = BTreeMap::new();
+        if spec.min_healthy_per_az.is_some() && !ids.is_empty() {
+            let found = aws
+                .autoscaling
+                .describe_auto_scaling_instances()
+                .set_instance_ids(Some(ids))
+                .send()
+                .await
+                .map_err(|e| error_text(&e))?;
+            for i in found.auto_scaling_instances() {
+                if let (Some(id), Some(az)) = (i.instance_id(), i.availability_zone()) {
+                    instance_az.insert(id.into(), az.into());
+                }
+            }
+        }
+
+        let mut healthy = 0;
+        let mut per_az: BTreeMap<String, u32> = spec.azs.iter().map(|az| (az.clone(), 0)).collect();
+        let mut details = Vec::new();
+        for t in targets {
+            let id = t.target().and_then(|t| t.id()).unwrap_or("?");
+            let state = t
+                .target_health()
+                .and_then(|h| h.state())
+                .map(|s| s.as_str())
+                .unwrap_or("?");
+            let reason = t
+                .target_health()
+                .and_then(|h| h.description())
+                .unwrap_or("");
+            // Known for IP targets, looked up for instances only when per-AZ counts are asked.
+            let az = t
+                .target()
+                .and_then(|t| t.availability_zone())
+                .map(str::to_string)
+                .or_else(|| instance_az.get(id).cloned());
+            if state == "healthy" {
+                healthy += 1;
+            }
+            if spec.min_healthy_per_az.is_some() {
+                let counts = per_az
+                    .entry(az.clone().unwrap_or_else(|| "unknown AZ".into()))
+                    .or_insert(0);
+                if state == "healthy" {
+                    *counts += 1;
+                }
+            }
+            details.push(format!(
+                "{id}{}: {state}{}",
+                az.map(|az| format!(" in {az}")).unwrap_or_default(),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                }
+            ));
+        }
+
+        let mut problems = Vec::new();
+        if healthy < spec.min_healthy {
+            problems.push(format!(
+                "{healthy} healthy targets, want >= {}",
+                spec.min_healthy
+            ));
+        }
+        if let Some(min) = spec.min_healthy_per_az {
+            for (az, n) in &per_az {
+                if *n < min {
+                    problems.push(format!("{az} has {n} healthy, want >= {min}"));
+                }
+            }
+        }
+        let summary = if problems.is_empty() {
+            format!("{}: {healthy} healthy targets", spec.name)
+        } else {
+            format!("{}: {}", spec.name, problems.join("; "))
+        };
+        let mut outcome = Outcome::new(problems.is_empty(), summary).value("healthy", healthy);
+        if spec.min_healthy_per_az.is_some() {
+            outcome = outcome.value(
+                "healthy_per_az",
+                serde_json::to_value(&per_az).unwrap_or_default(),
+            );
+        }
+        outcome.details = details;
+        if outcome.details.is_empty() {
+            outcome.details.push("no registered targets".into());
+        }
+        Ok(outcome)
+    }
+}

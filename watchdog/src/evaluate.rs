@@ -1,0 +1,166 @@
+//! One evaluation: plan every metric read, fetch them in one batch, judge the SLOs, run the
+//! checks concurrently, and return one finding per SLO and per check.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::aws::Aws;
+use crate::checks::{AnyCheck, Want};
+use crate::finding::{Finding, Status};
+use crate::metrics::{self, MetricsPlan};
+use crate::slo;
+use crate::spec::{Service, Severity, Spec};
+
+/// A check that takes longer than this is reported as unknown; the rest carry on.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What to evaluate.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scope {
+    /// Every SLO and every check (the scheduled run, the CLI).
+    Everything,
+    /// Only these checks, as (service, index into its `checks`) — a state-change event.
+    Checks(Vec<(String, usize)>),
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Evaluation {
+    pub evaluated_at: u64,
+    pub findings: Vec<Finding>,
+    /// GetMetricData calls and queries this evaluation needed.
+    pub metric_calls: usize,
+    pub metric_queries: usize,
+    pub elapsed_ms: u64,
+}
+
+pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
+    let started = Instant::now();
+    let now = metrics::now_secs();
+
+    let selected: Vec<(&str, &Service, AnyCheck<'_>)> = spec
+        .services
+        .iter()
+        .flat_map(|(name, service)| {
+            service
+                .checks
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, check)| {
+                    let wanted = match scope {
+                        Scope::Everything => true,
+                        Scope::Checks(list) => list.iter().any(|(s, j)| s == name && *j == i),
+                    };
+                    wanted.then(|| (name.as_str(), service, AnyCheck::new(check)))
+                })
+        })
+        .collect();
+
+    // 1. What each check reads (discovery calls such as ListMetrics happen here).
+    let wants: Vec<Result<Vec<Want>, String>> =
+        join_all(selected.iter().map(|(_, _, check)| async {
+            match tokio::time::timeout(CHECK_TIMEOUT, check.wants(aws)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "timed out after {}s while planning",
+                    CHECK_TIMEOUT.as_secs()
+                )),
+            }
+        }))
+        .await;
+
+    // 2. One batched read for SLOs and checks together.
+    let mut plan = MetricsPlan::default();
+    let mut slos = Vec::new();
+    if *scope == Scope::Everything {
+        let alb = slo::alb::resolve(spec, aws).await;
+        for (name, service) in &spec.services {
+            for s in &service.slos {
+                let series = slo::series(&s.sli, &alb);
+                if let Ok(series) = &series {
+                    slo::plan(spec, s, series, &mut plan);
+                }
+                slos.push((name, service, s, series));
+            }
+        }
+    }
+    for want in wants.iter().flatten().flatten() {
+        plan.want(&want.metric, want.stat, want.window);
+    }
+    let data = if plan.is_empty() {
+        metrics::MetricData::default()
+    } else {
+        metrics::fetch(&aws.cloudwatch, &plan, now).await
+    };
+
+    // 3. Verdicts.
+    let mut findings = Vec::new();
+    for (name, service, s, series) in &slos {
+        findings.push(slo::evaluate(
+            spec,
+            name,
+            service,
+            s,
+            series.as_ref(),
+            &data,
+        ));
+    }
+    let outcomes = join_all(
+        selected
+            .iter()
+            .zip(&wants)
+            .map(|((_, _, check), wants)| async {
+                let wants = wants.as_ref().map_err(|e| e.clone())?;
+                match tokio::time::timeout(CHECK_TIMEOUT, check.run(aws, wants, &data)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("timed out after {}s", CHECK_TIMEOUT.as_secs())),
+                }
+            }),
+    )
+    .await;
+    for ((service_name, service, check), outcome) in selected.iter().zip(outcomes) {
+        let kind = check.kind();
+        let target = check.target();
+        let mut finding = Finding {
+            fingerprint: Finding::fingerprint_of(kind, service_name, &target),
+            status: Status::Ok,
+            severity: check.severity(),
+            service: service_name.to_string(),
+            module: service.module.clone(),
+            kind: kind.into(),
+            target: target.clone(),
+            labels: service.labels.clone(),
+            summary: String::new(),
+            details: Vec::new(),
+            values: Default::default(),
+        };
+        match outcome {
+            Ok(outcome) => {
+                finding.status = if outcome.healthy {
+                    Status::Ok
+                } else {
+                    Status::Firing
+                };
+                finding.summary = outcome.summary;
+                finding.details = outcome.details;
+                finding.values = outcome.values;
+            }
+            Err(e) => {
+                tracing::warn!(check = kind, %target, error = %e, "check could not run");
+                finding.status = Status::Unknown;
+                finding.severity = Severity::Ticket;
+                finding.fingerprint.push_str("/unknown");
+                finding.summary = format!("{kind} {target}: could not check: {e}");
+            }
+        }
+        findings.push(finding);
+    }
+
+    Evaluation {
+        evaluated_at: now,
+        findings,
+        metric_calls: data.calls,
+        metric_queries: data.queries,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}

@@ -1,0 +1,371 @@
+//! The alert spec: services, their SLOs and their desired-state checks, read from the YAML
+//! files of one directory (`alerts/`). `load` parses and validates; every error names the file,
+//! the key path and, where the parser knows it, the line and column.
+
+mod duration;
+mod load;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, de};
+
+pub use duration::Span;
+pub use load::{Spec, load};
+
+/// How loud a finding is: a page wakes someone, a ticket waits for working hours.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Ticket,
+    Page,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Ticket => "ticket",
+            Severity::Page => "page",
+        })
+    }
+}
+
+/// One YAML file: optional watchdog-wide settings and any number of services.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    #[serde(default)]
+    pub settings: Option<Settings>,
+    // Enums are written as one-key maps (`asg: {...}`), not YAML tags (`!asg {...}`).
+    #[serde(
+        default,
+        deserialize_with = "yaml_serde::with::singleton_map_recursive::deserialize"
+    )]
+    pub services: BTreeMap<String, Service>,
+}
+
+/// Settings that apply to every service (at most one file may declare them).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where alert state lives; without it the watchdog decides from this run alone.
+    #[serde(default)]
+    pub state: Option<StateSettings>,
+    /// Default multiwindow, multi-burn-rate alerts for every SLO.
+    #[serde(default = "default_burn_rate_alerts")]
+    pub burn_rate_alerts: Vec<BurnRateAlert>,
+    /// Fewest events in the long window before a burn rate may alert (the low-traffic guard).
+    #[serde(default = "default_min_events")]
+    pub min_events: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            state: None,
+            burn_rate_alerts: default_burn_rate_alerts(),
+            min_events: default_min_events(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// DynamoDB table with a string partition key `fingerprint` and TTL on `expires_at`.
+    pub table: String,
+    /// How long a resolved incident's record is kept before DynamoDB's TTL removes it.
+    #[serde(default = "default_ttl")]
+    pub keep_resolved_for: Span,
+}
+
+fn default_ttl() -> Span {
+    Span::from_secs(30 * 86_400)
+}
+
+fn default_min_events() -> u64 {
+    50
+}
+
+/// The SRE workbook's recommendation for a 30-day, 99.9% SLO: page on 2% of the budget in an
+/// hour or 5% in six hours, ticket on 10% in three days.
+pub fn default_burn_rate_alerts() -> Vec<BurnRateAlert> {
+    let alert = |severity, long, short, factor| BurnRateAlert {
+        severity,
+        long: Span::from_secs(long),
+        short: Span::from_secs(short),
+        factor,
+    };
+    vec![
+        alert(Severity::Page, 3600, 300, 14.4),
+        alert(Severity::Page, 6 * 3600, 1800, 6.0),
+        alert(Severity::Ticket, 3 * 86_400, 6 * 3600, 1.0),
+    ]
+}
+
+/// Alert when both windows burn the error budget at least `factor` times faster than allowed.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnRateAlert {
+    pub severity: Severity,
+    pub long: Span,
+    pub short: Span,
+    #[serde(deserialize_with = "positive")]
+    pub factor: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The platform module (ALB target group / Auto Scaling group family) serving it.
+    #[serde(default)]
+    pub module: Option<String>,
+    /// Copied onto every finding (team, tier, runbook, ...).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub slos: Vec<Slo>,
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Percentage of good events promised, e.g. `99.9`.
+    #[serde(deserialize_with = "percentage")]
+    pub objective: f64,
+    /// The window the objective (and the error budget) is measured over.
+    #[serde(default = "default_slo_period")]
+    pub period: Span,
+    pub sli: Sli,
+    /// Replaces `settings.burn_rate_alerts` for this SLO.
+    #[serde(default)]
+    pub burn_rate_alerts: Option<Vec<BurnRateAlert>>,
+    /// Replaces `settings.min_events` for this SLO.
+    #[serde(default)]
+    pub min_events: Option<u64>,
+}
+
+fn default_slo_period() -> Span {
+    Span::from_secs(30 * 86_400)
+}
+
+/// What counts as a good event, always as two counts summed from CloudWatch, so the SLI is
+/// exact over any window and needs no server-side percentile or metric math.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Sli {
+    /// Agent span metrics: good = `requests` - `errors` for one service route.
+    SpanErrors {
+        service: String,
+        route: String,
+    },
+    /// Agent span metrics: good = `requests_under_threshold{threshold_ms}` / `requests`.
+    SpanLatency {
+        service: String,
+        route: String,
+        threshold_ms: u32,
+    },
+    /// ALB metrics: good = `RequestCount` - `HTTPCode_Target_5XX_Count` for one target group.
+    AlbAvailability {
+        load_balancer: String,
+        target_group: String,
+    },
+    /// Any two CloudWatch counters.
+    GoodOverTotal {
+        good: MetricRef,
+        total: MetricRef,
+    },
+    BadOverTotal {
+        bad: MetricRef,
+        total: MetricRef,
+    },
+}
+
+/// One CloudWatch metric (always read as `Sum` by SLIs).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricRef {
+    pub namespace: String,
+    pub metric: String,
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+}
+
+/// A desired-state check. Each variant is handled by one module under `checks/`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckSpec {
+    Asg(AsgCheck),
+    TargetGroup(TargetGroupCheck),
+    RdsInstance(RdsCheck),
+    RdsCluster(RdsCheck),
+    DynamodbTable(DynamoDbTableCheck),
+    Alarms(AlarmsCheck),
+    SqsDlq(SqsDlqCheck),
+    Http(HttpCheck),
+    Heartbeat(HeartbeatCheck),
+}
+
+/// At least `min_healthy` instances both `InService` and `Healthy`, over at least `min_azs` AZs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsgCheck {
+    pub group: String,
+    pub min_healthy: u32,
+    #[serde(default = "one")]
+    pub min_azs: u32,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// At least `min_healthy` healthy targets, and `min_healthy_per_az` in each AZ when given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroupCheck {
+    /// Target group name (not ARN).
+    pub name: String,
+    #[serde(default = "one")]
+    pub min_healthy: u32,
+    #[serde(default)]
+    pub min_healthy_per_az: Option<u32>,
+    /// AZs that must each hold `min_healthy_per_az`; by default the AZs targets are in.
+    #[serde(default)]
+    pub azs: Vec<String>,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// The instance or cluster is `available` (and Multi-AZ when required).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RdsCheck {
+    pub id: String,
+    #[serde(default)]
+    pub multi_az: bool,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoDbTableCheck {
+    pub table: String,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// None of these CloudWatch alarms is in `ALARM`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsCheck {
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// A dead-letter queue holds at most `max_messages` (from `AWS/SQS` metrics, no SQS client).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsDlqCheck {
+    pub queue: String,
+    #[serde(default)]
+    pub max_messages: u64,
+    /// How far back to look for the queue's depth (SQS publishes every 5 minutes).
+    #[serde(default = "fifteen_minutes")]
+    pub within: Span,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// A synthetic request: status, latency budget and optionally a body match.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    pub url: String,
+    #[serde(default = "http_ok")]
+    pub expect_status: u16,
+    #[serde(default = "two_seconds")]
+    pub latency_budget: Span,
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// Every host's agent sent a heartbeat within `within`. Hosts come from `hosts`, from the
+/// InService members of `asgs`, and (with `discover`) from ListMetrics.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatCheck {
+    #[serde(default = "five_minutes")]
+    pub within: Span,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub asgs: Vec<String>,
+    #[serde(default = "yes")]
+    pub discover: bool,
+    #[serde(default = "heartbeat_namespace")]
+    pub namespace: String,
+    #[serde(default = "heartbeat_metric")]
+    pub metric: String,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn http_ok() -> u16 {
+    200
+}
+fn two_seconds() -> Span {
+    Span::from_secs(2)
+}
+fn five_minutes() -> Span {
+    Span::from_secs(300)
+}
+fn fifteen_minutes() -> Span {
+    Span::from_secs(900)
+}
+fn heartbeat_namespace() -> String {
+    "Vigil/Agent".into()
+}
+fn heartbeat_metric() -> String {
+    "heartbeat".into()
+}
+
+fn percentage<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if value > 0.0 && value < 100.0 {
+        Ok(value)
+    } else {
+        Err(de::Error::custom(format!(
+            "objective {value} must be a percentage above 0 and below 100, e.g. 99.9"
+        )))
+    }
+}
+
+fn positive<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(de::Error::custom(format!(
+            "{value} must be a number above 0"
+        )))
+    }
+}

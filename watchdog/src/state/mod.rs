@@ -1,0 +1,519 @@
+//! Alert state in DynamoDB, and the decisions made from it.
+//!
+//! One item per fingerprint: `status` (firing/resolved), `severity`, `first_seen`,
+//! `last_seen`, `last_notified`, `resolved_at`, `message_ids` (left for the notifier to fill,
+//! so it can update or thread its messages), `version`, and `expires_at` for DynamoDB's TTL.
+//!
+//! Every transition (open, escalate, resolve) is a write conditioned on the `version` that was
+//! read, so when two invocations look at the same failing state, exactly one write succeeds
+//! and only that invocation decides to page; the other learns it lost and stays quiet.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use serde::Serialize;
+
+use crate::aws::error_text;
+use crate::finding::{Finding, Status};
+use crate::spec::{Severity, Span};
+
+/// What the notifier should do about a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Wake someone up: a new incident, or one that escalated to page.
+    Page,
+    /// Open a ticket: a new incident at ticket severity.
+    Ticket,
+    /// Tell whoever was notified that it is over.
+    Resolve,
+    /// Still firing and already notified (by this or a concurrent invocation): nothing to send.
+    AlreadyNotified,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Decision {
+    pub fingerprint: String,
+    pub action: Action,
+    pub severity: Severity,
+    pub reason: String,
+    /// When the incident started (unix seconds), once state knows it.
+    pub first_seen: Option<u64>,
+    /// What the notifier stored for this incident (channel -> message id), to update threads.
+    pub message_ids: BTreeMap<String, String>,
+}
+
+/// The DynamoDB table and how long resolved records stay.
+pub struct AlertState {
+    pub client: Client,
+    pub table: String,
+    pub keep_resolved_for: Span,
+}
+
+/// One item as read.
+#[derive(Clone, Debug, Default)]
+struct Record {
+    firing: bool,
+    severity: Severity,
+    version: u64,
+    first_seen: Option<u64>,
+    message_ids: BTreeMap<String, String>,
+}
+
+fn severity_of(text: &str) -> Severity {
+    if text == "page" {
+        Severity::Page
+    } else {
+        Severity::Ticket
+    }
+}
+
+fn number(item: &HashMap<String, AttributeValue>, key: &str) -> Option<u64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+fn string<'a>(item: &'a HashMap<String, AttributeValue>, key: &str) -> Option<&'a str> {
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn record_from(item: &HashMap<String, AttributeValue>) -> Record {
+    Record {
+        firing: string(item, "status") == Some("firing"),
+        severity: severity_of(string(item, "severity").unwrap_or("ticket")),
+        version: number(item, "version").unwrap_or(0),
+        first_seen: number(item, "first_seen"),
+        message_ids: item
+            .get("message_ids")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The transition a finding asks for, given what state says.
+#[derive(Debug, PartialEq)]
+enum Transition {
+    Open,
+    Escalate,
+    Resolve,
+    Touch,
+    Nothing,
+}
+
+fn transition(finding: &Finding, record: Option<&Record>) -> Transition {
+    let firing_now = finding.is_firing();
+    match (firing_now, record.filter(|r| r.firing)) {
+        (true, None) => Transition::Open,
+        (true, Some(r)) if finding.severity > r.severity => Transition::Escalate,
+        (true, Some(_)) => Transition::Touch,
+        (false, Some(_)) if finding.status == Status::Ok => Transition::Resolve,
+        _ => Transition::Nothing,
+    }
+}
+
+fn notify_action(severity: Severity) -> Action {
+    match severity {
+        Severity::Page => Action::Page,
+        Severity::Ticket => Action::Ticket,
+    }
+}
+
+/// Decides without state: every firing finding notifies. Used without a table, and when the
+/// table cannot be read (better a repeated page than a missed one).
+pub fn decide_stateless(findings: &[Finding], why: &str) -> Vec<Decision> {
+    findings
+        .iter()
+        .filter(|f| f.is_firing())
+        .map(|f| Decision {
+            fingerprint: f.fingerprint.clone(),
+            action: notify_action(f.severity),
+            severity: f.severity,
+            reason: format!("firing; {why}"),
+            first_seen: None,
+            message_ids: BTreeMap::new(),
+        })
+        .collect()
+}
+
+impl AlertState {
+    /// Reads state for every finding and decides; with `dry_run` nothing is written.
+    pub async fn decide(&self, findings: &[Finding], now: u64, dry_run: bool) -> Vec<Decision> {
+        // A check that could not run earlier left an incident under `<fingerprint>/unknown`;
+        // once it runs again, that incident is over.
+        let recovered: Vec<Finding> = findings
+            .iter()
+            .filter(|f| f.status != Status::Unknown)
+            .map(|f| Finding {
+                fingerprint: format!("{}/unknown", f.fingerprint),
+                status: Status::Ok,
+                summary: format!("{} can be checked again", f.target),
+                ..f.clone()
+            })
+            .collect();
+        let findings: Vec<&Finding> = findings.iter().chain(&recovered).collect();
+        let records = match self.read(&findings).await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(table = %self.table, error = %e, "cannot read alert state");
+                return decide_stateless(
+                    findings.into_iter().cloned().collect::<Vec<_>>().as_slice(),
+                    &format!("alert state unreadable ({e})"),
+                );
+            }
+        };
+        let mut decisions = Vec::new();
+        for finding in findings {
+            let record = records.get(&finding.fingerprint);
+            let step = transition(finding, record);
+            let decision = |action, reason: String| Decision {
+                fingerprint: finding.fingerprint.clone(),
+                action,
+                severity: finding.severity,
+                reason,
+                first_seen: record.and_then(|r| r.first_seen),
+                message_ids: record.map(|r| r.message_ids.clone()).unwrap_or_default(),
+            };
+            let (action, reason) = match step {
+                Transition::Nothing => continue,
+                Transition::Touch => {
+                    if !dry_run {
+                        self.touch(finding, now).await;
+                    }
+                    (
+                        Action::AlreadyNotified,
+                        "still firing; already notified".to_string(),
+                    )
+                }
+                Transition::Open | Transition::Escalate | Transition::Resolve if dry_run => {
+                    let action = if step == Transition::Resolve {
+                        Action::Resolve
+                    } else {
+                        notify_action(finding.severity)
+                    };
+                    (
+                        action,
+                        format!("{step:?} (dry run: state not written)").to_lowercase(),
+                    )
+                }
+                Transition::Open | Transition::Escalate | Transition::Resolve => {
+                    match self.write(finding, record, &step, now).await {
+                        Ok(true) => {
+                            let action = if step == Transition::Resolve {
+                                Action::Resolve
+                            } else {
+                                notify_action(finding.severity)
+                            };
+                            (
+                                action,
+                                match step {
+                                    Transition::Open => "new incident".to_string(),
+                                    Transition::Escalate => "escalated to page".to_string(),
+                                    _ => "recovered".to_string(),
+                                },
+                            )
+                        }
+                        // Another invocation made this transition first: it notifies, we don't.
+                        Ok(false) if step == Transition::Resolve => continue,
+                        Ok(false) => (
+                            Action::AlreadyNotified,
+                            "a concurrent invocation decided first".to_string(),
+                        ),
+                        Err(e) => {
+                            tracing::error!(fingerprint = %finding.fingerprint, error = %e, "cannot write alert state");
+                            if step == Transition::Resolve {
+                                continue;
+                            }
+                            (
+                                notify_action(finding.severity),
+                                format!("firing; alert state unwritable ({e})"),
+                            )
+                        }
+                    }
+                }
+            };
+            let mut d = decision(action, reason);
+            if matches!(step, Transition::Open) && !dry_run {
+                d.first_seen = Some(now);
+            }
+            decisions.push(d);
+        }
+        decisions
+    }
+
+    /// Consistent reads of every fingerprint's item, 100 keys per BatchGetItem.
+    async fn read(&self, findings: &[&Finding]) -> Result<HashMap<String, Record>, String> {
+        let mut records = HashMap::new();
+        let mut fingerprints: Vec<&str> = findings.iter().map(|f| f.fingerprint.as_str()).collect();
+        fingerprints.sort();
+        fingerprints.dedup();
+        for chunk in fingerprints.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|f| {
+                    HashMap::from([("fingerprint".to_string(), AttributeValue::S(f.to_string()))])
+                })
+                .collect::<Vec<_>>();
+            let mut request = HashMap::from([(
+                self.table.clone(),
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )]);
+            // DynamoDB may return part of a batch as unprocessed under load: ask again.
+            for _ in 0..5 {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(fp) = string(item, "fingerprint") {
+                        records.insert(fp.to_string(), record_from(item));
+                    }
+                }
+                match out.unprocessed_keys() {
+                    Some(rest) if !rest.is_empty() => request = rest.clone(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn expires_at(&self, now: u64) -> AttributeValue {
+        AttributeValue::N((now + self.keep_resolved_for.as_secs()).to_string())
+    }
+
+    /// A transition, conditioned on the version read. `Ok(false)`: someone else got there first.
+    async fn write(
+        &self,
+        finding: &Finding,
+        record: Option<&Record>,
+        step: &Transition,
+        now: u64,
+    ) -> Result<bool, String> {
+        let read_version = record.map_or(0, |r| r.version);
+        let n = |x: u64| AttributeValue::N(x.to_string());
+        let s = |x: &str| AttributeValue::S(x.to_string());
+        let mut values = HashMap::from([
+            (":now".to_string(), n(now)),
+            (":next".to_string(), n(read_version + 1)),
+            (":expires".to_string(), self.expires_at(now)),
+            (":summary".to_string(), s(&finding.summary)),
+        ]);
+        let update = match step {
+            Transition::Open => {
+                values.insert(":firing".into(), s("firing"));
+                values.insert(":severity".into(), s(&finding.severity.to_string()));
+                values.insert(":service".into(), s(&finding.service));
+                values.insert(":kind".into(), s(&finding.kind));
+                values.insert(":empty".into(), AttributeValue::M(HashMap::new()));
+                "SET #status = :firing, severity = :severity, service = :service, kind = :kind, \
+                 first_seen = :now, last_seen = :now, last_notified = :now, summary = :summary, \
+                 message_ids = :empty, version = :next, expires_at = :expires REMOVE resolved_at"
+            }
+            Transition::Escalate => {
+                values.insert(":severity".into(), s(&finding.severity.to_string()));
+                "SET severity = :severity, last_seen = :now, last_notified = :now, summary = :summary, \
+                 version = :next, expires_at = :expires"
+            }
+            Transition::Resolve => {
+                values.insert(":resolved".into(), s("resolved"));
+                "SET #status = :resolved, resolved_at = :now, summary = :summary, version = :next, expires_at = :expires"
+            }
+            Transition::Touch | Transition::Nothing => return Ok(true),
+        };
+        let condition = if record.is_some() {
+            values.insert(":read".into(), n(read_version));
+            "version = :read"
+        } else {
+            "attribute_not_exists(fingerprint)"
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("fingerprint", s(&finding.fingerprint))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(error_text(&e)),
+        }
+    }
+
+    /// Records that a firing incident is still seen (keeps its TTL ahead). Best effort.
+    async fn touch(&self, finding: &Finding, now: u64) {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                "fingerprint",
+                AttributeValue::S(finding.fingerprint.clone()),
+            )
+            .update_expression("SET last_seen = :now, expires_at = :expires")
+            .condition_expression("#status = :firing")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":expires", self.expires_at(now))
+            .expression_attribute_values(":firing", AttributeValue::S("firing".into()))
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::debug!(fingerprint = %finding.fingerprint, error = %error_text(&e), "last_seen not updated");
+        }
+    }
+}
+
+/// Creates the state table with TTL on `expires_at` (for local runs and tests; in AWS the
+/// infrastructure code owns the table).
+pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("fingerprint")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("fingerprint")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(error_text(&e)),
+    }
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expires_at")
+                .enabled(true)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await
+        .map_err(|e| error_text(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(status: Status, severity: Severity) -> Finding {
+        Finding {
+            fingerprint: "slo:checkout:x".into(),
+            status,
+            severity,
+            service: "checkout".into(),
+            module: None,
+            kind: "slo".into(),
+            target: "x".into(),
+            labels: Default::default(),
+            summary: String::new(),
+            details: vec![],
+            values: Default::default(),
+        }
+    }
+
+    #[test]
+    fn transitions_follow_the_incident() {
+        let firing_ticket = Record {
+            firing: true,
+            severity: Severity::Ticket,
+            ..Default::default()
+        };
+        let resolved = Record {
+            firing: false,
+            ..Default::default()
+        };
+        let page = finding(Status::Firing, Severity::Page);
+        assert_eq!(transition(&page, None), Transition::Open);
+        assert_eq!(transition(&page, Some(&resolved)), Transition::Open);
+        assert_eq!(
+            transition(&page, Some(&firing_ticket)),
+            Transition::Escalate
+        );
+        assert_eq!(
+            transition(
+                &finding(Status::Firing, Severity::Ticket),
+                Some(&firing_ticket)
+            ),
+            Transition::Touch
+        );
+        assert_eq!(
+            transition(&finding(Status::Ok, Severity::Page), Some(&firing_ticket)),
+            Transition::Resolve
+        );
+        assert_eq!(
+            transition(&finding(Status::Ok, Severity::Page), None),
+            Transition::Nothing
+        );
+        // An unknown result neither resolves an incident nor stays silent on its own fingerprint.
+        assert_eq!(
+            transition(&finding(Status::Unknown, Severity::Ticket), None),
+            Transition::Open
+        );
+    }
+
+    #[test]
+    fn stateless_decisions_notify_every_firing_finding() {
+        let d = decide_stateless(
+            &[
+                finding(Status::Firing, Severity::Page),
+                finding(Status::Ok, Severity::Page),
+            ],
+            "no state table",
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].action, Action::Page);
+    }
+}
