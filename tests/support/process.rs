@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const LOG_TAIL_LINES: usize = 60;
+
 /// A port that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -131,11 +133,15 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // The end of the log is what explains a failure; all of it can be megabytes.
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
             eprintln!(
-                "----- log of {} ({}) -----\n{}\n----- end of {} log -----",
+                "----- last {} lines of {} log ({}) -----\n{tail}\n----- end of {} log -----",
+                LOG_TAIL_LINES,
                 self.name,
                 self.log_path.display(),
-                self.log(),
                 self.name
             );
         }

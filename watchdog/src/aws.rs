@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use crate::metrics::aws_error_text;
-
 pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
@@ -33,11 +31,36 @@ impl Aws {
     }
 }
 
-/// One-line text of any SDK error (all service crates share the smithy error types).
+/// The most useful one-line text of any SDK error (all service crates share smithy's error
+/// types): the service's code and message, or the whole source chain of a transport error.
 pub fn error_text<E, R>(error: &aws_sdk_cloudwatch::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    aws_error_text(error)
+    use aws_sdk_cloudwatch::error::SdkError;
+    match error {
+        SdkError::ServiceError(e) => {
+            let err = e.err();
+            match (err.code(), err.message()) {
+                (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                (Some(code), None) => code.to_string(),
+                _ => format!("{err}"),
+            }
+        }
+        // The top-level text ("dispatch failure") says little; the causes say why.
+        other => error_chain(other),
+    }
+}
+
+/// An error and all its causes on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

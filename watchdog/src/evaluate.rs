@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::aws::Aws;
-use crate::checks::{AnyCheck, Want};
+use crate::checks::{AnyCheck, Outcome, Want};
 use crate::finding::{Finding, Status};
 use crate::metrics::{self, MetricsPlan};
 use crate::slo;
-use crate::spec::{Service, Severity, Spec};
+use crate::spec::{CheckSpec, Service, Spec};
 
 /// A check that takes longer than this is reported as unknown; the rest carry on.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -38,7 +38,7 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
     let started = Instant::now();
     let now = metrics::now_secs();
 
-    let selected: Vec<(&str, &Service, AnyCheck<'_>)> = spec
+    let selected: Vec<(&str, &Service, &CheckSpec, AnyCheck<'_>)> = spec
         .services
         .iter()
         .flat_map(|(name, service)| {
@@ -51,32 +51,37 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
                         Scope::Everything => true,
                         Scope::Checks(list) => list.iter().any(|(s, j)| s == name && *j == i),
                     };
-                    wanted.then(|| (name.as_str(), service, AnyCheck::new(check)))
+                    wanted.then(|| (name.as_str(), service, check, AnyCheck::new(check)))
                 })
         })
         .collect();
 
-    // 1. What each check reads (discovery calls such as ListMetrics happen here).
-    let wants: Vec<Result<Vec<Want>, String>> =
-        join_all(selected.iter().map(|(_, _, check)| async {
-            match tokio::time::timeout(CHECK_TIMEOUT, check.wants(aws)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "timed out after {}s while planning",
-                    CHECK_TIMEOUT.as_secs()
-                )),
-            }
-        }))
-        .await;
+    // 1. What each check reads (discovery calls such as ListMetrics happen here), and the
+    //    SLOs' ALB names resolved, at the same time.
+    let plan_checks = join_all(selected.iter().map(|(_, _, _, check)| async {
+        match tokio::time::timeout(CHECK_TIMEOUT, check.wants(aws)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "timed out after {}s while planning",
+                CHECK_TIMEOUT.as_secs()
+            )),
+        }
+    }));
+    let resolve_albs = async {
+        match scope {
+            Scope::Everything => Some(slo::alb::resolve(spec, aws).await),
+            Scope::Checks(_) => None,
+        }
+    };
+    let (wants, alb): (Vec<Result<Vec<Want>, String>>, _) = tokio::join!(plan_checks, resolve_albs);
 
     // 2. One batched read for SLOs and checks together.
     let mut plan = MetricsPlan::default();
     let mut slos = Vec::new();
-    if *scope == Scope::Everything {
-        let alb = slo::alb::resolve(spec, aws).await;
+    if let Some(alb) = &alb {
         for (name, service) in &spec.services {
             for s in &service.slos {
-                let series = slo::series(&s.sli, &alb);
+                let series = slo::series(&s.sli, alb);
                 if let Ok(series) = &series {
                     slo::plan(spec, s, series, &mut plan);
                 }
@@ -87,13 +92,48 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
     for want in wants.iter().flatten().flatten() {
         plan.want(&want.metric, want.stat, want.window);
     }
-    let data = if plan.is_empty() {
-        metrics::MetricData::default()
-    } else {
-        metrics::fetch(&aws.cloudwatch, &plan, now).await
+    let fetch = async {
+        if plan.is_empty() {
+            metrics::MetricData::default()
+        } else {
+            metrics::fetch(&aws.cloudwatch, &plan, now).await
+        }
     };
 
-    // 3. Verdicts.
+    // 3. Checks that read no metrics run while the metrics are fetched; the others after.
+    let no_data = metrics::MetricData::default();
+    let needs_data =
+        |wants: &Result<Vec<Want>, String>| wants.as_ref().is_ok_and(|w| !w.is_empty());
+    let independent = join_all(
+        selected
+            .iter()
+            .zip(&wants)
+            .filter(|(_, w)| !needs_data(w))
+            .map(|((_, _, _, check), w)| run_check(check, aws, w, &no_data)),
+    );
+    let (independent, data) = tokio::join!(independent, fetch);
+    let dependent = join_all(
+        selected
+            .iter()
+            .zip(&wants)
+            .filter(|(_, w)| needs_data(w))
+            .map(|((_, _, _, check), w)| run_check(check, aws, w, &data)),
+    )
+    .await;
+    let (mut independent, mut dependent) = (independent.into_iter(), dependent.into_iter());
+    let outcomes: Vec<_> = wants
+        .iter()
+        .map(|w| {
+            if needs_data(w) {
+                dependent.next()
+            } else {
+                independent.next()
+            }
+        })
+        .map(|o| o.unwrap_or_else(|| Err("internal: outcome missing".into())))
+        .collect();
+
+    // 4. Verdicts.
     let mut findings = Vec::new();
     for (name, service, s, series) in &slos {
         findings.push(slo::evaluate(
@@ -105,20 +145,7 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
             &data,
         ));
     }
-    let outcomes = join_all(
-        selected
-            .iter()
-            .zip(&wants)
-            .map(|((_, _, check), wants)| async {
-                let wants = wants.as_ref().map_err(|e| e.clone())?;
-                match tokio::time::timeout(CHECK_TIMEOUT, check.run(aws, wants, &data)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!("timed out after {}s", CHECK_TIMEOUT.as_secs())),
-                }
-            }),
-    )
-    .await;
-    for ((service_name, service, check), outcome) in selected.iter().zip(outcomes) {
+    for ((service_name, service, check, _), outcome) in selected.iter().zip(outcomes) {
         let kind = check.kind();
         let target = check.target();
         let mut finding = Finding {
@@ -147,10 +174,7 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
             }
             Err(e) => {
                 tracing::warn!(check = kind, %target, error = %e, "check could not run");
-                finding.status = Status::Unknown;
-                finding.severity = Severity::Ticket;
-                finding.fingerprint.push_str("/unknown");
-                finding.summary = format!("{kind} {target}: could not check: {e}");
+                finding.mark_unknown(format!("{kind} {target}: could not check: {e}"));
             }
         }
         findings.push(finding);
@@ -162,5 +186,19 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
         metric_calls: data.calls,
         metric_queries: data.queries,
         elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// Runs one check with its planned series, within the time limit.
+async fn run_check(
+    check: &AnyCheck<'_>,
+    aws: &Aws,
+    wants: &Result<Vec<Want>, String>,
+    data: &metrics::MetricData,
+) -> Result<Outcome, String> {
+    let wants = wants.as_ref().map_err(|e| e.clone())?;
+    match tokio::time::timeout(CHECK_TIMEOUT, check.run(aws, wants, data)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {}s", CHECK_TIMEOUT.as_secs())),
     }
 }

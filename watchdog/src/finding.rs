@@ -47,6 +47,15 @@ impl Finding {
         format!("{kind}:{service}:{target}")
     }
 
+    /// Makes this a "could not tell" finding: a ticket under `<fingerprint>/unknown`, so it
+    /// neither pages for nor resolves the incident the check normally watches.
+    pub fn mark_unknown(&mut self, summary: String) {
+        self.status = Status::Unknown;
+        self.severity = Severity::Ticket;
+        self.fingerprint.push_str("/unknown");
+        self.summary = summary;
+    }
+
     pub fn is_firing(&self) -> bool {
         matches!(self.status, Status::Firing | Status::Unknown)
     }

@@ -35,14 +35,31 @@ impl Fanout {
     }
 
     /// As [`Fanout::send`], from a thread outside the async runtime (file reading threads).
-    pub fn send_blocking(&self, batch: EventBatch) -> Result<(), Closed> {
+    /// While a reader's queue is full, `waiting` is called between attempts, so the thread
+    /// can keep doing its bookkeeping (applying acknowledgements, writing checkpoints).
+    pub fn send_blocking(
+        &self,
+        batch: EventBatch,
+        mut waiting: impl FnMut(),
+    ) -> Result<(), Closed> {
         let Some((last, rest)) = self.senders.split_last() else {
             return Err(Closed);
         };
+        let mut send = |tx: &mpsc::Sender<EventBatch>, mut b: EventBatch| loop {
+            match tx.try_send(b) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    b = back;
+                    waiting();
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        };
         for tx in rest {
-            tx.blocking_send(batch.fork()).map_err(|_| Closed)?;
+            send(tx, batch.fork())?;
         }
-        last.blocking_send(batch).map_err(|_| Closed)
+        send(last, batch)
     }
 }
 
@@ -64,11 +81,17 @@ impl SourceOutput {
         }
     }
 
-    /// Sends from a blocking thread; waits while downstream is full.
-    pub fn send_blocking(&self, mut events: Vec<Event>, ack: Ack) -> Result<(), Closed> {
+    /// Sends from a blocking thread; while downstream is full, calls `waiting` between tries.
+    pub fn send_blocking(
+        &self,
+        mut events: Vec<Event>,
+        ack: Ack,
+        waiting: impl FnMut(),
+    ) -> Result<(), Closed> {
         self.redactor.apply(&mut events, &self.stats);
         let n = events.len() as u64;
-        self.fanout.send_blocking(EventBatch { events, ack })?;
+        self.fanout
+            .send_blocking(EventBatch { events, ack }, waiting)?;
         self.stats.count(Outcome::Sent, n);
         Ok(())
     }

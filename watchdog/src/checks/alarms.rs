@@ -4,7 +4,7 @@
 use super::{Check, Outcome, Want, plural};
 use crate::aws::{Aws, error_text};
 use crate::metrics::MetricData;
-use crate::spec::{AlarmsCheck, Severity};
+use crate::spec::AlarmsCheck;
 
 pub struct Alarms<'a>(pub &'a AlarmsCheck);
 
@@ -15,20 +15,6 @@ pub fn covers(spec: &AlarmsCheck, alarm: &str) -> bool {
 }
 
 impl Check for Alarms<'_> {
-    fn kind(&self) -> &'static str {
-        "alarms"
-    }
-    fn target(&self) -> String {
-        let mut parts = self.0.names.clone();
-        if let Some(prefix) = &self.0.prefix {
-            parts.push(format!("{prefix}*"));
-        }
-        parts.join(",")
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
         let spec = self.0;
         // (name, state, reason) of every alarm in scope.

@@ -7,21 +7,11 @@ use std::collections::BTreeSet;
 use super::{Check, Outcome, Want, plural};
 use crate::aws::{Aws, error_text};
 use crate::metrics::MetricData;
-use crate::spec::{AsgCheck, Severity};
+use crate::spec::AsgCheck;
 
 pub struct Asg<'a>(pub &'a AsgCheck);
 
 impl Check for Asg<'_> {
-    fn kind(&self) -> &'static str {
-        "asg"
-    }
-    fn target(&self) -> String {
-        self.0.group.clone()
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
         let spec = self.0;
         let out = aws

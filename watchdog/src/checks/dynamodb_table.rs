@@ -3,21 +3,11 @@
 use super::{Check, Outcome, Want};
 use crate::aws::{Aws, error_text};
 use crate::metrics::MetricData;
-use crate::spec::{DynamoDbTableCheck, Severity};
+use crate::spec::DynamoDbTableCheck;
 
 pub struct Table<'a>(pub &'a DynamoDbTableCheck);
 
 impl Check for Table<'_> {
-    fn kind(&self) -> &'static str {
-        "dynamodb_table"
-    }
-    fn target(&self) -> String {
-        self.0.table.clone()
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
         let name = &self.0.table;
         let out = match aws.dynamodb.describe_table().table_name(name).send().await {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Check, Outcome, Want, plural};
 use crate::aws::{Aws, error_text};
 use crate::metrics::{MetricData, Stat};
-use crate::spec::{HeartbeatCheck, MetricRef, Severity};
+use crate::spec::{HeartbeatCheck, MetricRef};
 
 pub struct Heartbeat<'a>(pub &'a HeartbeatCheck);
 
@@ -27,16 +27,6 @@ impl Heartbeat<'_> {
 }
 
 impl Check for Heartbeat<'_> {
-    fn kind(&self) -> &'static str {
-        "heartbeat"
-    }
-    fn target(&self) -> String {
-        format!("{}/{}", self.0.namespace, self.0.metric)
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn wants(&self, aws: &Aws) -> Result<Vec<Want>, String> {
         let spec = self.0;
         let mut hosts: BTreeSet<String> = spec.hosts.iter().cloned().collect();

@@ -7,21 +7,11 @@ use std::time::Instant;
 use super::{Check, Outcome, Want};
 use crate::aws::Aws;
 use crate::metrics::MetricData;
-use crate::spec::{HttpCheck, Severity};
+use crate::spec::HttpCheck;
 
 pub struct Http<'a>(pub &'a HttpCheck);
 
 impl Check for Http<'_> {
-    fn kind(&self) -> &'static str {
-        "http"
-    }
-    fn target(&self) -> String {
-        self.0.url.clone()
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
         let spec = self.0;
         let started = Instant::now();
@@ -31,16 +21,10 @@ impl Check for Http<'_> {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    text.push_str(": ");
-                    text.push_str(&s.to_string());
-                    source = s.source();
-                }
+                let why = crate::aws::error_chain(&e);
                 return Ok(Outcome::new(
                     false,
-                    format!("GET {} failed: {text}", spec.url),
+                    format!("GET {} failed: {why}", spec.url),
                 ));
             }
         };

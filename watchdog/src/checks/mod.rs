@@ -3,7 +3,6 @@
 //! batch), then runs it with the batch's answers.
 
 mod alarms;
-pub use alarms::covers as alarms_cover;
 mod asg;
 mod dynamodb_table;
 mod heartbeat;
@@ -12,13 +11,15 @@ mod rds;
 mod sqs_dlq;
 mod target_group;
 
+pub use alarms::covers as alarms_cover;
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::aws::Aws;
 use crate::metrics::{MetricData, Stat};
-use crate::spec::{CheckSpec, MetricRef, Severity, Span};
+use crate::spec::{CheckSpec, MetricRef, Span};
 
 /// One metric series a check reads.
 #[derive(Clone, Debug)]
@@ -58,14 +59,10 @@ impl Outcome {
     }
 }
 
-/// A desired-state check. `Err` means "could not tell" (denied, throttled, missing resource
-/// for a lookup, timeout), which the evaluator reports as an `unknown` finding.
+/// A desired-state check. `Ok` carries the verdict (a missing resource is a failed check);
+/// `Err` means "could not tell" (access denied, throttled after the SDK's retries,
+/// unreachable), which the evaluator reports as an `unknown` finding.
 pub(crate) trait Check {
-    /// The spec key (`asg`, `http`, ...) and what is checked (group name, URL, ...).
-    fn kind(&self) -> &'static str;
-    fn target(&self) -> String;
-    fn severity(&self) -> Severity;
-
     /// Metric series to read in the shared batch. Most checks read none.
     async fn wants(&self, _aws: &Aws) -> Result<Vec<Want>, String> {
         Ok(Vec::new())
@@ -104,43 +101,38 @@ impl<'a> AnyCheck<'a> {
     }
 }
 
-/// Calls `$body` with `$c` bound to the concrete check inside an `AnyCheck`.
-macro_rules! with_check {
-    ($any:expr, $c:ident => $body:expr) => {
-        match $any {
-            AnyCheck::Asg($c) => $body,
-            AnyCheck::TargetGroup($c) => $body,
-            AnyCheck::RdsInstance($c) => $body,
-            AnyCheck::RdsCluster($c) => $body,
-            AnyCheck::DynamodbTable($c) => $body,
-            AnyCheck::Alarms($c) => $body,
-            AnyCheck::SqsDlq($c) => $body,
-            AnyCheck::Http($c) => $body,
-            AnyCheck::Heartbeat($c) => $body,
-        }
-    };
-}
-
 impl AnyCheck<'_> {
-    pub fn kind(&self) -> &'static str {
-        with_check!(self, c => c.kind())
-    }
-    pub fn target(&self) -> String {
-        with_check!(self, c => c.target())
-    }
-    pub fn severity(&self) -> Severity {
-        with_check!(self, c => c.severity())
-    }
     pub async fn wants(&self, aws: &Aws) -> Result<Vec<Want>, String> {
-        with_check!(self, c => c.wants(aws).await)
+        match self {
+            AnyCheck::Asg(c) => c.wants(aws).await,
+            AnyCheck::TargetGroup(c) => c.wants(aws).await,
+            AnyCheck::RdsInstance(c) => c.wants(aws).await,
+            AnyCheck::RdsCluster(c) => c.wants(aws).await,
+            AnyCheck::DynamodbTable(c) => c.wants(aws).await,
+            AnyCheck::Alarms(c) => c.wants(aws).await,
+            AnyCheck::SqsDlq(c) => c.wants(aws).await,
+            AnyCheck::Http(c) => c.wants(aws).await,
+            AnyCheck::Heartbeat(c) => c.wants(aws).await,
+        }
     }
+
     pub async fn run(
         &self,
         aws: &Aws,
         wants: &[Want],
         data: &MetricData,
     ) -> Result<Outcome, String> {
-        with_check!(self, c => c.run(aws, wants, data).await)
+        match self {
+            AnyCheck::Asg(c) => c.run(aws, wants, data).await,
+            AnyCheck::TargetGroup(c) => c.run(aws, wants, data).await,
+            AnyCheck::RdsInstance(c) => c.run(aws, wants, data).await,
+            AnyCheck::RdsCluster(c) => c.run(aws, wants, data).await,
+            AnyCheck::DynamodbTable(c) => c.run(aws, wants, data).await,
+            AnyCheck::Alarms(c) => c.run(aws, wants, data).await,
+            AnyCheck::SqsDlq(c) => c.run(aws, wants, data).await,
+            AnyCheck::Http(c) => c.run(aws, wants, data).await,
+            AnyCheck::Heartbeat(c) => c.run(aws, wants, data).await,
+        }
     }
 }
 

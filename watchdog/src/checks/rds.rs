@@ -3,7 +3,7 @@
 use super::{Check, Outcome, Want};
 use crate::aws::{Aws, error_text};
 use crate::metrics::MetricData;
-use crate::spec::{RdsCheck, Severity};
+use crate::spec::RdsCheck;
 
 pub struct Instance<'a>(pub &'a RdsCheck);
 pub struct Cluster<'a>(pub &'a RdsCheck);
@@ -36,16 +36,6 @@ fn judge(what: &str, spec: &RdsCheck, status: &str, multi_az: bool) -> Outcome {
 }
 
 impl Check for Instance<'_> {
-    fn kind(&self) -> &'static str {
-        "rds_instance"
-    }
-    fn target(&self) -> String {
-        self.0.id.clone()
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
         let out = aws
             .rds
@@ -82,16 +72,6 @@ impl Check for Instance<'_> {
 }
 
 impl Check for Cluster<'_> {
-    fn kind(&self) -> &'static str {
-        "rds_cluster"
-    }
-    fn target(&self) -> String {
-        self.0.id.clone()
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
         let out = aws
             .rds

@@ -6,21 +6,11 @@ use std::collections::BTreeMap;
 use super::{Check, Outcome, Want};
 use crate::aws::Aws;
 use crate::metrics::{MetricData, Stat};
-use crate::spec::{MetricRef, Severity, SqsDlqCheck};
+use crate::spec::{MetricRef, SqsDlqCheck};
 
 pub struct Dlq<'a>(pub &'a SqsDlqCheck);
 
 impl Check for Dlq<'_> {
-    fn kind(&self) -> &'static str {
-        "sqs_dlq"
-    }
-    fn target(&self) -> String {
-        self.0.queue.clone()
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn wants(&self, _: &Aws) -> Result<Vec<Want>, String> {
         Ok(vec![Want {
             metric: MetricRef {

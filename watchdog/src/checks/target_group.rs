@@ -7,21 +7,11 @@ use std::collections::BTreeMap;
 use super::{Check, Outcome, Want};
 use crate::aws::{Aws, error_text};
 use crate::metrics::MetricData;
-use crate::spec::{Severity, TargetGroupCheck};
+use crate::spec::TargetGroupCheck;
 
 pub struct TargetGroup<'a>(pub &'a TargetGroupCheck);
 
 impl Check for TargetGroup<'_> {
-    fn kind(&self) -> &'static str {
-        "target_group"
-    }
-    fn target(&self) -> String {
-        self.0.name.clone()
-    }
-    fn severity(&self) -> Severity {
-        self.0.severity
-    }
-
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
         let spec = self.0;
         let groups = match aws

@@ -21,8 +21,24 @@ struct Setup {
     dry_run: bool,
 }
 
+/// Set by the Lambda service; lambda_runtime panics without them, so say what is missing.
+const RUNTIME_VARIABLES: [&str; 3] = [
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+];
+
 pub async fn run() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let missing: Vec<&str> = RUNTIME_VARIABLES
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_none())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "AWS_LAMBDA_RUNTIME_API is set but not {}: not a complete Lambda environment",
+        missing.join(", ")
+    );
     // The spec ships next to the binary in the deployment package (/var/task/alerts).
     let path = std::env::var("VIGIL_SPEC").unwrap_or_else(|_| "alerts".into());
     let spec = spec::load(std::path::Path::new(&path)).map_err(|e| e.to_string());

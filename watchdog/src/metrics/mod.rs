@@ -37,23 +37,43 @@ fn tier_for(window: Span) -> usize {
         .unwrap_or(TIERS.len() - 1)
 }
 
-/// How datapoints of one series combine, both inside CloudWatch and across buckets here.
+/// The statistic read per bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stat {
     Sum,
     Maximum,
+    SampleCount,
+    /// CloudWatch's percentile rank `PR(:t)`: the percentage of samples at or below `t`
+    /// (given here in milliseconds, asked in the metric's unit, seconds for ALB latency).
+    PercentileRank {
+        threshold_ms: u32,
+    },
 }
 
 impl Stat {
-    fn as_str(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Stat::Sum => "Sum",
-            Stat::Maximum => "Maximum",
+            Stat::Sum => "Sum".into(),
+            Stat::Maximum => "Maximum".into(),
+            Stat::SampleCount => "SampleCount".into(),
+            Stat::PercentileRank { threshold_ms } => {
+                format!("PR(:{})", f64::from(threshold_ms) / 1000.0)
+            }
         }
+    }
+
+    /// Extended statistics are read in calls of their own: a backend that cannot compute
+    /// them (moto answers 500) then fails only those series, not the whole batch.
+    fn is_extended(self) -> bool {
+        matches!(self, Stat::PercentileRank { .. })
     }
 }
 
 type SeriesKey = (MetricRef, Stat);
+
+/// One series given by hand in unit tests: metric, statistic, (bucket start, value) pairs.
+#[cfg(test)]
+pub type TestSeries = (MetricRef, Stat, Vec<(u64, f64)>);
 
 /// What to read.
 #[derive(Debug, Default)]
@@ -77,11 +97,11 @@ impl MetricsPlan {
     }
 }
 
-/// Datapoints of one tier, or why they could not be read.
+/// Datapoints of one tier: per series, its (bucket start, value) pairs or why the read failed.
 #[derive(Debug)]
 struct TierData {
     end: u64,
-    series: Result<BTreeMap<SeriesKey, Vec<(u64, f64)>>, String>,
+    series: BTreeMap<SeriesKey, Result<Vec<(u64, f64)>, String>>,
 }
 
 /// Everything read, and how many calls it took.
@@ -102,23 +122,19 @@ pub struct WindowValue {
 }
 
 impl MetricData {
-    /// `stat` of `metric` over the last `window`; an error when the read failed or the
-    /// series was never planned.
-    pub fn window(
+    /// The buckets of `stat` of `metric` inside the last `window`, oldest first; an error when
+    /// the read failed or the series was never planned.
+    pub fn points(
         &self,
         metric: &MetricRef,
         stat: Stat,
         window: Span,
-    ) -> Result<WindowValue, String> {
+    ) -> Result<Vec<(u64, f64)>, String> {
+        let key = (metric.clone(), stat);
         let tier = tier_for(window);
-        let data = self
-            .tiers
-            .get(&tier)
-            .ok_or_else(|| format!("{}: not read (missing from the plan)", describe(metric)))?;
-        let series = data.series.as_ref().map_err(|e| e.clone())?;
-        let points = series
-            .get(&(metric.clone(), stat))
-            .ok_or_else(|| format!("{}: not read (missing from the plan)", describe(metric)))?;
+        let not_read = || format!("{}: not read (missing from the plan)", describe(metric));
+        let data = self.tiers.get(&tier).ok_or_else(not_read)?;
+        let points = data.series.get(&key).ok_or_else(not_read)?.as_ref()?;
         let from = data.end.saturating_sub(window.as_secs());
         let mut selected: Vec<(u64, f64)> = points
             .iter()
@@ -127,35 +143,65 @@ impl MetricData {
             .collect();
         // The minutes after a coarse tier's end, from the 1-minute tier (when it was read).
         if tier > 0
-            && let Some(TierData {
-                end: fine_end,
-                series: Ok(fine),
-            }) = self.tiers.get(&0)
-            && let Some(fine_points) = fine.get(&(metric.clone(), stat))
+            && let Some(fine) = self.tiers.get(&0)
+            && let Some(Ok(fine_points)) = fine.series.get(&key)
         {
             selected.extend(
                 fine_points
                     .iter()
                     .copied()
-                    .filter(|(ts, _)| *ts >= data.end && *ts < *fine_end),
+                    .filter(|(ts, _)| *ts >= data.end && *ts < fine.end),
             );
         }
+        Ok(selected)
+    }
+
+    /// `stat` of `metric` combined over the last `window`.
+    pub fn window(
+        &self,
+        metric: &MetricRef,
+        stat: Stat,
+        window: Span,
+    ) -> Result<WindowValue, String> {
         let mut value: Option<f64> = None;
         let mut newest = None;
-        for (ts, v) in selected {
+        for (ts, v) in self.points(metric, stat, window)? {
             value = Some(match (value, stat) {
                 (None, _) => v,
-                (Some(acc), Stat::Sum) => acc + v,
+                (Some(acc), Stat::Sum | Stat::SampleCount) => acc + v,
                 (Some(acc), Stat::Maximum) => acc.max(v),
+                // Ranks of different buckets only combine weighted by their sample counts.
+                (Some(_), Stat::PercentileRank { .. }) => {
+                    return Err("percentile ranks do not add up across buckets".into());
+                }
             });
             newest = newest.max(Some(ts));
         }
         Ok(WindowValue { value, newest })
     }
 
-    /// Shorthand: the sum over a window, 0 when there was no data.
+    /// Shorthand: the sum over a window.
     pub fn sum(&self, metric: &MetricRef, window: Span) -> Result<WindowValue, String> {
         self.window(metric, Stat::Sum, window)
+    }
+
+    /// Data assembled by hand, for unit tests elsewhere: (tier, tier end, series).
+    #[cfg(test)]
+    pub fn from_tiers(tiers: Vec<(usize, u64, Vec<TestSeries>)>) -> Self {
+        MetricData {
+            tiers: tiers
+                .into_iter()
+                .map(|(tier, end, series)| {
+                    let series = series
+                        .into_iter()
+                        .map(|(m, s, p)| ((m, s), Ok(p)))
+                        .collect();
+                    (tier, TierData { end, series })
+                })
+                .collect(),
+            calls: 0,
+            queries: 0,
+        }
     }
 }
 
@@ -184,16 +230,15 @@ pub fn now_secs() -> u64 {
 /// Reads everything in `plan`: per tier, chunks of queries sized to CloudWatch's limits.
 /// A failed call marks its tier as failed; the rest still answer.
 pub async fn fetch(client: &Client, plan: &MetricsPlan, now: u64) -> MetricData {
-    let mut data = MetricData::default();
     let mut by_tier: BTreeMap<usize, Vec<&SeriesKey>> = BTreeMap::new();
     for (tier, key) in &plan.wanted {
         by_tier.entry(*tier).or_default().push(key);
     }
-    for (tier, keys) in by_tier {
+    // Tiers are independent reads: issue them concurrently.
+    let reads = by_tier.into_iter().map(|(tier, keys)| async move {
         let (range, period) = TIERS[tier];
         // End on a boundary CloudWatch does not round (it rounds starts older than 15 days to
         // 5 minutes, older than 63 days to the hour); the minute still filling is left out.
-        // Coarse tiers therefore lag by at most 5 minutes (an hour beyond 35 days).
         let align = match period {
             p if p <= 300 => p,
             p if p <= 3600 => 300,
@@ -203,23 +248,31 @@ pub async fn fetch(client: &Client, plan: &MetricsPlan, now: u64) -> MetricData 
         let start = end - range;
         let per_call =
             MAX_QUERIES_PER_CALL.min((MAX_DATAPOINTS_PER_CALL / (range / period)) as usize);
+        let mut calls = 0;
         let mut series = BTreeMap::new();
-        let mut failure = None;
-        for chunk in keys.chunks(per_call.max(1)) {
-            data.queries += chunk.len();
-            match read_chunk(client, chunk, start, end, period, &mut data.calls).await {
-                Ok(points) => series.extend(points),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+        let (extended, plain): (Vec<&SeriesKey>, Vec<&SeriesKey>) =
+            keys.iter().partition(|(_, stat)| stat.is_extended());
+        for chunk in plain
+            .chunks(per_call.max(1))
+            .chain(extended.chunks(per_call.max(1)))
+        {
+            match read_chunk(client, chunk, start, end, period, &mut calls).await {
+                Ok(points) => series.extend(points.into_iter().map(|(k, p)| (k, Ok(p)))),
+                // This chunk's series are unknown; the other chunks still answer.
+                Err(e) => series.extend(
+                    chunk
+                        .iter()
+                        .map(|k| ((*k).clone(), Err(format!("GetMetricData failed: {e}")))),
+                ),
             }
         }
-        let series = match failure {
-            Some(e) => Err(format!("GetMetricData failed: {e}")),
-            None => Ok(series),
-        };
-        data.tiers.insert(tier, TierData { end, series });
+        (tier, TierData { end, series }, calls, keys.len())
+    });
+    let mut data = MetricData::default();
+    for (tier, tier_data, calls, queries) in futures_util::future::join_all(reads).await {
+        data.calls += calls;
+        data.queries += queries;
+        data.tiers.insert(tier, tier_data);
     }
     data
 }
@@ -253,7 +306,7 @@ async fn read_chunk(
                                 .build(),
                         )
                         .period(period as i32)
-                        .stat(stat.as_str())
+                        .stat(stat.name())
                         .build(),
                 )
                 .return_data(true)
@@ -273,7 +326,7 @@ async fn read_chunk(
             .set_next_token(next_token)
             .send()
             .await
-            .map_err(|e| aws_error_text(&e))?;
+            .map_err(|e| crate::aws::error_text(&e))?;
         for result in out.metric_data_results() {
             let Some(index) = result
                 .id()
@@ -293,36 +346,6 @@ async fn read_chunk(
         }
     }
     Ok(keys.iter().map(|k| (*k).clone()).zip(points).collect())
-}
-
-/// The most useful one-line text of an SDK error (service code and message when there is one).
-pub fn aws_error_text<E, R>(error: &aws_sdk_cloudwatch::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_cloudwatch::error::SdkError;
-    match error {
-        SdkError::ServiceError(e) => {
-            let err = e.err();
-            match (err.code(), err.message()) {
-                (Some(code), Some(msg)) => format!("{code}: {msg}"),
-                (Some(code), None) => code.to_string(),
-                _ => format!("{err}"),
-            }
-        }
-        other => {
-            // Walk the source chain: the top-level text ("dispatch failure") says little.
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-    }
 }
 
 #[cfg(test)]
@@ -367,66 +390,61 @@ mod tests {
         let fine_end = 1_000_020 / 60 * 60;
         let coarse_end = fine_end / 300 * 300;
         assert!(fine_end > coarse_end);
-        let key = (metric("m"), Stat::Sum);
-        let data = MetricData {
-            tiers: BTreeMap::from([
-                // 5-minute buckets over 3 days, ending on a 5-minute boundary.
-                (
-                    1,
-                    TierData {
-                        end: coarse_end,
-                        series: Ok(BTreeMap::from([(
-                            key.clone(),
-                            vec![(coarse_end - 300, 10.0)],
-                        )])),
-                    },
-                ),
-                // The last minutes, after that boundary, plus one already counted above.
-                (
-                    0,
-                    TierData {
-                        end: fine_end,
-                        series: Ok(BTreeMap::from([(
-                            key,
-                            vec![(coarse_end - 60, 2.0), (coarse_end, 1.0)],
-                        )])),
-                    },
-                ),
-            ]),
-            calls: 2,
-            queries: 2,
-        };
+        let data = MetricData::from_tiers(vec![
+            // 5-minute buckets over 3 days, ending on a 5-minute boundary.
+            (
+                1,
+                coarse_end,
+                vec![(metric("m"), Stat::Sum, vec![(coarse_end - 300, 10.0)])],
+            ),
+            // The last minutes, after that boundary, plus one already counted above.
+            (
+                0,
+                fine_end,
+                vec![(
+                    metric("m"),
+                    Stat::Sum,
+                    vec![(coarse_end - 60, 2.0), (coarse_end, 1.0)],
+                )],
+            ),
+        ]);
+        let day = data.sum(&metric("m"), Span::from_secs(86_400)).unwrap();
+        assert_eq!(day.value, Some(11.0));
+    }
+
+    #[test]
+    fn percentile_ranks_are_not_summed() {
+        let end = 1_000_000 / 60 * 60;
+        let rank = Stat::PercentileRank { threshold_ms: 300 };
+        assert_eq!(rank.name(), "PR(:0.3)");
+        assert!(rank.is_extended() && !Stat::SampleCount.is_extended());
+        let data = MetricData::from_tiers(vec![(
+            0,
+            end,
+            vec![(metric("m"), rank, vec![(end - 120, 90.0), (end - 60, 99.0)])],
+        )]);
+        assert!(
+            data.window(&metric("m"), rank, Span::from_secs(300))
+                .unwrap_err()
+                .contains("do not add up")
+        );
         assert_eq!(
-            data.sum(&metric("m"), Span::from_secs(86_400))
-                .unwrap()
-                .value,
-            Some(11.0)
+            data.points(&metric("m"), rank, Span::from_secs(60))
+                .unwrap(),
+            [(end - 60, 99.0)]
         );
     }
 
     #[test]
     fn window_sums_only_the_buckets_inside_it() {
         let end = 1_000_000 / 60 * 60;
-        let series = BTreeMap::from([(
-            (metric("m"), Stat::Sum),
-            vec![
-                (end - 3600, 5.0),
-                (end - 600, 2.0),
-                (end - 300, 3.0),
-                (end - 60, 4.0),
-            ],
-        )]);
-        let data = MetricData {
-            tiers: BTreeMap::from([(
-                0,
-                TierData {
-                    end,
-                    series: Ok(series),
-                },
-            )]),
-            calls: 1,
-            queries: 1,
-        };
+        let points = vec![
+            (end - 3600, 5.0),
+            (end - 600, 2.0),
+            (end - 300, 3.0),
+            (end - 60, 4.0),
+        ];
+        let data = MetricData::from_tiers(vec![(0, end, vec![(metric("m"), Stat::Sum, points)])]);
         let five = data.sum(&metric("m"), Span::from_secs(300)).unwrap();
         assert_eq!(
             five,

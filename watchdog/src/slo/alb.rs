@@ -64,6 +64,11 @@ pub async fn resolve(spec: &Spec, aws: &Aws) -> AlbDimensions {
             if let Sli::AlbAvailability {
                 load_balancer,
                 target_group,
+            }
+            | Sli::AlbLatency {
+                load_balancer,
+                target_group,
+                ..
             } = &slo.sli
             {
                 if is_name(load_balancer) {

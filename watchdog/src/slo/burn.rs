@@ -44,6 +44,22 @@ impl Counts {
     }
 }
 
+/// Counts from a latency metric's per-bucket sample counts and percentile ranks `PR(:t)`
+/// (percent of samples at or below `t`): good = Σ count × rank / 100. Buckets are matched by
+/// start time; a bucket with a count but no rank is left out of both sums, so an incomplete
+/// read never reads as all-good or all-bad.
+pub fn ranked_counts(counts: &[(u64, f64)], ranks: &[(u64, f64)]) -> Counts {
+    let mut total = 0.0;
+    let mut good = 0.0;
+    for (ts, count) in counts {
+        if let Some((_, rank)) = ranks.iter().find(|(t, _)| t == ts) {
+            total += count.max(0.0);
+            good += count.max(0.0) * rank.clamp(0.0, 100.0) / 100.0;
+        }
+    }
+    Counts::from_good(good, total)
+}
+
 /// `1 - objective/100`, or `None` for an objective that leaves no budget (validated away,
 /// but a division by zero must stay impossible).
 pub fn budget_fraction(objective_percent: f64) -> Option<f64> {
@@ -141,6 +157,23 @@ mod tests {
             bad: a.bad + b.bad,
         };
         assert_eq!(whole, c);
+    }
+
+    #[test]
+    fn percentile_rank_sli_weights_each_bucket_by_its_samples() {
+        // 100 requests with 90% under the threshold, then 300 with 99%: 387 of 400 good.
+        let counts = [(60, 100.0), (120, 300.0), (180, 50.0)];
+        let ranks = [(60, 90.0), (120, 99.0)]; // the last bucket's rank is missing
+        let c = ranked_counts(&counts, &ranks);
+        assert!(close(c.total, 400.0) && close(c.bad, 13.0), "{c:?}");
+        assert!(close(c.sli().unwrap(), 0.9675));
+        // Against "95% under the threshold": 3.25% bad of a 5% budget burns 0.65x.
+        assert!(close(c.burn_rate(95.0).unwrap(), 0.65));
+        // Averaging the two ranks would claim 94.5% and a 1.1x burn: the weighting matters.
+        assert!(close((1.0 - (90.0 + 99.0) / 200.0) / 0.05, 1.1));
+        // Out-of-range ranks are clamped; no buckets means no data.
+        assert_eq!(ranked_counts(&[(60, 10.0)], &[(60, 120.0)]).bad, 0.0);
+        assert_eq!(ranked_counts(&[], &[]).sli(), None);
     }
 
     #[test]

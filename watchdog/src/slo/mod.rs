@@ -16,11 +16,16 @@ use burn::{Counts, Verdict};
 const SPAN_NAMESPACE: &str = "Vigil/SpanMetrics";
 const ALB_NAMESPACE: &str = "AWS/ApplicationELB";
 
-/// The counter an SLI reads besides the total: good events or bad ones.
+/// How an SLI knows the good events besides the total.
 #[derive(Clone, Debug)]
 enum Counter {
+    /// A counter of good events.
     Good(MetricRef),
+    /// A counter of bad events.
     Bad(MetricRef),
+    /// The total's own percentile rank `PR(:threshold)` per bucket: good = rank% of that
+    /// bucket's sample count. Exact per bucket, so windows add up without percentiles.
+    RankedBelow { threshold_ms: u32 },
 }
 
 fn metric(namespace: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
@@ -34,15 +39,18 @@ fn metric(namespace: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
     }
 }
 
-/// The two CloudWatch series behind one SLO's SLI.
+/// The CloudWatch series behind one SLO's SLI.
 #[derive(Clone, Debug)]
 pub struct SliSeries {
     counter: Counter,
     total: MetricRef,
+    /// `Sum` for counters; `SampleCount` when the total is a latency metric's sample count.
+    total_stat: Stat,
 }
 
 /// Works out which series an SLI reads; fails only when an ALB name cannot be resolved.
 pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, String> {
+    let mut total_stat = Stat::Sum;
     let (counter, total) = match sli {
         Sli::SpanErrors { service, route } => {
             let dims = [("service", service.as_str()), ("route", route.as_str())];
@@ -82,10 +90,32 @@ pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, String> 
                 metric(ALB_NAMESPACE, "RequestCount", &dims),
             )
         }
+        Sli::AlbLatency {
+            load_balancer,
+            target_group,
+            threshold_ms,
+        } => {
+            let (lb, tg) = (
+                alb.load_balancer(load_balancer)?,
+                alb.target_group(target_group)?,
+            );
+            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
+            total_stat = Stat::SampleCount;
+            (
+                Counter::RankedBelow {
+                    threshold_ms: *threshold_ms,
+                },
+                metric(ALB_NAMESPACE, "TargetResponseTime", &dims),
+            )
+        }
         Sli::GoodOverTotal { good, total } => (Counter::Good(good.clone()), total.clone()),
         Sli::BadOverTotal { bad, total } => (Counter::Bad(bad.clone()), total.clone()),
     };
-    Ok(SliSeries { counter, total })
+    Ok(SliSeries {
+        counter,
+        total,
+        total_stat,
+    })
 }
 
 /// Every window an SLO is judged on: each alert's two windows and the SLO period.
@@ -98,10 +128,18 @@ fn windows(spec: &Spec, slo: &Slo) -> Vec<crate::spec::Span> {
 
 /// Adds the sums this SLO needs to the shared read.
 pub fn plan(spec: &Spec, slo: &Slo, series: &SliSeries, plan: &mut MetricsPlan) {
-    let (Counter::Good(counter) | Counter::Bad(counter)) = &series.counter;
     for window in windows(spec, slo) {
-        plan.want(&series.total, Stat::Sum, window);
-        plan.want(counter, Stat::Sum, window);
+        plan.want(&series.total, series.total_stat, window);
+        match &series.counter {
+            Counter::Good(m) | Counter::Bad(m) => plan.want(m, Stat::Sum, window),
+            Counter::RankedBelow { threshold_ms } => plan.want(
+                &series.total,
+                Stat::PercentileRank {
+                    threshold_ms: *threshold_ms,
+                },
+                window,
+            ),
+        }
     }
 }
 
@@ -112,10 +150,24 @@ fn counts(
     window: crate::spec::Span,
 ) -> Result<Counts, String> {
     // No datapoints in a window means no events (the agent publishes only what happened).
-    let total = data.sum(&series.total, window)?.value.unwrap_or(0.0);
+    let total = || -> Result<f64, String> {
+        let total = data.window(&series.total, series.total_stat, window)?;
+        Ok(total.value.unwrap_or(0.0))
+    };
+    let sum =
+        |m: &MetricRef| -> Result<f64, String> { Ok(data.sum(m, window)?.value.unwrap_or(0.0)) };
     Ok(match &series.counter {
-        Counter::Good(m) => Counts::from_good(data.sum(&m, window)?.value.unwrap_or(0.0), total),
-        Counter::Bad(m) => Counts::from_bad(data.sum(&m, window)?.value.unwrap_or(0.0), total),
+        Counter::Good(m) => Counts::from_good(sum(m)?, total()?),
+        Counter::Bad(m) => Counts::from_bad(sum(m)?, total()?),
+        Counter::RankedBelow { threshold_ms } => {
+            let rank = Stat::PercentileRank {
+                threshold_ms: *threshold_ms,
+            };
+            burn::ranked_counts(
+                &data.points(&series.total, series.total_stat, window)?,
+                &data.points(&series.total, rank, window)?,
+            )
+        }
     })
 }
 
@@ -164,10 +216,7 @@ pub fn evaluate(
     let (series, period) = match read {
         Ok(pair) => pair,
         Err(e) => {
-            finding.status = Status::Unknown;
-            finding.severity = Severity::Ticket;
-            finding.fingerprint.push_str("/unknown");
-            finding.summary = format!("SLO {} could not be evaluated: {e}", slo.name);
+            finding.mark_unknown(format!("SLO {} could not be evaluated: {e}", slo.name));
             return finding;
         }
     };
@@ -195,11 +244,15 @@ pub fn evaluate(
     ));
 
     if period.total <= 0.0 {
-        // Nothing happened in the whole period: no window can burn, so say it once.
-        finding.summary = format!(
-            "{service_name}/{}: no events in {} (nothing to judge)",
-            slo.name, slo.period
-        );
+        // Not one event in the whole period: no window can burn, and most likely the metric is
+        // misnamed or no longer published. That is a question for a human (a ticket under
+        // its own fingerprint), never a page and never an "all good".
+        finding.mark_unknown(format!(
+            "{service_name}/{}: no events in {}; is {} published?",
+            slo.name,
+            slo.period,
+            crate::metrics::describe(&series.total)
+        ));
         return finding;
     }
 

@@ -268,8 +268,21 @@ fn check_service(file: &Path, name: &str, service: &Service, errors: &mut Vec<Sp
         }
         check_sli(file, &format!("{key}.sli"), &slo.sli, errors);
     }
+    let mut fingerprints = BTreeMap::new();
     for (i, check) in service.checks.iter().enumerate() {
         let key = format!("{here}.checks[{i}]");
+        // Alert state is keyed by fingerprint: two checks sharing one would fight over it.
+        let identity = (check.kind(), check.target());
+        if let Some(first) = fingerprints.insert(identity.clone(), i) {
+            errors.push(plain_error(
+                file,
+                &key,
+                format!(
+                    "checks[{first}] already checks {} {} for this service (merge them into one)",
+                    identity.0, identity.1
+                ),
+            ));
+        }
         if let super::CheckSpec::Http(http) = check
             && !(http.url.starts_with("http://") || http.url.starts_with("https://"))
         {
@@ -344,6 +357,21 @@ fn check_sli(file: &Path, key: &str, sli: &Sli, errors: &mut Vec<SpecError>) {
         } => {
             empty("alb_availability.load_balancer", load_balancer, errors);
             empty("alb_availability.target_group", target_group, errors);
+        }
+        Sli::AlbLatency {
+            load_balancer,
+            target_group,
+            threshold_ms,
+        } => {
+            empty("alb_latency.load_balancer", load_balancer, errors);
+            empty("alb_latency.target_group", target_group, errors);
+            if *threshold_ms == 0 {
+                errors.push(plain_error(
+                    file,
+                    &format!("{key}.alb_latency.threshold_ms"),
+                    "must be above 0".into(),
+                ));
+            }
         }
         Sli::GoodOverTotal { good: a, total } | Sli::BadOverTotal { bad: a, total } => {
             if a == total {
@@ -477,10 +505,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let slo = "    slos:\n      - name: s\n        objective: 99\n        period: 7d\n        sli: {span_errors: {service: x, route: r}}\n        burn_rate_alerts:\n          - {severity: page, long: 5m, short: 1h, factor: 2}\n          - {severity: ticket, long: 14d, short: 1h, factor: 1}\n";
         write(dir.path(), "a.yaml", &format!("services:\n  x:\n{slo}"));
-        write(dir.path(), "b.yaml", "services:\n  x: {}\n");
+        write(
+            dir.path(),
+            "b.yaml",
+            "services:\n  x: {}\n  y:\n    checks:\n      - asg: { group: g, min_healthy: 1 }\n      - asg: { group: g, min_healthy: 2 }\n",
+        );
         let errors = load(dir.path()).unwrap_err().0;
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(errors.len(), 3, "{text:#?}");
+        assert_eq!(errors.len(), 4, "{text:#?}");
+        assert!(
+            text.iter()
+                .any(|t| t.contains("services.y.checks[1]: checks[0] already checks asg g"))
+        );
         assert!(
             text.iter()
                 .any(|t| t.contains("b.yaml: services.x: service `x` is already declared"))

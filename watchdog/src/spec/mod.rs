@@ -177,6 +177,14 @@ pub enum Sli {
         load_balancer: String,
         target_group: String,
     },
+    /// ALB latency where no span metrics exist: good = `TargetResponseTime` samples at or
+    /// below the threshold, from CloudWatch's percentile rank `PR(:t)` weighted by each
+    /// bucket's `SampleCount`.
+    AlbLatency {
+        load_balancer: String,
+        target_group: String,
+        threshold_ms: u32,
+    },
     /// Any two CloudWatch counters.
     GoodOverTotal {
         good: MetricRef,
@@ -211,6 +219,54 @@ pub enum CheckSpec {
     SqsDlq(SqsDlqCheck),
     Http(HttpCheck),
     Heartbeat(HeartbeatCheck),
+}
+
+impl CheckSpec {
+    /// The spec key, which is also the finding's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckSpec::Asg(_) => "asg",
+            CheckSpec::TargetGroup(_) => "target_group",
+            CheckSpec::RdsInstance(_) => "rds_instance",
+            CheckSpec::RdsCluster(_) => "rds_cluster",
+            CheckSpec::DynamodbTable(_) => "dynamodb_table",
+            CheckSpec::Alarms(_) => "alarms",
+            CheckSpec::SqsDlq(_) => "sqs_dlq",
+            CheckSpec::Http(_) => "http",
+            CheckSpec::Heartbeat(_) => "heartbeat",
+        }
+    }
+
+    /// What is checked; with the kind and the service it makes the finding's fingerprint.
+    pub fn target(&self) -> String {
+        match self {
+            CheckSpec::Asg(c) => c.group.clone(),
+            CheckSpec::TargetGroup(c) => c.name.clone(),
+            CheckSpec::RdsInstance(c) | CheckSpec::RdsCluster(c) => c.id.clone(),
+            CheckSpec::DynamodbTable(c) => c.table.clone(),
+            CheckSpec::Alarms(c) => {
+                let mut parts = c.names.clone();
+                parts.extend(c.prefix.iter().map(|p| format!("{p}*")));
+                parts.join(",")
+            }
+            CheckSpec::SqsDlq(c) => c.queue.clone(),
+            CheckSpec::Http(c) => c.url.clone(),
+            CheckSpec::Heartbeat(c) => format!("{}/{}", c.namespace, c.metric),
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            CheckSpec::Asg(c) => c.severity,
+            CheckSpec::TargetGroup(c) => c.severity,
+            CheckSpec::RdsInstance(c) | CheckSpec::RdsCluster(c) => c.severity,
+            CheckSpec::DynamodbTable(c) => c.severity,
+            CheckSpec::Alarms(c) => c.severity,
+            CheckSpec::SqsDlq(c) => c.severity,
+            CheckSpec::Http(c) => c.severity,
+            CheckSpec::Heartbeat(c) => c.severity,
+        }
+    }
 }
 
 /// At least `min_healthy` instances both `InService` and `Healthy`, over at least `min_azs` AZs.

@@ -17,7 +17,7 @@
 mod checkpoint;
 mod config;
 mod fingerprint;
-mod lines;
+pub mod lines;
 mod multiline;
 
 pub use config::{FileSourceConfig, MultilineConfig, OversizedLines, StartAt};
@@ -41,8 +41,9 @@ use multiline::Multiline;
 /// Bytes read from one file before moving on to the next (fairness between files).
 const READ_BUDGET: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
-/// Checkpoints are written at most this often (and at shutdown).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Checkpoints are written at most this often (and at shutdown): short, because what was
+/// delivered but not yet checkpointed is sent again after a crash.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 /// Checkpoint entries of files not seen for this long are forgotten.
 const CHECKPOINT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Upper bound on the wait for outstanding acknowledgements at shutdown.
@@ -61,6 +62,9 @@ pub struct FileSource {
 struct Tracked {
     fingerprint: u64,
     path: PathBuf,
+    /// The path this file was written under (its name before a rotation), which its
+    /// successor now has.
+    origin: PathBuf,
     file: File,
     dev_ino: (u64, u64),
     /// File offset up to which bytes were read into `buf`.
@@ -110,7 +114,7 @@ impl FileSource {
     /// Reads until `stop` is cancelled, then waits (bounded) for outstanding acknowledgements
     /// and writes the final checkpoint.
     pub fn run(mut self, out: SourceOutput, stop: CancellationToken) {
-        let (ack_tx, mut acks) = ack_channel();
+        let (ack_tx, acks) = ack_channel();
         let mut state = State {
             files: HashMap::new(),
             batch_files: HashMap::new(),
@@ -118,6 +122,7 @@ impl FileSource {
             warned: HashSet::new(),
             dirty: false,
             last_write: Instant::now(),
+            acks,
         };
         self.resume_rotated(&mut state);
         let mut first_scan = true;
@@ -127,23 +132,51 @@ impl FileSource {
             self.scan(&mut state, first_scan);
             first_scan = false;
             let mut read_any = false;
-            let keys: Vec<u64> = state.files.keys().copied().collect();
-            for key in keys {
+            // Oldest data first: rotated files before current ones, older rotations (by
+            // modification time) before newer, and a file waits while an older file of the same
+            // log path still has data — so the lines of one log path reach the sinks in the
+            // order they were written, across rotations and restarts.
+            let mut order: Vec<(bool, std::time::SystemTime, u64)> = state
+                .files
+                .values()
+                .map(|t| {
+                    let mtime = t
+                        .file
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    (!t.rotated, mtime, t.fingerprint)
+                })
+                .collect();
+            order.sort_unstable();
+            let mut draining: HashSet<PathBuf> = HashSet::new();
+            for (_, _, key) in order {
+                if draining.contains(&state.files[&key].origin) {
+                    continue;
+                }
                 match self.read_file(&mut state, key, &out, &ack_tx) {
-                    Ok(n) => read_any |= n > 0,
-                    Err(Closed) => return self.finish(state, &mut acks),
+                    Ok(n) => {
+                        read_any |= n > 0;
+                        if n > 0
+                            && let Some(t) = state.files.get(&key)
+                        {
+                            draining.insert(t.origin.clone());
+                        }
+                    }
+                    Err(Closed) => return self.finish(state),
                 }
             }
             self.release_finished(&mut state);
-            self.apply_acks(&mut state, &mut acks);
+            self.apply_acks(&mut state);
             self.maybe_write_checkpoint(&mut state, false);
             if !read_any {
                 // Idle: wait for the next poll, but wake for shutdown.
                 let left = poll.saturating_sub(started.elapsed());
                 let deadline = Instant::now() + left;
                 while Instant::now() < deadline && !stop.is_cancelled() {
-                    std::thread::sleep(left.min(Duration::from_millis(50)));
-                    self.apply_acks(&mut state, &mut acks);
+                    std::thread::sleep(left.min(Duration::from_millis(10)));
+                    self.maybe_write_checkpoint(&mut state, false);
+                    self.apply_acks(&mut state);
                 }
             }
         }
@@ -166,13 +199,13 @@ impl FileSource {
             }
         }
         drop(out);
-        self.finish(state, &mut acks);
+        self.finish(state);
     }
 
-    fn finish(mut self, mut state: State, acks: &mut AckReceiver) {
+    fn finish(mut self, mut state: State) {
         let deadline = Instant::now() + SHUTDOWN_ACK_WAIT;
         while state.files.values().any(|t| !t.in_flight.is_empty()) && Instant::now() < deadline {
-            match acks.try_recv() {
+            match state.acks.try_recv() {
                 Ok((id, status)) => self.ack(&mut state, id, status),
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
                     std::thread::sleep(Duration::from_millis(10))
@@ -180,7 +213,7 @@ impl FileSource {
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
             }
         }
-        self.apply_acks(&mut state, acks);
+        self.apply_acks(&mut state);
         self.maybe_write_checkpoint(&mut state, true);
     }
 
@@ -232,7 +265,14 @@ impl FileSource {
                     if t.path != path && !t.rotated {
                         t.path = path.clone();
                     }
-                    if meta.len() < t.read_offset {
+                    // Truncated: shorter than what was read, or (when the writer already wrote
+                    // past the old length again) a different first line.
+                    let replaced = meta.len() < t.read_offset
+                        || File::open(&path)
+                            .ok()
+                            .and_then(|f| fingerprint(&f, self.config.fingerprint_bytes).ok())
+                            .is_some_and(|fp| fp != Some(key));
+                    if replaced {
                         self.truncated(state, key, &path);
                     }
                     continue;
@@ -298,14 +338,24 @@ impl FileSource {
         };
         tracing::info!(source = %self.name, path = %path.display(), offset = start, "reading file");
         state.warned.remove(path);
-        self.track(state, fp, path.to_path_buf(), file, start, false);
+        self.track(
+            state,
+            fp,
+            path.to_path_buf(),
+            path.to_path_buf(),
+            file,
+            start,
+            false,
+        );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn track(
         &self,
         state: &mut State,
         fp: u64,
         path: PathBuf,
+        origin: PathBuf,
         file: File,
         start: u64,
         rotated: bool,
@@ -320,6 +370,7 @@ impl FileSource {
             Tracked {
                 fingerprint: fp,
                 path,
+                origin,
                 file,
                 dev_ino,
                 read_offset: start,
@@ -377,6 +428,7 @@ impl FileSource {
                     .map(|m| (m.dev(), m.ino()))
                     .unwrap_or_default();
                 old.path = copy_path;
+                old.origin = path.to_path_buf();
                 old.read_offset = resume_at;
                 old.buf.clear();
                 old.splitter.reset();
@@ -425,7 +477,15 @@ impl FileSource {
             {
                 tracing::info!(source = %self.name, path = %copy_path.display(), offset = entry.offset,
                     "file was rotated while the agent was stopped; reading the rest of it");
-                self.track(state, fp, copy_path, copy, entry.offset, true);
+                self.track(
+                    state,
+                    fp,
+                    copy_path,
+                    entry.path.clone(),
+                    copy,
+                    entry.offset,
+                    true,
+                );
             }
         }
     }
@@ -444,6 +504,7 @@ impl FileSource {
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut events = Vec::new();
         let mut batch_end = None;
+        let mut replaced = false;
         loop {
             let t = state.files.get_mut(&key).expect("tracked");
             if t.read_offset == u64::MAX || total >= READ_BUDGET {
@@ -465,6 +526,18 @@ impl FileSource {
                 }
             };
             if n == 0 {
+                break;
+            }
+            // A file truncated and written again between the last scan and this read would
+            // hand us the middle of a new line: check it is still the same file (by its first
+            // line) after reading, and if not, let the truncation handling take over.
+            if !t.rotated
+                && fingerprint(&t.file, self.config.fingerprint_bytes)
+                    .ok()
+                    .flatten()
+                    != Some(key)
+            {
+                replaced = true;
                 break;
             }
             total += n;
@@ -532,6 +605,10 @@ impl FileSource {
         if let Some(end) = batch_end {
             self.send(state, key, events, end, out, ack_tx)?;
         }
+        if replaced {
+            let path = state.files[&key].path.clone();
+            self.truncated(state, key, &path);
+        }
         Ok(total)
     }
 
@@ -551,12 +628,15 @@ impl FileSource {
         let t = state.files.get_mut(&key).expect("tracked");
         t.in_flight.push_back((id, end, None));
         t.emitted = end;
-        out.send_blocking(events, Ack::new(id, ack_tx.clone()))
-            .map_err(|_| Closed)
+        out.send_blocking(events, Ack::new(id, ack_tx.clone()), || {
+            self.apply_acks(state);
+            self.maybe_write_checkpoint(state, false);
+        })
+        .map_err(|_| Closed)
     }
 
-    fn apply_acks(&mut self, state: &mut State, acks: &mut AckReceiver) {
-        while let Ok((id, status)) = acks.try_recv() {
+    fn apply_acks(&mut self, state: &mut State) {
+        while let Ok((id, status)) = state.acks.try_recv() {
             self.ack(state, id, status);
         }
     }
@@ -664,6 +744,9 @@ struct State {
     warned: HashSet<PathBuf>,
     dirty: bool,
     last_write: Instant,
+    /// Acknowledgements of sent batches, applied between reads and while waiting on a full
+    /// queue, so checkpoints keep up with deliveries even under backpressure.
+    acks: AckReceiver,
 }
 
 impl State {
