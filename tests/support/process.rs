@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Lines of a server's log printed when a test fails (`VIGIL_TEST_LOG_LINES` to change).
 const LOG_TAIL_LINES: usize = 60;
 
 /// A port that was free a moment ago (bound, then released).
@@ -136,10 +137,13 @@ impl Drop for ChildGuard {
             // The end of the log is what explains a failure; all of it can be megabytes.
             let log = self.log();
             let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+            let keep = std::env::var("VIGIL_TEST_LOG_LINES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(LOG_TAIL_LINES);
+            let tail = lines[lines.len().saturating_sub(keep)..].join("\n");
             eprintln!(
-                "----- last {} lines of {} log ({}) -----\n{tail}\n----- end of {} log -----",
-                LOG_TAIL_LINES,
+                "----- last {keep} lines of {} log ({}) -----\n{tail}\n----- end of {} log -----",
                 self.name,
                 self.log_path.display(),
                 self.name

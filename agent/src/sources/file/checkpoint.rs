@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct Entry {
     /// Byte offset after the last acknowledged line.
     pub offset: u64,
-    /// Where the file was last seen (used to find it again after a rotation while stopped).
+    /// The log path the file was written under (for a rotated file, its name before the
+    /// rotation): its rotations are found next to it after the agent was stopped.
     pub path: PathBuf,
     /// Last time the file was seen, in ms since the epoch; old entries are pruned.
     pub seen_ms: i64,

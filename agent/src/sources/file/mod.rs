@@ -312,7 +312,10 @@ impl FileSource {
         };
         let fp = match fingerprint(&file, self.config.fingerprint_bytes) {
             Ok(Some(fp)) => fp,
-            Ok(None) => return, // first line not complete yet
+            Ok(None) => {
+                tracing::debug!(source = %self.name, path = %path.display(), "first line not complete yet");
+                return;
+            }
             Err(e) => {
                 warn_once(
                     state,
@@ -328,6 +331,7 @@ impl FileSource {
         if state.files.contains_key(&fp) {
             // Same first line as a file being read: a rotated copy of it (copytruncate) or a
             // rename still settling. The tracked handle covers it.
+            tracing::debug!(source = %self.name, path = %path.display(), fingerprint = format!("{fp:016x}"), "already tracked under another name");
             return;
         }
         let Ok(meta) = file.metadata() else { return };
@@ -336,7 +340,12 @@ impl FileSource {
             None if first_scan && self.config.start_at == StartAt::End => meta.len(),
             None => 0,
         };
-        tracing::info!(source = %self.name, path = %path.display(), offset = start, "reading file");
+        if !first_scan && self.checkpoints.get(fp).is_none() {
+            // A new file under a known name: if the agent fell behind, a whole generation of
+            // this log may have come and gone since it last looked.
+            self.adopt_missed_rotations(state, path);
+        }
+        tracing::info!(source = %self.name, path = %path.display(), offset = start, fingerprint = format!("{fp:016x}"), "reading file");
         state.warned.remove(path);
         self.track(
             state,
@@ -449,6 +458,36 @@ impl FileSource {
         }
         // The truncated file itself is picked up as a new file (by fingerprint) on this scan.
         self.discover(state, path, false);
+    }
+
+    /// Rotations of `origin` that the agent never saw under their log name (created and rotated
+    /// away while it was stopped or too busy to look) are read from their start. Only
+    /// rotations newer than a file already known for this path qualify, so old rotations from
+    /// before the agent was installed are not read.
+    fn adopt_missed_rotations(&mut self, state: &mut State, origin: &Path) {
+        let siblings = rotated_siblings(origin, self.config.fingerprint_bytes);
+        let known = |fp: Option<u64>| {
+            fp.is_some_and(|fp| state.files.contains_key(&fp) || self.checkpoints.get(fp).is_some())
+        };
+        let Some(first_known) = siblings
+            .iter()
+            .find(|s| known(s.fingerprint))
+            .map(|s| s.modified)
+        else {
+            return;
+        };
+        let missed: Vec<Sibling> = siblings
+            .into_iter()
+            .filter(|s| {
+                s.modified >= first_known && s.fingerprint.is_some() && !known(s.fingerprint)
+            })
+            .collect();
+        for s in missed {
+            let fp = s.fingerprint.expect("filtered");
+            tracing::info!(source = %self.name, path = %s.path.display(),
+                "found a rotation of this log that was never read under its name; reading it");
+            self.track(state, fp, s.path, origin.to_path_buf(), s.file, 0, true);
+        }
     }
 
     /// On start: files in the checkpoint that the globs no longer find may have been rotated
@@ -639,6 +678,14 @@ impl FileSource {
         while let Ok((id, status)) = state.acks.try_recv() {
             self.ack(state, id, status);
         }
+        let origins: HashSet<PathBuf> = self
+            .checkpoints
+            .entries()
+            .map(|(_, e)| e.path.clone())
+            .collect();
+        for origin in origins {
+            self.adopt_missed_rotations(state, &origin);
+        }
     }
 
     fn ack(&mut self, state: &mut State, id: u64, status: AckStatus) {
@@ -652,7 +699,9 @@ impl FileSource {
             slot.2 = Some(status);
         }
         while let Some(&(_, end, Some(status))) = t.in_flight.front() {
-            if status == AckStatus::Undelivered {
+            if status == AckStatus::Undelivered && !t.stalled {
+                tracing::warn!(source = %self.name, path = %t.path.display(), offset = t.committed,
+                    "a batch was not delivered; this file's checkpoint stays where it is until restart");
                 t.stalled = true;
             }
             if t.stalled {
@@ -661,6 +710,7 @@ impl FileSource {
             t.committed = end;
             t.in_flight.pop_front();
             state.dirty = true;
+            tracing::trace!(path = %t.path.display(), committed = end, "acknowledged");
         }
     }
 
@@ -687,7 +737,7 @@ impl FileSource {
                 key,
                 Entry {
                     offset: t.committed,
-                    path: t.path.clone(),
+                    path: t.origin.clone(),
                     seen_ms: now_ms(),
                 },
             );
@@ -705,12 +755,17 @@ impl FileSource {
                 t.fingerprint,
                 Entry {
                     offset: t.committed,
-                    path: t.path.clone(),
+                    path: t.origin.clone(),
                     seen_ms: now,
                 },
             );
         }
         self.checkpoints.prune(now - CHECKPOINT_RETENTION_MS);
+        if force {
+            for (fp, e) in self.checkpoints.entries() {
+                tracing::debug!(source = %self.name, fingerprint = format!("{fp:016x}"), offset = e.offset, path = %e.path.display(), "final checkpoint");
+            }
+        }
         match self.checkpoints.write() {
             Ok(()) => {
                 state.dirty = false;
@@ -785,13 +840,24 @@ fn warn_once(
     }
 }
 
-/// A sibling of `path` (`app.log.1`, `app.log-20261122`, ...) whose fingerprint is `fp`: where
-/// logrotate put the old content.
-fn find_rotated_copy(path: &Path, fp: u64, fingerprint_bytes: usize) -> Option<(PathBuf, File)> {
-    let dir = path.parent()?;
-    let base = path.file_name()?.to_str()?;
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
+/// A rotation of a log file found next to it.
+struct Sibling {
+    path: PathBuf,
+    file: File,
+    fingerprint: Option<u64>,
+    modified: std::time::SystemTime,
+}
+
+/// The rotations of `path` (`app.log.1`, `app.log-20261122`, ...): files in its directory whose
+/// names extend its name.
+fn rotated_siblings(path: &Path, fingerprint_bytes: usize) -> Vec<Sibling> {
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Sibling> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
@@ -799,10 +865,25 @@ fn find_rotated_copy(path: &Path, fp: u64, fingerprint_bytes: usize) -> Option<(
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n != base && n.starts_with(base))
         })
+        .filter_map(|p| {
+            let file = File::open(&p).ok()?;
+            let meta = file.metadata().ok().filter(|m| m.is_file())?;
+            Some(Sibling {
+                fingerprint: fingerprint(&file, fingerprint_bytes).ok().flatten(),
+                modified: meta.modified().ok()?,
+                path: p,
+                file,
+            })
+        })
         .collect();
-    candidates.sort();
-    candidates.into_iter().find_map(|p| {
-        let f = File::open(&p).ok()?;
-        (fingerprint(&f, fingerprint_bytes).ok()?? == fp).then_some((p, f))
-    })
+    found.sort_by_key(|s| s.modified);
+    found
+}
+
+/// The rotation of `path` whose fingerprint is `fp`: where logrotate put the old content.
+fn find_rotated_copy(path: &Path, fp: u64, fingerprint_bytes: usize) -> Option<(PathBuf, File)> {
+    rotated_siblings(path, fingerprint_bytes)
+        .into_iter()
+        .find(|s| s.fingerprint == Some(fp))
+        .map(|s| (s.path, s.file))
 }
