@@ -83,6 +83,8 @@ struct Tracked {
     stalled: bool,
     /// The path no longer leads to this file (renamed, deleted or truncated away).
     rotated: bool,
+    /// The last read found no more data (a rotated file is let go only once read to its end).
+    at_eof: bool,
     last_growth: Instant,
     attributes: Attributes,
 }
@@ -398,6 +400,7 @@ impl FileSource {
                 in_flight: VecDeque::new(),
                 stalled: false,
                 rotated,
+                at_eof: false,
                 last_growth: Instant::now(),
                 attributes,
             },
@@ -442,6 +445,7 @@ impl FileSource {
                 old.buf.clear();
                 old.splitter.reset();
                 old.rotated = true;
+                old.at_eof = false;
                 old.last_growth = Instant::now();
                 state.files.insert(key, old);
             }
@@ -466,6 +470,7 @@ impl FileSource {
     /// before the agent was installed are not read.
     fn adopt_missed_rotations(&mut self, state: &mut State, origin: &Path) {
         let siblings = rotated_siblings(origin, self.config.fingerprint_bytes);
+        tracing::debug!(origin = %origin.display(), siblings = ?siblings.iter().map(|s| (s.path.display().to_string(), s.fingerprint.map(|f| format!("{f:016x}")))).collect::<Vec<_>>(), "looking for missed rotations");
         let known = |fp: Option<u64>| {
             fp.is_some_and(|fp| state.files.contains_key(&fp) || self.checkpoints.get(fp).is_some())
         };
@@ -498,6 +503,9 @@ impl FileSource {
             .entries()
             .map(|(k, e)| (k, e.clone()))
             .collect();
+        for (fp, e) in &entries {
+            tracing::debug!(source = %self.name, fingerprint = format!("{fp:016x}"), offset = e.offset, path = %e.path.display(), "checkpoint at start");
+        }
         for (fp, entry) in entries {
             let at_path = File::open(&entry.path).ok().and_then(|f| {
                 fingerprint(&f, self.config.fingerprint_bytes)
@@ -526,6 +534,14 @@ impl FileSource {
                     true,
                 );
             }
+        }
+        let origins: HashSet<PathBuf> = self
+            .checkpoints
+            .entries()
+            .map(|(_, e)| e.path.clone())
+            .collect();
+        for origin in origins {
+            self.adopt_missed_rotations(state, &origin);
         }
     }
 
@@ -565,8 +581,10 @@ impl FileSource {
                 }
             };
             if n == 0 {
+                t.at_eof = true;
                 break;
             }
+            t.at_eof = false;
             // A file truncated and written again between the last scan and this read would
             // hand us the middle of a new line: check it is still the same file (by its first
             // line) after reading, and if not, let the truncation handling take over.
@@ -678,21 +696,15 @@ impl FileSource {
         while let Ok((id, status)) = state.acks.try_recv() {
             self.ack(state, id, status);
         }
-        let origins: HashSet<PathBuf> = self
-            .checkpoints
-            .entries()
-            .map(|(_, e)| e.path.clone())
-            .collect();
-        for origin in origins {
-            self.adopt_missed_rotations(state, &origin);
-        }
     }
 
     fn ack(&mut self, state: &mut State, id: u64, status: AckStatus) {
         let Some(key) = state.batch_files.remove(&id) else {
+            tracing::debug!(batch = id, "acknowledgement for an unknown batch");
             return;
         };
         let Some(t) = state.files.get_mut(&key) else {
+            tracing::debug!(batch = id, "acknowledgement for a file no longer tracked");
             return;
         };
         if let Some(slot) = t.in_flight.iter_mut().find(|(b, _, _)| *b == id) {
@@ -721,7 +733,12 @@ impl FileSource {
         let done: Vec<u64> = state
             .files
             .values()
-            .filter(|t| t.rotated && t.last_growth.elapsed() >= wait && t.in_flight.is_empty())
+            .filter(|t| {
+                t.rotated
+                    && (t.at_eof || t.read_offset == u64::MAX)
+                    && t.last_growth.elapsed() >= wait
+                    && t.in_flight.is_empty()
+            })
             .filter(|t| t.multiline.as_ref().is_none_or(|m| !m.is_open()))
             .map(|t| t.fingerprint)
             .collect();
