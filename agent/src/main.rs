@@ -97,7 +97,9 @@ fn main() -> ExitCode {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
                 tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "vigil-agent starting");
-                vigil_agent::pipeline::run(loaded, shutdown, Duration::from_millis(drain_timeout_ms)).await
+                let result = vigil_agent::pipeline::run(loaded, shutdown, Duration::from_millis(drain_timeout_ms)).await;
+                vigil_agent::telemetry::log_summary();
+                result
             });
             match result {
                 Ok(()) => {

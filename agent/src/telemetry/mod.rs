@@ -130,3 +130,28 @@ pub fn render() -> String {
         .expect("text encoding of gathered metrics cannot fail");
     out
 }
+
+/// Logs every non-zero counter, one line each: the run's summary at shutdown.
+pub fn log_summary() {
+    LazyLock::force(&EVENTS);
+    LazyLock::force(&ERRORS);
+    for family in REGISTRY.gather() {
+        for m in family.get_metric() {
+            let value = m.get_counter().get_value();
+            if value == 0.0 {
+                continue;
+            }
+            let labels: Vec<String> = m
+                .get_label()
+                .iter()
+                .map(|l| format!("{}={}", l.name(), l.value()))
+                .collect();
+            tracing::info!(
+                metric = family.name(),
+                labels = labels.join(","),
+                value,
+                "counter"
+            );
+        }
+    }
+}
