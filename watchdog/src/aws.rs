@@ -8,6 +8,10 @@ pub struct Aws {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub rds: aws_sdk_rds::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub ses: aws_sdk_sesv2::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
     pub http: reqwest::Client,
 }
 
@@ -21,6 +25,10 @@ impl Aws {
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+            ses: aws_sdk_sesv2::Client::new(&config),
+            eventbridge: aws_sdk_eventbridge::Client::new(&config),
             http: reqwest::Client::builder()
                 .user_agent(concat!("vigil-watchdog/", env!("CARGO_PKG_VERSION")))
                 // Synthetic checks must not follow a redirect to a healthy-looking page.

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::evaluate::{Evaluation, Scope, evaluate};
+use crate::notify::{Delivery, Held, Notifier, Outcome};
 use crate::spec::Spec;
 use crate::state::{AlertState, Decision, decide_stateless};
 
@@ -20,6 +21,15 @@ pub struct Report {
     #[serde(flatten)]
     pub evaluation: Evaluation,
     pub decisions: Vec<Decision>,
+    /// What the notifier sent (empty on a dry run or without `settings.notify`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<Delivery>,
+    /// Pages the notifier held back this run (silenced or inhibited).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+    /// Events put on the notifier's EventBridge bus.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Delivery>,
 }
 
 /// Where alert state lives, if anywhere: the CLI's `--state-table`, else the spec's setting.
@@ -29,6 +39,7 @@ pub fn alert_state(spec: &Spec, aws: &Aws, table_override: Option<&str>) -> Opti
     Some(AlertState {
         client: aws.dynamodb.clone(),
         table: table.to_string(),
+        resolve_after: settings.map_or(1, |s| s.resolve_after),
         keep_resolved_for: settings.map_or_else(
             || crate::spec::Span::from_secs(30 * 86_400),
             |s| s.keep_resolved_for,
@@ -36,11 +47,20 @@ pub fn alert_state(spec: &Spec, aws: &Aws, table_override: Option<&str>) -> Opti
     })
 }
 
+/// The notifier for the spec's `settings.notify`, with its secrets read; `None` without it.
+pub async fn notifier(spec: &Spec, aws: &Aws) -> Result<Option<Notifier>, String> {
+    match &spec.settings.notify {
+        Some(settings) => Notifier::load(settings, aws).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 pub async fn run(
     spec: &Spec,
     aws: &Aws,
     state: Option<&AlertState>,
     scope: &Scope,
+    notifier: Option<&Notifier>,
     trigger: String,
     dry_run: bool,
 ) -> Report {
@@ -56,11 +76,53 @@ pub async fn run(
     for d in &decisions {
         tracing::info!(fingerprint = %d.fingerprint, action = ?d.action, severity = %d.severity, reason = %d.reason, "decision");
     }
+    let outcome = match notifier {
+        Some(n) if !dry_run => n.deliver(&evaluation.findings, &decisions, state).await,
+        _ => Outcome::default(),
+    };
+    if !dry_run {
+        heartbeat(aws, &outcome).await;
+    }
     Report {
         trigger,
         dry_run,
         note: None,
         evaluation,
         decisions,
+        deliveries: outcome.deliveries,
+        held: outcome.held,
+        events: outcome.events,
+    }
+}
+
+/// The watchdog watches itself: every run puts `Vigil/Watchdog heartbeat` = 1 (an alarm that
+/// treats missing data as breaching fires when runs stop), and how many notifications were
+/// sent and failed. Best effort: a failure is logged, never fatal.
+async fn heartbeat(aws: &Aws, outcome: &Outcome) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+    let failed = outcome.deliveries.iter().filter(|d| !d.ok).count();
+    let datum = |name: &str, value: usize| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .timestamp(DateTime::from(std::time::SystemTime::now()))
+            .unit(StandardUnit::Count)
+            .value(value as f64)
+            .build()
+    };
+    let result = aws
+        .cloudwatch
+        .put_metric_data()
+        .namespace("Vigil/Watchdog")
+        .metric_data(datum("heartbeat", 1))
+        .metric_data(datum(
+            "notifications_sent",
+            outcome.deliveries.len() - failed,
+        ))
+        .metric_data(datum("notifications_failed", failed))
+        .send()
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %crate::aws::error_text(&e), "heartbeat metric not published");
     }
 }

@@ -14,6 +14,7 @@ mod evaluate;
 mod finding;
 mod lambda;
 mod metrics;
+mod notify;
 mod report;
 mod slo;
 mod spec;

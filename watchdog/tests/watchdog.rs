@@ -1348,3 +1348,1034 @@ services:
         "{per_az:#}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Notifier: Slack (a local stand-in), SNS and SSM (moto), alert state (moto's DynamoDB).
+
+/// One request the Slack stand-in received.
+#[derive(Clone, Debug)]
+struct SlackRequest {
+    at: std::time::Instant,
+    path: String,
+    authorization: Option<String>,
+    body: Value,
+}
+
+/// A local HTTP server standing in for Slack: incoming webhooks under `/services/...`, the Web
+/// API under `/api/chat.postMessage` and `/api/chat.update` (bot token checked). It records
+/// every request, checks the Block Kit structure (a bad payload gets Slack's
+/// `400 invalid_blocks`), and answers scripted statuses (429 + Retry-After, 500) first.
+struct SlackStandIn {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<SlackRequest>>>,
+    /// (path, status, Retry-After seconds): the next request to `path` gets this answer.
+    script: std::sync::Arc<std::sync::Mutex<Vec<Scripted>>>,
+}
+
+/// A scripted answer: (path, status, Retry-After seconds).
+type Scripted = (String, u16, Option<u64>);
+
+const BOT_TOKEN: &str = "xoxb-1111-2222-SeCrEtToKeN";
+const WEBHOOK_PATH: &str = "/services/T000/B000/WeBhOoKsEcReT";
+
+/// Why a Slack body would be refused, if it would.
+fn block_kit_problem(body: &Value) -> Option<String> {
+    let text = body["text"].as_str().unwrap_or("");
+    if text.is_empty() {
+        return Some("no fallback text".into());
+    }
+    let attachment = &body["attachments"][0];
+    if !attachment["color"]
+        .as_str()
+        .is_some_and(|c| c.starts_with('#'))
+    {
+        return Some("no colour".into());
+    }
+    let blocks = attachment["blocks"].as_array()?;
+    if blocks.first().map(|b| &b["type"]) != Some(&Value::from("header")) {
+        return Some("first block is not a header".into());
+    }
+    for b in blocks {
+        match b["type"].as_str() {
+            Some("header") => {
+                let t = b["text"]["text"].as_str().unwrap_or("");
+                if b["text"]["type"] != "plain_text" || t.is_empty() || t.chars().count() > 150 {
+                    return Some(format!("bad header {b}"));
+                }
+            }
+            Some("section") => {
+                let fields = b["fields"].as_array().map_or(0, Vec::len);
+                if b["text"]["text"].as_str().is_none() && fields == 0 || fields > 10 {
+                    return Some(format!("bad section {b}"));
+                }
+            }
+            Some("context") => {
+                if b["elements"]
+                    .as_array()
+                    .is_none_or(|e| e.is_empty() || e.len() > 10)
+                {
+                    return Some(format!("bad context {b}"));
+                }
+            }
+            other => return Some(format!("unexpected block type {other:?}")),
+        }
+    }
+    None
+}
+
+impl SlackStandIn {
+    fn start() -> SlackStandIn {
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests: Arc<Mutex<Vec<SlackRequest>>> = Arc::default();
+        let script: Arc<Mutex<Vec<Scripted>>> = Arc::default();
+        let (recorded, scripted) = (requests.clone(), script.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (recorded, scripted) = (recorded.clone(), scripted.clone());
+                std::thread::spawn(move || {
+                    let mut data = Vec::new();
+                    let mut buf = [0u8; 8192];
+                    let header_end = loop {
+                        let n = stream.read(&mut buf).unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        data.extend_from_slice(&buf[..n]);
+                        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    let length: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while data.len() < header_end + length {
+                        let n = stream.read(&mut buf).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        data.extend_from_slice(&buf[..n]);
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let body: Value =
+                        serde_json::from_slice(&data[header_end..]).unwrap_or(Value::Null);
+                    let authorization = header("authorization");
+                    let request_count = {
+                        let mut r = recorded.lock().unwrap();
+                        r.push(SlackRequest {
+                            at: std::time::Instant::now(),
+                            path: path.clone(),
+                            authorization: authorization.clone(),
+                            body: body.clone(),
+                        });
+                        r.len()
+                    };
+                    let scripted_answer = {
+                        let mut s = scripted.lock().unwrap();
+                        s.iter()
+                            .position(|(p, _, _)| *p == path)
+                            .map(|i| s.remove(i))
+                    };
+                    let (status, extra, answer) = if let Some((_, status, retry)) = scripted_answer
+                    {
+                        let extra =
+                            retry.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
+                        (status, extra, "rate_limited".to_string())
+                    } else if let Some(problem) = block_kit_problem(&body) {
+                        eprintln!("slack stand-in refuses {path}: {problem}");
+                        (400, String::new(), "invalid_blocks".to_string())
+                    } else if path == WEBHOOK_PATH {
+                        (200, String::new(), "ok".to_string())
+                    } else if path.starts_with("/api/") {
+                        let answer = if authorization.as_deref()
+                            != Some(&format!("Bearer {BOT_TOKEN}"))
+                        {
+                            serde_json::json!({"ok": false, "error": "invalid_auth"})
+                        } else if path == "/api/chat.postMessage" {
+                            serde_json::json!({"ok": true, "channel": "C0ALERTS",
+                                "ts": format!("1700000000.{request_count:06}")})
+                        } else if path == "/api/chat.update" && body["channel"] == "C0ALERTS" {
+                            serde_json::json!({"ok": true, "channel": "C0ALERTS", "ts": body["ts"]})
+                        } else {
+                            serde_json::json!({"ok": false, "error": "channel_not_found"})
+                        };
+                        (200, String::new(), answer.to_string())
+                    } else {
+                        (404, String::new(), "no_service".to_string())
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                });
+            }
+        });
+        SlackStandIn {
+            port,
+            requests,
+            script,
+        }
+    }
+
+    fn answer_next(&self, path: &str, status: u16, retry_after: Option<u64>) {
+        self.script
+            .lock()
+            .unwrap()
+            .push((path.to_string(), status, retry_after));
+    }
+
+    fn requests(&self, path: &str) -> Vec<SlackRequest> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}{WEBHOOK_PATH}", self.port)
+    }
+}
+
+/// A health endpoint whose status the test sets (`/health`).
+fn serve_health(status: std::sync::Arc<std::sync::atomic::AtomicU16>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
+            );
+        }
+    });
+    port
+}
+
+/// SNS messages moto says were published to `topic_arn`: (subject, message, attributes).
+fn sns_sent(moto: &Moto, topic_arn: &str) -> Vec<Value> {
+    let data: Value = serde_json::from_str(&moto.data()).unwrap();
+    data["sns"]["Topic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["arn"] == topic_arn)
+        .flat_map(|t| {
+            t["sent_notifications"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Events moto archived from the `vigil` bus.
+fn archived_events(moto: &Moto) -> Vec<Value> {
+    let data: Value = serde_json::from_str(&moto.data()).unwrap();
+    data["events"]["Archive"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["name"] == "vigil-all")
+        .flat_map(|a| a["events"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn state_item(
+    rt: &tokio::runtime::Runtime,
+    moto: &Moto,
+    fingerprint: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    rt.block_on(async {
+        let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+        ddb.get_item()
+            .table_name("alert-state")
+            .key(
+                "fingerprint",
+                aws_sdk_dynamodb::types::AttributeValue::S(fingerprint.into()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("state item")
+    })
+}
+
+fn message_ids(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> BTreeMap<String, String> {
+    item["message_ids"]
+        .as_m()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
+        .collect()
+}
+
+/// A `check --once --output json` run with debug logs and the webhook secret in the
+/// environment; returns the report and everything logged.
+fn notify_run(moto: &Moto, spec: &Path, slack: &SlackStandIn) -> (Value, String) {
+    let mut cmd = watchdog(
+        moto,
+        &[
+            "check",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--once",
+            "--output",
+            "json",
+        ],
+    );
+    cmd.env("VIGIL_LOG", "debug")
+        .env("VIGIL_TEST_SLACK_WEBHOOK", slack.webhook_url());
+    let out = run_ok(cmd);
+    let report = serde_json::from_slice(&out.stdout).unwrap();
+    (report, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+fn notify_spec(slack: &SlackStandIn, topic_arn: &str, health_port: u16) -> String {
+    format!(
+        r##"settings:
+  state: {{ table: alert-state, resolve_after: 2 }}
+  notify:
+    dashboard_url: https://grafana.example/d/shop
+    event_bus: vigil
+    receivers:
+      oncall-bot: {{ slack_bot: {{ token: {{ ssm: /vigil/slack/bot-token }}, channel: "#shop-oncall", api_url: "http://127.0.0.1:{}/api" }} }}
+      oncall-hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }} }} }}
+      oncall-sns: {{ sns: {{ topic_arn: "{topic_arn}" }} }}
+    routes:
+      - match: {{ severity: page }}
+        receivers: [oncall-bot, oncall-hook, oncall-sns]
+services:
+  shop:
+    labels: {{ runbook: "https://runbooks.example/shop" }}
+    checks:
+      - http: {{ url: "http://127.0.0.1:{health_port}/health", severity: page }}
+"##,
+        slack.port
+    )
+}
+
+/// Moto with the bot token in SSM (SecureString), an SNS topic, and the state table.
+fn notify_setup(moto: &Moto, rt: &tokio::runtime::Runtime, spec: &Path) -> String {
+    let topic_arn = rt.block_on(async {
+        let config = moto.sdk_config().await;
+        aws_sdk_ssm::Client::new(&config)
+            .put_parameter()
+            .name("/vigil/slack/bot-token")
+            .value(BOT_TOKEN)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .expect("PutParameter");
+        // A custom bus (moto's default bus fails PutEvents when a rule has a Lambda target), and
+        // an archive on it, from which moto's API shows every event put.
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let bus = events
+            .create_event_bus()
+            .name("vigil")
+            .send()
+            .await
+            .expect("CreateEventBus")
+            .event_bus_arn
+            .unwrap();
+        events
+            .create_archive()
+            .archive_name("vigil-all")
+            .event_source_arn(bus)
+            .event_pattern(r#"{"source":["vigil.watchdog"]}"#)
+            .send()
+            .await
+            .expect("CreateArchive");
+        aws_sdk_sns::Client::new(&config)
+            .create_topic()
+            .name("shop-oncall")
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn
+            .unwrap()
+    });
+    // The spec names the topic; the table is made from it.
+    std::fs::create_dir_all(spec).unwrap();
+    topic_arn
+}
+
+#[test]
+fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let moto = Moto::start();
+    let rt = runtime();
+    let slack = SlackStandIn::start();
+    let health = std::sync::Arc::new(AtomicU16::new(500));
+    let health_port = serve_health(health.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let topic_arn = notify_setup(&moto, &rt, dir.path());
+    write_spec(dir.path(), &notify_spec(&slack, &topic_arn, health_port));
+    let spec = dir.path().to_str().unwrap();
+    run_ok(watchdog(&moto, &["create-state-table", "--spec", spec]));
+    let fingerprint = format!("http:shop:http://127.0.0.1:{health_port}/health");
+    // Slack rate-limits the first webhook post.
+    slack.answer_next(WEBHOOK_PATH, 429, Some(1));
+    let mut logs = String::new();
+
+    // Run 1: the incident opens; every receiver gets exactly one message.
+    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    logs.push_str(&log);
+    assert_eq!(decisions(&report, "page").len(), 1, "{report:#}");
+    let deliveries = report["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3, "{deliveries:#?}");
+    assert!(
+        deliveries.iter().all(|d| d["ok"] == true),
+        "{deliveries:#?}"
+    );
+    let posts = slack.requests("/api/chat.postMessage");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body["channel"], "#shop-oncall");
+    assert!(
+        posts[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[PAGE] shop: http://")
+    );
+    assert_eq!(posts[0].body["attachments"][0]["color"], "#e01e5a");
+    let hooks = slack.requests(WEBHOOK_PATH);
+    assert_eq!(hooks.len(), 2, "the 429 is retried once");
+    let waited = hooks[1].at - hooks[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After 1 honoured: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let sent = sns_sent(&moto, &topic_arn);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    // moto keeps [message id, message, subject, attributes, group id].
+    let structure: Value = serde_json::from_str(sent[0][1].as_str().unwrap()).unwrap();
+    assert!(structure["sms"].as_str().unwrap().chars().count() <= 140);
+    assert!(
+        structure["email"]
+            .as_str()
+            .unwrap()
+            .contains("Runbook: https://runbooks.example/shop")
+    );
+    assert!(
+        structure["default"]
+            .as_str()
+            .unwrap()
+            .contains("Fingerprint: http:shop:")
+    );
+    let subject = sent[0][2].as_str().unwrap();
+    assert!(
+        subject.starts_with("[PAGE] shop: ") && subject.chars().count() < 100,
+        "{subject}"
+    );
+    assert_eq!(sent[0][3]["severity"]["Value"], "page");
+    assert_eq!(sent[0][3]["status"]["Value"], "firing");
+    assert_eq!(sent[0][3]["service"]["Value"], "shop");
+    let item = state_item(&rt, &moto, &fingerprint);
+    let ids = message_ids(&item);
+    assert_eq!(
+        ids.keys().collect::<Vec<_>>(),
+        ["oncall-bot", "oncall-hook", "oncall-sns"]
+    );
+    let page_ts = ids["oncall-bot"].clone();
+    // `channel|ts` as Slack answered the postMessage (the stand-in's ts counts requests).
+    assert!(page_ts.starts_with("C0ALERTS|1700000000.0000"), "{page_ts}");
+
+    // The page is also an event on the bus, with the finding in its detail.
+    let events = archived_events(&moto);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["source"], "vigil.watchdog");
+    assert_eq!(events[0]["detail-type"], "Vigil Page");
+    assert_eq!(events[0]["detail"]["fingerprint"], fingerprint.as_str());
+    assert_eq!(events[0]["detail"]["service"], "shop");
+    assert_eq!(events[0]["detail"]["status"], "firing");
+    assert_eq!(report["events"][0]["ok"], true, "{report:#}");
+
+    // Run 2: still failing; nothing is sent again.
+    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    logs.push_str(&log);
+    assert_eq!(
+        decisions(&report, "already_notified").len(),
+        1,
+        "{report:#}"
+    );
+    assert!(report.get("deliveries").is_none(), "{report:#}");
+    assert_eq!(slack.requests("/api/chat.postMessage").len(), 1);
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
+    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
+
+    // Recovered, but one ok evaluation is not enough (resolve_after: 2); a failure in between
+    // starts the count again: no flapping and nothing sent.
+    let quiet_run = |code: u16, reason: &str, logs: &mut String| {
+        health.store(code, Ordering::SeqCst);
+        let (report, log) = notify_run(&moto, dir.path(), &slack);
+        logs.push_str(&log);
+        let quiet = decisions(&report, "already_notified");
+        assert_eq!(quiet.len(), 1, "{report:#}");
+        assert_eq!(quiet[0]["reason"], reason);
+        assert!(report.get("deliveries").is_none(), "{report:#}");
+    };
+    quiet_run(
+        200,
+        "ok 1 of 2 consecutive evaluations needed to resolve",
+        &mut logs,
+    );
+    quiet_run(500, "still firing; already notified", &mut logs);
+    quiet_run(
+        200,
+        "ok 1 of 2 consecutive evaluations needed to resolve",
+        &mut logs,
+    );
+    assert_eq!(slack.requests.lock().unwrap().len(), 3);
+    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
+
+    // The second ok in a row resolves. The bot's message is updated in place; the webhook and
+    // SNS get a resolved message.
+    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    logs.push_str(&log);
+    assert_eq!(decisions(&report, "resolve").len(), 1, "{report:#}");
+    assert_eq!(slack.requests("/api/chat.postMessage").len(), 1);
+    let updates = slack.requests("/api/chat.update");
+    assert_eq!(updates.len(), 1);
+    let (channel, ts) = page_ts.split_once('|').unwrap();
+    assert_eq!(updates[0].body["channel"], channel);
+    assert_eq!(updates[0].body["ts"], ts);
+    assert!(
+        updates[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED] shop")
+    );
+    assert_eq!(updates[0].body["attachments"][0]["color"], "#2eb67d");
+    let hooks = slack.requests(WEBHOOK_PATH);
+    assert_eq!(hooks.len(), 3);
+    assert!(
+        hooks[2].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED]")
+    );
+    let sent = sns_sent(&moto, &topic_arn);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[1][2].as_str().unwrap().starts_with("[RESOLVED] shop"),
+        "{sent:#?}"
+    );
+    assert_eq!(sent[1][3]["status"]["Value"], "resolved");
+    let events = archived_events(&moto);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[1]["detail-type"], "Vigil Resolve");
+    assert_eq!(events[1]["detail"]["status"], "ok");
+
+    // Healthy and resolved: silence.
+    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    logs.push_str(&log);
+    assert!(
+        report["decisions"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert_eq!(slack.requests.lock().unwrap().len(), 5);
+    assert_eq!(sns_sent(&moto, &topic_arn).len(), 2);
+
+    // Every run put the watchdog's own heartbeat (seven runs) and counted what it sent.
+    let sums = rt.block_on(async {
+        let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+        let mut sums = BTreeMap::new();
+        for metric in ["heartbeat", "notifications_sent", "notifications_failed"] {
+            let out = cw
+                .get_metric_statistics()
+                .namespace("Vigil/Watchdog")
+                .metric_name(metric)
+                .start_time(DateTime::from_secs(now() as i64 - 900))
+                .end_time(DateTime::from_secs(now() as i64 + 60))
+                .period(60)
+                .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+                .send()
+                .await
+                .unwrap();
+            let sum: f64 = out.datapoints().iter().filter_map(|d| d.sum()).sum();
+            sums.insert(metric, sum);
+        }
+        sums
+    });
+    assert_eq!(sums["heartbeat"], 7.0, "{sums:?}");
+    assert_eq!(sums["notifications_sent"], 6.0, "{sums:?}");
+    assert_eq!(sums["notifications_failed"], 0.0, "{sums:?}");
+
+    // The bot token went only into the Authorization header; no secret reached the logs.
+    assert!(posts[0].authorization.as_deref() == Some(&format!("Bearer {BOT_TOKEN}")));
+    assert!(
+        logs.contains("notified"),
+        "debug logs were captured:\n{logs}"
+    );
+    for secret in [BOT_TOKEN, "SeCrEtToKeN", "WeBhOoKsEcReT"] {
+        assert!(!logs.contains(secret), "{secret} in logs:\n{logs}");
+    }
+}
+
+#[test]
+fn a_failing_receiver_is_retried_next_run_and_does_not_hold_back_the_others() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let slack = SlackStandIn::start();
+    let health = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(503));
+    let health_port = serve_health(health);
+    let dir = tempfile::tempdir().unwrap();
+    let topic_arn = notify_setup(&moto, &rt, dir.path());
+    write_spec(dir.path(), &notify_spec(&slack, &topic_arn, health_port));
+    run_ok(watchdog(
+        &moto,
+        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
+    ));
+    let fingerprint = format!("http:shop:http://127.0.0.1:{health_port}/health");
+    // Slack's Web API is down for every attempt of this invocation.
+    for _ in 0..4 {
+        slack.answer_next("/api/chat.postMessage", 500, None);
+    }
+
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    let failed: Vec<&Value> = report["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["ok"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{report:#}");
+    assert_eq!(failed[0]["receiver"], "oncall-bot");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 4 attempts"),
+        "{failed:#?}"
+    );
+    assert_eq!(slack.requests("/api/chat.postMessage").len(), 4);
+    // The others were not held back, and only they are recorded as notified.
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
+    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
+    let ids = message_ids(&state_item(&rt, &moto, &fingerprint));
+    assert_eq!(
+        ids.keys().collect::<Vec<_>>(),
+        ["oncall-hook", "oncall-sns"]
+    );
+
+    // Next run: the incident is already notified, but the bot never accepted: it alone is sent.
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    assert_eq!(
+        decisions(&report, "already_notified").len(),
+        1,
+        "{report:#}"
+    );
+    let deliveries = report["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    assert_eq!(deliveries[0]["receiver"], "oncall-bot");
+    assert_eq!(deliveries[0]["ok"], true);
+    assert_eq!(slack.requests("/api/chat.postMessage").len(), 5);
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
+    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
+    let ids = message_ids(&state_item(&rt, &moto, &fingerprint));
+    assert_eq!(ids.len(), 3, "{ids:?}");
+
+    // And then nothing more while it fires.
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    assert!(report.get("deliveries").is_none(), "{report:#}");
+    assert_eq!(slack.requests.lock().unwrap().len(), 6);
+}
+
+#[test]
+fn a_missing_secret_is_a_clear_error_naming_it() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let slack = SlackStandIn::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_spec(
+        dir.path(),
+        &notify_spec(&slack, "arn:aws:sns:us-east-1:123456789012:x", 1),
+    );
+    let spec = dir.path().to_str().unwrap();
+    let check = |with_webhook: bool| {
+        let mut cmd = watchdog(&moto, &["check", "--spec", spec, "--once"]);
+        if with_webhook {
+            cmd.env("VIGIL_TEST_SLACK_WEBHOOK", slack.webhook_url());
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // The bot token's SSM parameter does not exist.
+    let stderr = check(true);
+    assert!(
+        stderr.contains(
+            "receiver oncall-bot: secret SSM parameter /vigil/slack/bot-token does not exist"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WeBhOoKsEcReT"), "{stderr}");
+    // With it in place, the webhook's environment variable is what is missing.
+    rt.block_on(async {
+        aws_sdk_ssm::Client::new(&moto.sdk_config().await)
+            .put_parameter()
+            .name("/vigil/slack/bot-token")
+            .value(BOT_TOKEN)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    });
+    let stderr = check(false);
+    assert!(
+        stderr.contains(
+            "receiver oncall-hook: secret environment variable VIGIL_TEST_SLACK_WEBHOOK is not set"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SeCrEtToKeN"), "{stderr}");
+    // Nothing was sent by a watchdog that could not start its notifier.
+    assert!(slack.requests.lock().unwrap().is_empty());
+}
+
+/// Messages aiosmtpd printed (its debugging handler prints each one whole).
+fn smtp_messages(log: &str) -> Vec<String> {
+    log.split("---------- MESSAGE FOLLOWS ----------")
+        .skip(1)
+        .map(|m| {
+            m.split("------------ END MESSAGE ------------")
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The value of a header in one printed message.
+fn mail_header(message: &str, name: &str) -> Option<String> {
+    message.lines().find_map(|l| {
+        let (k, v) = l.split_once(": ")?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+#[test]
+fn email_goes_out_once_through_ses_and_smtp_and_the_resolve_follows() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let moto = Moto::start();
+    let rt = runtime();
+    let slack = SlackStandIn::start();
+    let smtp_port = vigil_test_support::free_port();
+    let mut smtp_cmd = Command::new(vigil_test_support::venv_bin("python"));
+    smtp_cmd
+        .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{smtp_port}"));
+    let smtp = vigil_test_support::ChildGuard::spawn("aiosmtpd", smtp_cmd).unwrap();
+    assert!(
+        vigil_test_support::wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()
+        }),
+        "aiosmtpd did not start:\n{}",
+        smtp.log()
+    );
+    rt.block_on(async {
+        aws_sdk_sesv2::Client::new(&moto.sdk_config().await)
+            .create_email_identity()
+            .email_identity("watchdog@shop.example")
+            .send()
+            .await
+            .expect("CreateEmailIdentity");
+    });
+    let health = std::sync::Arc::new(AtomicU16::new(500));
+    let health_port = serve_health(health.clone());
+    let dir = tempfile::tempdir().unwrap();
+    write_spec(
+        dir.path(),
+        &format!(
+            r#"settings:
+  state: {{ table: alert-state }}
+  notify:
+    receivers:
+      mail-ses: {{ ses_email: {{ from: watchdog@shop.example, to: [oncall@shop.example] }} }}
+      mail-smtp: {{ smtp_email: {{ host: 127.0.0.1, port: {smtp_port}, tls: none, from: "Vigil <watchdog@shop.example>", to: [oncall@shop.example, lead@shop.example] }} }}
+    routes:
+      - match: {{ service: shop }}
+        receivers: [mail-ses, mail-smtp]
+services:
+  shop:
+    checks:
+      - http: {{ url: "http://127.0.0.1:{health_port}/health", severity: page }}
+"#
+        ),
+    );
+    run_ok(watchdog(
+        &moto,
+        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
+    ));
+    let ses_sent = || -> Vec<Value> {
+        let data: Value = serde_json::from_str(&moto.data()).unwrap();
+        data["ses"]["Message"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    let deliveries = report["deliveries"].as_array().unwrap();
+    assert!(
+        deliveries.len() == 2 && deliveries.iter().all(|d| d["ok"] == true),
+        "{deliveries:#?}"
+    );
+    let ses = ses_sent();
+    assert_eq!(ses.len(), 1, "{ses:#?}");
+    let ses_text = ses[0].to_string();
+    assert!(
+        ses_text.contains("[PAGE] shop: http://127.0.0.1"),
+        "{ses_text}"
+    );
+    assert!(ses_text.contains("oncall@shop.example"), "{ses_text}");
+    let mails = smtp_messages(&smtp.log());
+    assert_eq!(mails.len(), 1, "{}", smtp.log());
+    let page = &mails[0];
+    assert!(
+        mail_header(page, "Subject")
+            .unwrap()
+            .starts_with("[PAGE] shop: http://127.0.0.1")
+    );
+    assert!(
+        mail_header(page, "To")
+            .unwrap()
+            .contains("lead@shop.example")
+    );
+    assert!(
+        mail_header(page, "Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative")
+    );
+    assert!(page.contains("Content-Type: text/plain"), "{page}");
+    assert!(page.contains("Content-Type: text/html"), "{page}");
+    let page_id = mail_header(page, "Message-ID").unwrap();
+
+    // Still firing: no second email.
+    notify_run(&moto, dir.path(), &slack);
+    assert_eq!(ses_sent().len(), 1);
+    assert_eq!(smtp_messages(&smtp.log()).len(), 1);
+
+    // Recovered: a resolve email on both, the SMTP one a reply to the page.
+    health.store(200, Ordering::SeqCst);
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    assert_eq!(decisions(&report, "resolve").len(), 1, "{report:#}");
+    let ses = ses_sent();
+    assert_eq!(ses.len(), 2);
+    assert!(
+        ses[1].to_string().contains("[RESOLVED] shop"),
+        "{:#}",
+        ses[1]
+    );
+    let mails = smtp_messages(&smtp.log());
+    assert_eq!(mails.len(), 2);
+    assert!(
+        mail_header(&mails[1], "Subject")
+            .unwrap()
+            .starts_with("[RESOLVED] shop")
+    );
+    assert_eq!(mail_header(&mails[1], "In-Reply-To"), Some(page_id));
+    assert!(slack.requests.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_silence_holds_a_page_until_it_ends_and_module_pages_fold_into_the_alb_page() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let moto = Moto::start();
+    let slack = SlackStandIn::start();
+    let alb = std::sync::Arc::new(AtomicU16::new(502));
+    let alb_port = serve_health(alb.clone());
+    let modules_port = serve_health(std::sync::Arc::new(AtomicU16::new(503)));
+    let cart_port = serve_health(std::sync::Arc::new(AtomicU16::new(500)));
+    let dir = tempfile::tempdir().unwrap();
+    let rfc3339 = |t: u64| {
+        aws_sdk_cloudwatch::primitives::DateTime::from_secs(t as i64)
+            .fmt(aws_sdk_cloudwatch::primitives::DateTimeFormat::DateTime)
+            .unwrap()
+    };
+    let spec = |silence_start: u64, silence_end: u64| {
+        format!(
+            r#"settings:
+  state: {{ table: alert-state }}
+  notify:
+    receivers:
+      hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }} }} }}
+    routes:
+      - receivers: [hook]
+    silences:
+      - name: cart-maintenance
+        match: {{ service: cart }}
+        start: "{}"
+        end: "{}"
+      - name: weekly-never-now
+        match: {{ service: platform }}
+        days: [mon]
+        from: "00:00"
+        to: "00:00"
+        time_zone: Europe/Berlin
+    inhibit:
+      - source: {{ service: platform, kind: http }}
+        target: {{ labels: {{ availability: module }} }}
+services:
+  platform:
+    checks:
+      - http: {{ url: "http://127.0.0.1:{alb_port}/alb", severity: page }}
+  checkout:
+    labels: {{ availability: module }}
+    checks:
+      - http: {{ url: "http://127.0.0.1:{modules_port}/checkout", severity: page }}
+  payment:
+    labels: {{ availability: module }}
+    checks:
+      - http: {{ url: "http://127.0.0.1:{modules_port}/payment", severity: page }}
+  cart:
+    checks:
+      - http: {{ url: "http://127.0.0.1:{cart_port}/cart", severity: page }}
+"#,
+            rfc3339(silence_start),
+            rfc3339(silence_end)
+        )
+    };
+    // The cart's maintenance window is on now.
+    write_spec(dir.path(), &spec(now() - 60, now() + 3600));
+    run_ok(watchdog(
+        &moto,
+        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
+    ));
+    let alb_fp = format!("http:platform:http://127.0.0.1:{alb_port}/alb");
+    let checkout_fp = format!("http:checkout:http://127.0.0.1:{modules_port}/checkout");
+    let payment_fp = format!("http:payment:http://127.0.0.1:{modules_port}/payment");
+    let cart_fp = format!("http:cart:http://127.0.0.1:{cart_port}/cart");
+
+    // Everything fails: four incidents open, but one message goes out: the ALB page, listing
+    // the module pages it holds back. The cart page is silenced.
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    assert_eq!(decisions(&report, "page").len(), 4, "{report:#}");
+    let hooks = slack.requests(WEBHOOK_PATH);
+    assert_eq!(hooks.len(), 1, "{hooks:#?}");
+    let alb_page = hooks[0].body.to_string();
+    assert!(alb_page.contains(&format!("`{alb_fp}`")), "{alb_page}");
+    assert!(alb_page.contains("Also affected (held back)"), "{alb_page}");
+    assert!(
+        alb_page.contains(&checkout_fp) && alb_page.contains(&payment_fp),
+        "{alb_page}"
+    );
+    assert!(!alb_page.contains(&cart_fp), "{alb_page}");
+    let held: BTreeMap<String, String> = report["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["fingerprint"].as_str().unwrap().to_string(),
+                h["why"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(held[&cart_fp], "silenced by cart-maintenance");
+    assert_eq!(held[&checkout_fp], format!("inhibited by {alb_fp}"));
+    assert_eq!(held[&payment_fp], format!("inhibited by {alb_fp}"));
+
+    // The window ends while the cart still fails, and the ALB recovers while the modules still
+    // fail: the cart page goes out, the ALB page resolves, the module pages go out.
+    write_spec(dir.path(), &spec(now() - 7200, now() - 3600));
+    alb.store(200, Ordering::SeqCst);
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    assert!(report.get("held").is_none(), "{report:#}");
+    let hooks = slack.requests(WEBHOOK_PATH);
+    assert_eq!(hooks.len(), 5, "{hooks:#?}");
+    let texts: Vec<String> = hooks[1..]
+        .iter()
+        .map(|h| h.body["text"].as_str().unwrap().to_string())
+        .collect();
+    for expected in [
+        "[RESOLVED] platform: ",
+        "[PAGE] cart: ",
+        "[PAGE] checkout: ",
+        "[PAGE] payment: ",
+    ] {
+        assert_eq!(
+            texts.iter().filter(|t| t.starts_with(expected)).count(),
+            1,
+            "{expected} in {texts:#?}"
+        );
+    }
+
+    // Then quiet.
+    notify_run(&moto, dir.path(), &slack);
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 5);
+}
+
+#[test]
+fn a_route_repeat_interval_sends_a_reminder_while_the_incident_fires() {
+    let moto = Moto::start();
+    let slack = SlackStandIn::start();
+    let health_port = serve_health(std::sync::Arc::new(std::sync::atomic::AtomicU16::new(500)));
+    let dir = tempfile::tempdir().unwrap();
+    write_spec(
+        dir.path(),
+        &format!(
+            r#"settings:
+  state: {{ table: alert-state }}
+  notify:
+    receivers:
+      hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }} }} }}
+    routes:
+      - match: {{ severity: page }}
+        receivers: [hook]
+        repeat_interval: 2s
+services:
+  shop:
+    checks:
+      - http: {{ url: "http://127.0.0.1:{health_port}/health", severity: page }}
+"#
+        ),
+    );
+    run_ok(watchdog(
+        &moto,
+        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
+    ));
+    notify_run(&moto, dir.path(), &slack);
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
+    // Within the interval: quiet.
+    notify_run(&moto, dir.path(), &slack);
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
+    // After it: one reminder, then quiet again.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    assert_eq!(
+        report["deliveries"].as_array().unwrap().len(),
+        1,
+        "{report:#}"
+    );
+    let hooks = slack.requests(WEBHOOK_PATH);
+    assert_eq!(hooks.len(), 2);
+    assert!(
+        hooks[1].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[PAGE] shop")
+    );
+    notify_run(&moto, dir.path(), &slack);
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
+}

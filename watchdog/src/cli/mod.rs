@@ -126,12 +126,16 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let aws = Aws::load().await?;
             let state = cycle::alert_state(&spec, &aws, state_table.as_deref());
+            let notifier = cycle::notifier(&spec, &aws)
+                .await
+                .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
             loop {
                 let report = cycle::run(
                     &spec,
                     &aws,
                     state.as_ref(),
                     &Scope::Everything,
+                    notifier.as_ref(),
                     "cli".into(),
                     dry_run,
                 )

@@ -18,6 +18,8 @@ struct Setup {
     spec: Result<spec::Spec, String>,
     aws: Aws,
     state: Option<AlertState>,
+    /// A missing secret is answered on every invocation, naming the variable or parameter.
+    notifier: Result<Option<crate::notify::Notifier>, String>,
     dry_run: bool,
 }
 
@@ -51,6 +53,13 @@ pub async fn run() -> anyhow::Result<()> {
         .as_ref()
         .ok()
         .and_then(|s| cycle::alert_state(s, &aws, table.as_deref()));
+    let notifier = match &spec {
+        Ok(s) => cycle::notifier(s, &aws).await,
+        Err(_) => Ok(None),
+    };
+    if let Err(e) = &notifier {
+        tracing::error!(error = %e, "notifier cannot start");
+    }
     let dry_run = std::env::var("VIGIL_DRY_RUN").is_ok_and(|v| v == "1" || v == "true");
     // Lives as long as the process (one Lambda execution environment); leaking it gives the
     // handler a plain `&'static` instead of reference counting on every invocation.
@@ -58,6 +67,7 @@ pub async fn run() -> anyhow::Result<()> {
         spec,
         aws,
         state,
+        notifier,
         dry_run,
     }));
     tracing::info!(
@@ -76,6 +86,10 @@ async fn handle(setup: &Setup, payload: Value) -> Result<Value, Error> {
         .spec
         .as_ref()
         .map_err(|e| Error::from(format!("invalid alert spec: {e}")))?;
+    let notifier = setup
+        .notifier
+        .as_ref()
+        .map_err(|e| Error::from(format!("notifier: {e}")))?;
     let trigger = events::classify(&payload);
     tracing::info!(trigger = %trigger.describe(), "invocation");
     let report = match events::scope_for(&trigger, spec, &setup.aws).await {
@@ -85,6 +99,7 @@ async fn handle(setup: &Setup, payload: Value) -> Result<Value, Error> {
                 &setup.aws,
                 setup.state.as_ref(),
                 &scope,
+                notifier.as_ref(),
                 trigger.describe(),
                 setup.dry_run,
             )
@@ -104,6 +119,9 @@ async fn handle(setup: &Setup, payload: Value) -> Result<Value, Error> {
                     elapsed_ms: 0,
                 },
                 decisions: vec![],
+                deliveries: vec![],
+                held: vec![],
+                events: vec![],
             }
         }
     };

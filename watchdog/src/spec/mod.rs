@@ -59,12 +59,16 @@ pub struct Settings {
     /// Fewest events in the long window before a burn rate may alert (the low-traffic guard).
     #[serde(default = "default_min_events")]
     pub min_events: u64,
+    /// Receivers and routes (see `notify::config`); without it nothing is sent.
+    #[serde(default)]
+    pub notify: Option<crate::notify::config::NotifySettings>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             state: None,
+            notify: None,
             burn_rate_alerts: default_burn_rate_alerts(),
             min_events: default_min_events(),
         }
@@ -79,6 +83,21 @@ pub struct StateSettings {
     /// How long a resolved incident's record is kept before DynamoDB's TTL removes it.
     #[serde(default = "default_ttl")]
     pub keep_resolved_for: Span,
+    /// Consecutive ok evaluations before an incident resolves (no flapping); at least 1.
+    #[serde(default = "one_evaluation", deserialize_with = "at_least_one")]
+    pub resolve_after: u32,
+}
+
+fn one_evaluation() -> u32 {
+    1
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(de::Error::custom("resolve_after must be at least 1"));
+    }
+    Ok(n)
 }
 
 fn default_ttl() -> Span {

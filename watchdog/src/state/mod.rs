@@ -42,6 +42,9 @@ pub struct Decision {
     pub first_seen: Option<u64>,
     /// What the notifier stored for this incident (channel -> message id), to update threads.
     pub message_ids: BTreeMap<String, String>,
+    /// When each receiver was last sent this incident (unix seconds), for repeat intervals.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub notified_at: BTreeMap<String, u64>,
 }
 
 /// The DynamoDB table and how long resolved records stay.
@@ -49,6 +52,8 @@ pub struct AlertState {
     pub client: Client,
     pub table: String,
     pub keep_resolved_for: Span,
+    /// Consecutive ok evaluations that resolve an incident.
+    pub resolve_after: u32,
 }
 
 /// One item as read.
@@ -59,7 +64,13 @@ struct Record {
     version: u64,
     first_seen: Option<u64>,
     message_ids: BTreeMap<String, String>,
+    /// Consecutive ok evaluations seen while firing.
+    ok_streak: u64,
+    notified_at: BTreeMap<String, u64>,
 }
+
+/// Top-level attribute `notified_at:<receiver>` (a flat name: it needs no map to exist).
+const NOTIFIED_AT: &str = "notified_at:";
 
 fn severity_of(text: &str) -> Severity {
     if text == "page" {
@@ -87,6 +98,14 @@ fn record_from(item: &HashMap<String, AttributeValue>) -> Record {
         severity: severity_of(string(item, "severity").unwrap_or("ticket")),
         version: number(item, "version").unwrap_or(0),
         first_seen: number(item, "first_seen"),
+        ok_streak: number(item, "ok_streak").unwrap_or(0),
+        notified_at: item
+            .iter()
+            .filter_map(|(k, v)| {
+                let receiver = k.strip_prefix(NOTIFIED_AT)?;
+                Some((receiver.to_string(), v.as_n().ok()?.parse().ok()?))
+            })
+            .collect(),
         message_ids: item
             .get("message_ids")
             .and_then(|v| v.as_m().ok())
@@ -105,17 +124,25 @@ enum Transition {
     Open,
     Escalate,
     Resolve,
+    /// Ok, but fewer than `resolve_after` times in a row yet: count it, stay open.
+    CountOk,
     Touch,
     Nothing,
 }
 
-fn transition(finding: &Finding, record: Option<&Record>) -> Transition {
+fn transition(finding: &Finding, record: Option<&Record>, resolve_after: u32) -> Transition {
     let firing_now = finding.is_firing();
     match (firing_now, record.filter(|r| r.firing)) {
         (true, None) => Transition::Open,
         (true, Some(r)) if finding.severity > r.severity => Transition::Escalate,
         (true, Some(_)) => Transition::Touch,
-        (false, Some(_)) if finding.status == Status::Ok => Transition::Resolve,
+        (false, Some(r)) if finding.status == Status::Ok => {
+            if r.ok_streak + 1 >= u64::from(resolve_after) {
+                Transition::Resolve
+            } else {
+                Transition::CountOk
+            }
+        }
         _ => Transition::Nothing,
     }
 }
@@ -140,6 +167,7 @@ pub fn decide_stateless(findings: &[Finding], why: &str) -> Vec<Decision> {
             reason: format!("firing; {why}"),
             first_seen: None,
             message_ids: BTreeMap::new(),
+            notified_at: BTreeMap::new(),
         })
         .collect()
 }
@@ -173,7 +201,7 @@ impl AlertState {
         let mut decisions = Vec::new();
         for finding in findings {
             let record = records.get(&finding.fingerprint);
-            let step = transition(finding, record);
+            let step = transition(finding, record, self.resolve_after);
             let decision = |action, reason: String| Decision {
                 fingerprint: finding.fingerprint.clone(),
                 action,
@@ -181,16 +209,30 @@ impl AlertState {
                 reason,
                 first_seen: record.and_then(|r| r.first_seen),
                 message_ids: record.map(|r| r.message_ids.clone()).unwrap_or_default(),
+                notified_at: record.map(|r| r.notified_at.clone()).unwrap_or_default(),
             };
             let (action, reason) = match step {
                 Transition::Nothing => continue,
                 Transition::Touch => {
                     if !dry_run {
-                        self.touch(finding, now).await;
+                        self.touch(finding, now, None).await;
                     }
                     (
                         Action::AlreadyNotified,
                         "still firing; already notified".to_string(),
+                    )
+                }
+                Transition::CountOk => {
+                    let streak = record.map_or(0, |r| r.ok_streak) + 1;
+                    if !dry_run {
+                        self.touch(finding, now, Some(streak)).await;
+                    }
+                    (
+                        Action::AlreadyNotified,
+                        format!(
+                            "ok {streak} of {} consecutive evaluations needed to resolve",
+                            self.resolve_after
+                        ),
                     )
                 }
                 Transition::Open | Transition::Escalate | Transition::Resolve if dry_run => {
@@ -241,8 +283,13 @@ impl AlertState {
                 }
             };
             let mut d = decision(action, reason);
-            if matches!(step, Transition::Open) && !dry_run {
-                d.first_seen = Some(now);
+            if matches!(step, Transition::Open) {
+                // A new incident: ids of the previous one's messages are not its own.
+                d.message_ids.clear();
+                d.notified_at.clear();
+                if !dry_run {
+                    d.first_seen = Some(now);
+                }
             }
             decisions.push(d);
         }
@@ -326,9 +373,10 @@ impl AlertState {
                 values.insert(":service".into(), s(&finding.service));
                 values.insert(":kind".into(), s(&finding.kind));
                 values.insert(":empty".into(), AttributeValue::M(HashMap::new()));
+                values.insert(":zero".into(), n(0));
                 "SET #status = :firing, severity = :severity, service = :service, kind = :kind, \
                  first_seen = :now, last_seen = :now, last_notified = :now, summary = :summary, \
-                 message_ids = :empty, version = :next, expires_at = :expires REMOVE resolved_at"
+                 message_ids = :empty, ok_streak = :zero, version = :next, expires_at = :expires REMOVE resolved_at"
             }
             Transition::Escalate => {
                 values.insert(":severity".into(), s(&finding.severity.to_string()));
@@ -339,7 +387,7 @@ impl AlertState {
                 values.insert(":resolved".into(), s("resolved"));
                 "SET #status = :resolved, resolved_at = :now, summary = :summary, version = :next, expires_at = :expires"
             }
-            Transition::Touch | Transition::Nothing => return Ok(true),
+            Transition::Touch | Transition::CountOk | Transition::Nothing => return Ok(true),
         };
         let condition = if record.is_some() {
             values.insert(":read".into(), n(read_version));
@@ -370,8 +418,35 @@ impl AlertState {
         }
     }
 
-    /// Records that a firing incident is still seen (keeps its TTL ahead). Best effort.
-    async fn touch(&self, finding: &Finding, now: u64) {
+    /// Records that `receiver` accepted this incident's page under `id` (a Slack `channel|ts`,
+    /// an SNS message id, ...), so it is not paged again and its resolve can update in place.
+    pub async fn record_message_id(
+        &self,
+        fingerprint: &str,
+        receiver: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<(), String> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("fingerprint", AttributeValue::S(fingerprint.to_string()))
+            .update_expression("SET message_ids.#receiver = :id, #at = :now")
+            .condition_expression("attribute_exists(message_ids)")
+            .expression_attribute_names("#receiver", receiver)
+            .expression_attribute_names("#at", format!("{NOTIFIED_AT}{receiver}"))
+            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await
+            .map_err(|e| error_text(&e))?;
+        Ok(())
+    }
+
+    /// Records that a firing incident is still seen (keeps its TTL ahead) and how many ok
+    /// evaluations in a row it has had (`ok_streak`: `None` = firing now, back to 0). Best
+    /// effort: a lost write only delays a resolve by one evaluation.
+    async fn touch(&self, finding: &Finding, now: u64, ok_streak: Option<u64>) {
         let result = self
             .client
             .update_item()
@@ -380,7 +455,15 @@ impl AlertState {
                 "fingerprint",
                 AttributeValue::S(finding.fingerprint.clone()),
             )
-            .update_expression("SET last_seen = :now, expires_at = :expires")
+            .update_expression(if ok_streak.is_some() {
+                "SET ok_streak = :streak, last_ok = :now, expires_at = :expires"
+            } else {
+                "SET last_seen = :now, ok_streak = :streak, expires_at = :expires"
+            })
+            .expression_attribute_values(
+                ":streak",
+                AttributeValue::N(ok_streak.unwrap_or(0).to_string()),
+            )
             .condition_expression("#status = :firing")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
@@ -476,32 +559,61 @@ mod tests {
             ..Default::default()
         };
         let page = finding(Status::Firing, Severity::Page);
-        assert_eq!(transition(&page, None), Transition::Open);
-        assert_eq!(transition(&page, Some(&resolved)), Transition::Open);
+        assert_eq!(transition(&page, None, 1), Transition::Open);
+        assert_eq!(transition(&page, Some(&resolved), 1), Transition::Open);
         assert_eq!(
-            transition(&page, Some(&firing_ticket)),
+            transition(&page, Some(&firing_ticket), 1),
             Transition::Escalate
         );
         assert_eq!(
             transition(
                 &finding(Status::Firing, Severity::Ticket),
-                Some(&firing_ticket)
+                Some(&firing_ticket),
+                1
             ),
             Transition::Touch
         );
         assert_eq!(
-            transition(&finding(Status::Ok, Severity::Page), Some(&firing_ticket)),
+            transition(
+                &finding(Status::Ok, Severity::Page),
+                Some(&firing_ticket),
+                1
+            ),
             Transition::Resolve
         );
         assert_eq!(
-            transition(&finding(Status::Ok, Severity::Page), None),
+            transition(&finding(Status::Ok, Severity::Page), None, 1),
             Transition::Nothing
         );
         // An unknown result neither resolves an incident nor stays silent on its own fingerprint.
         assert_eq!(
-            transition(&finding(Status::Unknown, Severity::Ticket), None),
+            transition(&finding(Status::Unknown, Severity::Ticket), None, 1),
             Transition::Open
         );
+    }
+
+    #[test]
+    fn an_incident_resolves_only_after_k_ok_evaluations_in_a_row() {
+        let ok = finding(Status::Ok, Severity::Page);
+        let firing = |ok_streak| Record {
+            firing: true,
+            severity: Severity::Page,
+            ok_streak,
+            ..Default::default()
+        };
+        assert_eq!(transition(&ok, Some(&firing(0)), 3), Transition::CountOk);
+        assert_eq!(transition(&ok, Some(&firing(1)), 3), Transition::CountOk);
+        assert_eq!(transition(&ok, Some(&firing(2)), 3), Transition::Resolve);
+        // Firing again in between: touched (which resets the streak), not reopened.
+        assert_eq!(
+            transition(
+                &finding(Status::Firing, Severity::Page),
+                Some(&firing(2)),
+                3
+            ),
+            Transition::Touch
+        );
+        assert_eq!(transition(&ok, Some(&firing(0)), 1), Transition::Resolve);
     }
 
     #[test]

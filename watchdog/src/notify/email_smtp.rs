@@ -1,0 +1,99 @@
+//! Email through SMTP with lettre: STARTTLS (rustls) by default, a multipart/alternative text +
+//! HTML body. The page's `Message-ID` is what alert state stores, so the resolve is sent as a
+//! reply to it (`In-Reply-To`, `References`) and mail clients thread the two.
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::config::SmtpTls;
+use super::render::Message;
+use super::secrets::Secret;
+
+pub struct SmtpEmail {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub from: String,
+    pub to: Vec<String>,
+    pub login: Option<(String, Secret)>,
+}
+
+fn mailbox(address: &str) -> Result<Mailbox, String> {
+    address
+        .parse()
+        .map_err(|e| format!("bad address {address:?}: {e}"))
+}
+
+impl SmtpEmail {
+    pub fn check(&self) -> Result<(), String> {
+        mailbox(&self.from)?;
+        for to in &self.to {
+            mailbox(to)?;
+        }
+        if self.tls == SmtpTls::None && self.login.is_some() {
+            return Err("a password is never sent over plain SMTP: use tls: starttls".into());
+        }
+        Ok(())
+    }
+
+    fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        let builder = match self.tls {
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
+                .map_err(|e| format!("SMTP relay {}: {e}", self.host))?,
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host),
+        };
+        let mut builder = builder
+            .port(self.port)
+            .timeout(Some(std::time::Duration::from_secs(10)));
+        if let Some((user, password)) = &self.login {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
+        }
+        Ok(builder.build())
+    }
+
+    pub async fn send(&self, message: &Message, previous: Option<&str>) -> Result<String, String> {
+        let domain = self
+            .from
+            .rsplit_once('@')
+            .map_or("vigil.invalid", |(_, d)| d.trim_end_matches('>'));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = format!("<vigil.{nanos:x}.{}@{domain}>", std::process::id());
+        let mut builder = lettre::Message::builder()
+            .from(mailbox(&self.from)?)
+            .subject(&message.title)
+            .message_id(Some(id.clone()));
+        for to in &self.to {
+            builder = builder.to(mailbox(to)?);
+        }
+        if let Some(previous) = previous.filter(|p| p.starts_with('<')) {
+            builder = builder
+                .in_reply_to(previous.to_string())
+                .references(previous.to_string());
+        }
+        let email = builder
+            .multipart(MultiPart::alternative_plain_html(
+                message.text(),
+                message.html(),
+            ))
+            .map_err(|e| format!("building the email: {e}"))?;
+        let mut last = String::new();
+        for attempt in 0..3u32 {
+            match self.transport()?.send(email.clone()).await {
+                Ok(_) => return Ok(id),
+                // 5xx: the server refused this message; trying again will not help.
+                Err(e) if e.is_permanent() => return Err(format!("SMTP refused: {e}")),
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(std::time::Duration::from_millis(300 << attempt)).await;
+                }
+            }
+        }
+        Err(format!("SMTP: gave up after 3 attempts: {last}"))
+    }
+}

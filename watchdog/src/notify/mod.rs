@@ -1,0 +1,325 @@
+//! The notifier: turns the cycle's decisions into messages on the receivers the routes pick,
+//! and remembers in alert state which receiver accepted which message.
+//!
+//! - `config`: `settings.notify` (receivers, routes); `routing`: which receivers get a finding;
+//!   `render`: one message model, rendered per receiver; `secrets`: SSM / environment.
+//! - Receivers: `slack` (webhook, bot token), `sns`, `email_ses`, `email_smtp`.
+//!
+//! Once per incident: a `page`/`ticket` decision (made once, by a conditional write) sends to
+//! every routed receiver; each one that accepts is recorded in the incident's `message_ids`
+//! (receiver -> id). A receiver that failed after its retries is not recorded, so while the
+//! incident fires the next run (`already_notified`) sends to it again — and only to it. A
+//! `resolve` goes to every receiver in `message_ids`: Slack bot messages are updated in place
+//! (`chat.update` on the stored `ts`), the others get a resolved message.
+
+pub mod config;
+mod email_ses;
+mod email_smtp;
+mod events;
+mod render;
+pub mod routing;
+mod secrets;
+mod silence;
+mod slack;
+mod sns;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::aws::Aws;
+use crate::finding::Finding;
+use crate::state::{Action, AlertState, Decision};
+
+use config::{NotifySettings, ReceiverSpec};
+use render::Message;
+
+enum Receiver {
+    Slack(slack::Slack),
+    Sns(sns::Sns),
+    Ses(email_ses::SesEmail),
+    Smtp(email_smtp::SmtpEmail),
+}
+
+/// Receivers with their secrets read, ready to send.
+pub struct Notifier {
+    settings: NotifySettings,
+    receivers: BTreeMap<String, Receiver>,
+    silences: Vec<silence::Silence>,
+    http: reqwest::Client,
+    sns: aws_sdk_sns::Client,
+    ses: aws_sdk_sesv2::Client,
+    eventbridge: aws_sdk_eventbridge::Client,
+}
+
+/// One attempt to tell one receiver about one incident (part of the cycle's report).
+/// A page not sent this run, and why (a silence, or an inhibiting finding).
+#[derive(Debug, Serialize)]
+pub struct Held {
+    pub fingerprint: String,
+    pub why: String,
+}
+
+/// What the notifier did in one cycle.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub deliveries: Vec<Delivery>,
+    pub held: Vec<Held>,
+    /// Events put on `event_bus`, one per page, ticket and resolve.
+    pub events: Vec<Delivery>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    pub fingerprint: String,
+    pub receiver: String,
+    /// `firing` or `resolved`.
+    pub message: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Notifier {
+    /// Checks the routes and reads every receiver's secrets. Errors name the receiver and the
+    /// variable or parameter, never a value.
+    pub async fn load(settings: &NotifySettings, aws: &Aws) -> Result<Notifier, String> {
+        routing::check(settings)?;
+        let mut receivers = BTreeMap::new();
+        for (name, spec) in &settings.receivers {
+            let receiver = match spec {
+                ReceiverSpec::SlackWebhook { url } => Receiver::Slack(slack::Slack::Webhook {
+                    url: secrets::resolve(url, name, &aws.ssm).await?,
+                }),
+                ReceiverSpec::SlackBot {
+                    token,
+                    channel,
+                    api_url,
+                } => Receiver::Slack(slack::Slack::Bot {
+                    token: secrets::resolve(token, name, &aws.ssm).await?,
+                    channel: channel.clone(),
+                    api_url: api_url.clone(),
+                }),
+                ReceiverSpec::Sns { topic_arn } => Receiver::Sns(sns::Sns {
+                    topic_arn: topic_arn.clone(),
+                }),
+                ReceiverSpec::SesEmail { from, to } => Receiver::Ses(email_ses::SesEmail {
+                    from: from.clone(),
+                    to: to.clone(),
+                }),
+                ReceiverSpec::SmtpEmail {
+                    host,
+                    port,
+                    tls,
+                    from,
+                    to,
+                    username,
+                    password,
+                } => {
+                    let login = match (username, password) {
+                        (Some(user), Some(password)) => Some((
+                            user.clone(),
+                            secrets::resolve(password, name, &aws.ssm).await?,
+                        )),
+                        (None, None) => None,
+                        _ => {
+                            return Err(format!(
+                                "receiver {name}: username and password go together"
+                            ));
+                        }
+                    };
+                    let smtp = email_smtp::SmtpEmail {
+                        host: host.clone(),
+                        port: *port,
+                        tls: *tls,
+                        from: from.clone(),
+                        to: to.clone(),
+                        login,
+                    };
+                    smtp.check().map_err(|e| format!("receiver {name}: {e}"))?;
+                    Receiver::Smtp(smtp)
+                }
+            };
+            receivers.insert(name.clone(), receiver);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("vigil-watchdog/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let silences = settings
+            .silences
+            .iter()
+            .map(silence::Silence::new)
+            .collect::<Result<_, _>>()?;
+        Ok(Notifier {
+            silences,
+            settings: settings.clone(),
+            receivers,
+            http,
+            sns: aws.sns.clone(),
+            ses: aws.ses.clone(),
+            eventbridge: aws.eventbridge.clone(),
+        })
+    }
+
+    async fn send(
+        &self,
+        receiver: &str,
+        message: &Message,
+        previous: Option<&str>,
+    ) -> Result<String, String> {
+        match self.receivers.get(receiver) {
+            Some(Receiver::Slack(s)) => s.send(&self.http, message, previous).await,
+            Some(Receiver::Sns(s)) => s.send(&self.sns, message).await,
+            Some(Receiver::Ses(s)) => s.send(&self.ses, message).await,
+            Some(Receiver::Smtp(s)) => s.send(message, previous).await,
+            None => Err(format!("receiver {receiver} is not configured")),
+        }
+    }
+
+    /// Sends what the decisions ask for, all receivers concurrently, and records every
+    /// accepted page in alert state.
+    pub async fn deliver(
+        &self,
+        findings: &[Finding],
+        decisions: &[Decision],
+        state: Option<&AlertState>,
+    ) -> Outcome {
+        let now = jiff::Timestamp::now();
+        let now_secs = now.as_second().max(0) as u64;
+        let rules = &self.settings.inhibit;
+        let mut held = Vec::new();
+        let mut jobs = Vec::new();
+        for d in decisions {
+            let Some(finding) = finding_for(findings, &d.fingerprint) else {
+                continue;
+            };
+            let sends_page = matches!(d.action, Action::Page | Action::Ticket)
+                || (d.action == Action::AlreadyNotified && d.reason.starts_with("still firing"));
+            if sends_page {
+                let why = if let Some(s) = self.silences.iter().find(|s| s.silences(&finding, now))
+                {
+                    Some(format!("silenced by {}", s.name))
+                } else {
+                    silence::inhibited_by(rules, findings, &finding)
+                        .map(|source| format!("inhibited by {}", source.fingerprint))
+                };
+                if let Some(why) = why {
+                    // Not sent, so not recorded: it goes out once the reason is gone.
+                    if d.message_ids.is_empty() || d.action != Action::AlreadyNotified {
+                        tracing::info!(fingerprint = %d.fingerprint, %why, "page held back");
+                        held.push(Held {
+                            fingerprint: d.fingerprint.clone(),
+                            why,
+                        });
+                    }
+                    continue;
+                }
+            }
+            let routed = routing::routed(&self.settings, &finding);
+            let targets: Vec<(String, Option<String>)> = match d.action {
+                Action::Page | Action::Ticket => {
+                    routed.iter().map(|(r, _)| (r.to_string(), None)).collect()
+                }
+                // A receiver that failed (or was held back) earlier in this incident gets its
+                // page now; one whose repeat interval has passed gets a reminder.
+                Action::AlreadyNotified if d.reason.starts_with("still firing") => routed
+                    .iter()
+                    .filter(|(r, repeat)| {
+                        !d.message_ids.contains_key(*r)
+                            || repeat
+                                .zip(d.notified_at.get(*r))
+                                .is_some_and(|(every, last)| {
+                                    now_secs.saturating_sub(*last) >= every
+                                })
+                    })
+                    .map(|(r, _)| (r.to_string(), None))
+                    .collect(),
+                Action::AlreadyNotified => Vec::new(),
+                Action::Resolve => d
+                    .message_ids
+                    .iter()
+                    .filter(|(r, _)| self.receivers.contains_key(*r))
+                    .map(|(r, id)| (r.clone(), Some(id.clone())))
+                    .collect(),
+            };
+            if targets.is_empty() {
+                continue;
+            }
+            let resolved = d.action == Action::Resolve;
+            let mut message =
+                Message::new(&finding, resolved, self.settings.dashboard_url.as_deref());
+            if !resolved {
+                message.folded = findings
+                    .iter()
+                    .filter(|f| {
+                        silence::inhibited_by(rules, findings, f)
+                            .is_some_and(|s| s.fingerprint == finding.fingerprint)
+                    })
+                    .map(|f| format!("{} ({})", f.summary, f.fingerprint))
+                    .collect();
+            }
+            for (receiver, previous) in targets {
+                let message = message.clone();
+                jobs.push(async move {
+                    let result = self.send(&receiver, &message, previous.as_deref()).await;
+                    if let (Ok(id), false, Some(state)) = (&result, resolved, state)
+                        && let Err(e) = state
+                            .record_message_id(&message.fingerprint, &receiver, id, now_secs)
+                            .await
+                    {
+                        // Sent but not recorded: the next run may send once more.
+                        tracing::error!(fingerprint = %message.fingerprint, %receiver, error = %e, "cannot record delivery");
+                    }
+                    match &result {
+                        Ok(_) => tracing::info!(fingerprint = %message.fingerprint, %receiver, resolved, "notified"),
+                        Err(e) => tracing::error!(fingerprint = %message.fingerprint, %receiver, resolved, error = %e, "notification failed"),
+                    }
+                    Delivery {
+                        fingerprint: message.fingerprint.clone(),
+                        receiver,
+                        message: if resolved { "resolved" } else { "firing" },
+                        ok: result.is_ok(),
+                        id: result.as_ref().ok().cloned(),
+                        error: result.err(),
+                    }
+                });
+            }
+        }
+        let deliveries = futures_util::future::join_all(jobs).await;
+        let events = match &self.settings.event_bus {
+            Some(bus) => {
+                let items: Vec<(&Decision, Finding)> = decisions
+                    .iter()
+                    .filter(|d| matches!(d.action, Action::Page | Action::Ticket | Action::Resolve))
+                    .filter_map(|d| Some((d, finding_for(findings, &d.fingerprint)?)))
+                    .collect();
+                events::publish(&self.eventbridge, bus, &items).await
+            }
+            None => Vec::new(),
+        };
+        Outcome {
+            deliveries,
+            held,
+            events,
+        }
+    }
+}
+
+/// The finding a decision is about; a recovered `<fingerprint>/unknown` incident is described
+/// by the check's own finding.
+fn finding_for(findings: &[Finding], fingerprint: &str) -> Option<Finding> {
+    if let Some(f) = findings.iter().find(|f| f.fingerprint == fingerprint) {
+        return Some(f.clone());
+    }
+    let base = fingerprint.strip_suffix("/unknown")?;
+    let f = findings.iter().find(|f| f.fingerprint == base)?;
+    Some(Finding {
+        fingerprint: fingerprint.to_string(),
+        summary: format!("{} can be checked again", f.target),
+        ..f.clone()
+    })
+}
