@@ -71,10 +71,6 @@ impl Enrich {
         Self { attributes }
     }
 
-    pub fn attributes(&self) -> &Attributes {
-        &self.attributes
-    }
-
     pub fn process(&self, events: &mut [Event]) {
         for event in events {
             let Event::Log(log) = event;

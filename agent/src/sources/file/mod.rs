@@ -56,6 +56,8 @@ pub struct FileSource {
     exclude: Vec<glob::Pattern>,
     path_fields: Option<regex::Regex>,
     checkpoints: Checkpoints,
+    /// This source's counters (the same component as its `SourceOutput`'s).
+    stats: crate::telemetry::Stats,
 }
 
 /// One file being read.
@@ -73,8 +75,6 @@ struct Tracked {
     buf: Vec<u8>,
     splitter: LineSplitter,
     multiline: Option<Multiline>,
-    /// End offset of the last event handed on (lines held by `multiline` are not included).
-    emitted: u64,
     /// End offset up to which every batch was acknowledged: what the checkpoint says.
     committed: u64,
     /// Batches handed on and not yet acknowledged, oldest first: (batch id, end offset, status).
@@ -110,6 +110,7 @@ impl FileSource {
                 .transpose()?,
             config,
             checkpoints,
+            stats: crate::telemetry::Stats::new(name),
         })
     }
 
@@ -237,7 +238,7 @@ impl FileSource {
                             "unreadable_path",
                             &self.name,
                             &e.to_string(),
-                            &out_stats(&self.name),
+                            &self.stats,
                         );
                         continue;
                     }
@@ -255,7 +256,7 @@ impl FileSource {
                             "unreadable_file",
                             &self.name,
                             &e.to_string(),
-                            &out_stats(&self.name),
+                            &self.stats,
                         );
                         continue;
                     }
@@ -307,7 +308,7 @@ impl FileSource {
                     "unreadable_file",
                     &self.name,
                     &e.to_string(),
-                    &out_stats(&self.name),
+                    &self.stats,
                 );
                 return;
             }
@@ -325,7 +326,7 @@ impl FileSource {
                     "unreadable_file",
                     &self.name,
                     &e.to_string(),
-                    &out_stats(&self.name),
+                    &self.stats,
                 );
                 return;
             }
@@ -395,7 +396,6 @@ impl FileSource {
                     .multiline
                     .as_ref()
                     .map(|m| Multiline::new(m).expect("validated pattern")),
-                emitted: start,
                 committed: start,
                 in_flight: VecDeque::new(),
                 stalled: false,
@@ -450,7 +450,7 @@ impl FileSource {
                 state.files.insert(key, old);
             }
             None => {
-                out_stats(&self.name).error("rotated_copy_missing");
+                self.stats.error("rotated_copy_missing");
                 tracing::warn!(source = %self.name, path = %path.display(),
                     "file truncated and no rotated copy with the same first line was found next to it; lines written just before the truncation may be missing (use delaycompress with copytruncate)");
                 // Keep it only for its acknowledgements; nothing more to read.
@@ -684,7 +684,6 @@ impl FileSource {
         state.batch_files.insert(id, key);
         let t = state.files.get_mut(&key).expect("tracked");
         t.in_flight.push_back((id, end, None));
-        t.emitted = end;
         out.send_blocking(events, Ack::new(id, ack_tx.clone()), || {
             self.apply_acks(state);
             self.maybe_write_checkpoint(state, false);
@@ -798,7 +797,7 @@ impl FileSource {
                     "checkpoint_write_failed",
                     &self.name,
                     &e.to_string(),
-                    &out_stats(&self.name),
+                    &self.stats,
                 );
             }
         }
@@ -837,10 +836,6 @@ fn line_event(attributes: &Attributes, text: String) -> Event {
     let mut log = LogEvent::new(text, now_ms());
     log.attributes = attributes.clone();
     Event::Log(log)
-}
-
-fn out_stats(name: &str) -> crate::telemetry::Stats {
-    crate::telemetry::Stats::new(name)
 }
 
 fn warn_once(
