@@ -123,7 +123,7 @@ fn main() {
             redactor.apply(events, &stats);
             parse.process(events, &stats);
             for e in events.drain(..) {
-                let Event::Log(log) = e;
+                let Event::Log(log) = e else { continue };
                 let mut m = String::with_capacity(log.message.len() + 64);
                 Encoding::Json.encode(&log, &mut m);
                 if !pending.fits(log.timestamp_ms, m.len(), limits) {

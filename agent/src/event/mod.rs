@@ -1,19 +1,28 @@
-//! One event model for the three signals. Logs are carried today; metrics and spans join the
-//! same enum (and the same batches, acks and queues) when their sources arrive.
+//! One event model for the three signals: logs, metrics and spans travel in the same batches,
+//! with the same acknowledgements, through the same queues.
 
 mod ack;
+mod metric;
+mod span;
 
 pub use ack::{Ack, AckReceiver, AckStatus, ack_channel};
+pub use metric::{MetricEvent, MetricValue, Sample, Tags, Temporality};
+pub use span::{SpanEvent, SpanEventRecord, SpanKind, SpanLink, SpanStatus, StatusCode};
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 /// Structured fields of an event (parsed JSON, enrichment, file path, ...).
 pub type Attributes = serde_json::Map<String, serde_json::Value>;
 
 /// A unit of telemetry flowing through the pipeline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     Log(LogEvent),
+    Metric(MetricEvent),
+    Span(SpanEvent),
 }
 
 impl Event {
@@ -21,12 +30,31 @@ impl Event {
     pub fn size_hint(&self) -> usize {
         match self {
             Event::Log(l) => l.size_hint(),
+            Event::Metric(m) => m.size_hint(),
+            Event::Span(s) => s.size_hint(),
+        }
+    }
+
+    /// The signal, for sinks that take only some (`log`, `metric`, `span`); the label of the
+    /// `unsupported_signal` error count.
+    pub fn signal(&self) -> &'static str {
+        match self {
+            Event::Log(_) => "log",
+            Event::Metric(_) => "metric",
+            Event::Span(_) => "span",
         }
     }
 }
 
+/// The entity that produced telemetry (OpenTelemetry resource): `service.name`, `host.id`,
+/// `cloud.*`, ... Shared by every event from the same export.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub attributes: Attributes,
+}
+
 /// One log record: a line (or a multiline group) from a file, or a record received by a source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEvent {
     /// Milliseconds since the Unix epoch: the record's own time when it carries one, else the
     /// time it was read.
@@ -38,6 +66,8 @@ pub struct LogEvent {
     /// The message was parsed into `attributes` (which then hold all of its fields), so
     /// structured encodings write the attributes rather than the raw text.
     pub structured: bool,
+    /// Who emitted it, when the source knows (OTLP); file lines get theirs from enrichment.
+    pub resource: Option<Arc<Resource>>,
 }
 
 impl LogEvent {
@@ -47,6 +77,7 @@ impl LogEvent {
             message,
             attributes: Attributes::new(),
             structured: false,
+            resource: None,
         }
     }
 

@@ -91,18 +91,8 @@ pub async fn run(
     // Sources last: everything they feed is already listening.
     for (name, source) in config.sources {
         let out = SourceOutput::new(&name, fanout_of(&name), Arc::clone(&redactor));
-        let stop = shutdown.clone();
-        match source {
-            SourceConfig::File(file) => {
-                let data_dir = config.data_dir.clone();
-                let source = crate::sources::file::FileSource::new(&name, file, &data_dir)
-                    .with_context(|| format!("source `{name}`"))?;
-                tasks.spawn_blocking(move || {
-                    source.run(out, stop);
-                    name
-                });
-            }
-        }
+        let source: SourceConfig = source;
+        source.spawn(name, &config.data_dir, out, shutdown.clone(), &mut tasks)?;
     }
     // Queues with no writer left must close when their writers finish.
     drop(senders);

@@ -73,7 +73,7 @@ impl Enrich {
 
     pub fn process(&self, events: &mut [Event]) {
         for event in events {
-            let Event::Log(log) = event;
+            let Event::Log(log) = event else { continue };
             for (k, v) in &self.attributes {
                 if !log.attributes.contains_key(k) {
                     log.attributes.insert(k.clone(), v.clone());

@@ -37,7 +37,7 @@ impl JsonParse {
 
     pub fn process(&self, events: &mut [Event], stats: &Stats) {
         for event in events {
-            let Event::Log(log) = event;
+            let Event::Log(log) = event else { continue };
             let text = log.message.trim_start();
             if !text.starts_with('{') {
                 continue;
@@ -108,14 +108,20 @@ mod tests {
         ];
         let stats = Stats::new("test_json_parse");
         p.process(&mut events, &stats);
-        let Event::Log(a) = &events[0];
+        let Event::Log(a) = &events[0] else {
+            panic!("log expected")
+        };
         assert_eq!(a.timestamp_ms, 1_795_341_600_500);
         assert_eq!(a.attributes["level"], "error");
         assert_eq!(a.attributes["file"], "/var/log/a.log");
         assert!(a.structured);
-        let Event::Log(b) = &events[1];
+        let Event::Log(b) = &events[1] else {
+            panic!("log expected")
+        };
         assert!(!b.structured && b.timestamp_ms == 2);
-        let Event::Log(d) = &events[3];
+        let Event::Log(d) = &events[3] else {
+            panic!("log expected")
+        };
         assert_eq!(d.timestamp_ms, 1_795_341_600_000);
         assert_eq!(stats.get(Outcome::ParseFailed), 1);
     }

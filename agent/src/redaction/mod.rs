@@ -91,6 +91,19 @@ impl Redactor {
                     self.text(&mut log.message, stats);
                     self.attributes(&mut log.attributes, stats);
                 }
+                Event::Metric(metric) => {
+                    for value in metric.tags.values_mut() {
+                        self.text(value, stats);
+                    }
+                }
+                Event::Span(span) => {
+                    self.text(&mut span.name, stats);
+                    self.text(&mut span.status.message, stats);
+                    self.attributes(&mut span.attributes, stats);
+                    for e in &mut span.events {
+                        self.attributes(&mut e.attributes, stats);
+                    }
+                }
             }
         }
     }

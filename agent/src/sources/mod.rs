@@ -3,7 +3,14 @@
 
 pub mod file;
 
+use std::path::Path;
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{Errors, KeyPath};
+use crate::pipeline::SourceOutput;
 
 /// A source as declared under `[sources.NAME]`.
 #[derive(Debug, Clone)]
@@ -31,5 +38,30 @@ impl SourceConfig {
                 None
             }
         }
+    }
+}
+
+impl SourceConfig {
+    /// Starts the source on `tasks`. It runs until `stop` is cancelled and then returns its
+    /// name; blocking sources (file reading) get a thread of their own.
+    pub fn spawn(
+        self,
+        name: String,
+        data_dir: &Path,
+        out: SourceOutput,
+        stop: CancellationToken,
+        tasks: &mut JoinSet<String>,
+    ) -> anyhow::Result<()> {
+        match self {
+            SourceConfig::File(file) => {
+                let source = file::FileSource::new(&name, file, data_dir)
+                    .with_context(|| format!("source `{name}`"))?;
+                tasks.spawn_blocking(move || {
+                    source.run(out, stop);
+                    name
+                });
+            }
+        }
+        Ok(())
     }
 }

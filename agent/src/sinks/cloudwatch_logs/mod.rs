@@ -78,7 +78,11 @@ impl CloudWatchLogsSink {
                     // the middle of a batch must not complete it).
                     let mut by_stream: HashMap<StreamId, Vec<(i64, String)>> = HashMap::new();
                     for event in &batch.events {
-                        let Event::Log(log) = event;
+                        let Event::Log(log) = event else {
+                            // Metrics and spans have their own sinks; the config put them here.
+                            self.stats.error("unsupported_signal");
+                            continue;
+                        };
                         let id = self.route(log);
                         let mut message = String::with_capacity(log.message.len() + 16);
                         self.config.encoding.encode(log, &mut message);

@@ -58,8 +58,14 @@ impl ConsoleSink {
                 .count(Outcome::Received, batch.events.len() as u64);
             text.clear();
             for event in &batch.events {
-                let Event::Log(log) = event;
-                self.encoding.encode(log, &mut text);
+                match event {
+                    Event::Log(log) => self.encoding.encode(log, &mut text),
+                    // Metrics and spans are shown as their JSON form: this sink is for looking.
+                    other => match serde_json::to_string(other) {
+                        Ok(json) => text.push_str(&json),
+                        Err(_) => continue,
+                    },
+                }
                 text.push('\n');
             }
             // A local write: done inline, it is as fast as handing it to a thread.
