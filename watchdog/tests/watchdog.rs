@@ -1597,148 +1597,234 @@ fn archived_events(moto: &Moto) -> Vec<Value> {
         .collect()
 }
 
-fn state_item(
-    rt: &tokio::runtime::Runtime,
-    moto: &Moto,
-    fingerprint: &str,
-) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
-    rt.block_on(async {
-        let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-        ddb.get_item()
-            .table_name("alert-state")
-            .key(
-                "fingerprint",
-                aws_sdk_dynamodb::types::AttributeValue::S(fingerprint.into()),
-            )
-            .send()
-            .await
-            .unwrap()
-            .item
-            .expect("state item")
-    })
+/// A notifier scenario, so each test states only what differs: moto seeded with the bot token
+/// (SSM SecureString), the `vigil` bus with an archive, the `shop-oncall` SNS topic and a
+/// verified SES sender; the Slack stand-in; a `/health` endpoint answering `health` (500 at
+/// start); and a spec directory. Specs name these through `$SLACK_PORT`, `$TOPIC_ARN` and
+/// `$HEALTH_PORT`.
+struct Fixture {
+    moto: Moto,
+    rt: tokio::runtime::Runtime,
+    slack: SlackStandIn,
+    dir: tempfile::TempDir,
+    topic_arn: String,
+    health: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    health_port: u16,
+    /// Extra environment for the watchdog's runs.
+    env: Vec<(String, String)>,
 }
 
-fn message_ids(
-    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-) -> BTreeMap<String, String> {
-    item["message_ids"]
-        .as_m()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
-        .collect()
-}
-
-/// A `check --once --output json` run with debug logs and the webhook secret in the
-/// environment; returns the report and everything logged.
-fn notify_run(moto: &Moto, spec: &Path, slack: &SlackStandIn) -> (Value, String) {
-    let mut cmd = watchdog(
-        moto,
-        &[
-            "check",
-            "--spec",
-            spec.to_str().unwrap(),
-            "--once",
-            "--output",
-            "json",
-        ],
-    );
-    cmd.env("VIGIL_LOG", "debug")
-        .env("VIGIL_TEST_SLACK_WEBHOOK", slack.webhook_url());
-    let out = run_ok(cmd);
-    let report = serde_json::from_slice(&out.stdout).unwrap();
-    (report, String::from_utf8_lossy(&out.stderr).to_string())
-}
-
-fn notify_spec(slack: &SlackStandIn, topic_arn: &str, health_port: u16) -> String {
-    format!(
-        r##"settings:
-  state: {{ table: alert-state, resolve_after: 2 }}
+/// Bot, webhook and SNS for every page; resolve after two ok runs; one failing HTTP check.
+const STANDARD_SPEC: &str = r##"settings:
+  state: { table: alert-state, resolve_after: 2 }
   notify:
     dashboard_url: https://grafana.example/d/shop
     event_bus: vigil
     receivers:
-      oncall-bot: {{ slack_bot: {{ token: {{ ssm: /vigil/slack/bot-token }}, channel: "#shop-oncall", api_url: "http://127.0.0.1:{}/api" }} }}
-      oncall-hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }} }} }}
-      oncall-sns: {{ sns: {{ topic_arn: "{topic_arn}" }} }}
+      oncall-bot: { slack_bot: { token: { ssm: /vigil/slack/bot-token }, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api" } }
+      oncall-hook: { slack_webhook: { url: { env: VIGIL_TEST_SLACK_WEBHOOK } } }
+      oncall-sns: { sns: { topic_arn: "$TOPIC_ARN" } }
     routes:
-      - match: {{ severity: page }}
+      - match: { severity: page }
         receivers: [oncall-bot, oncall-hook, oncall-sns]
 services:
   shop:
-    labels: {{ runbook: "https://runbooks.example/shop" }}
+    labels: { runbook: "https://runbooks.example/shop" }
     checks:
-      - http: {{ url: "http://127.0.0.1:{health_port}/health", severity: page }}
-"##,
-        slack.port
-    )
-}
+      - http: { url: "http://127.0.0.1:$HEALTH_PORT/health", severity: page }
+"##;
 
-/// Moto with the bot token in SSM (SecureString), an SNS topic, and the state table.
-fn notify_setup(moto: &Moto, rt: &tokio::runtime::Runtime, spec: &Path) -> String {
-    let topic_arn = rt.block_on(async {
-        let config = moto.sdk_config().await;
-        aws_sdk_ssm::Client::new(&config)
-            .put_parameter()
-            .name("/vigil/slack/bot-token")
-            .value(BOT_TOKEN)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .expect("PutParameter");
-        // A custom bus (moto's default bus fails PutEvents when a rule has a Lambda target), and
-        // an archive on it, from which moto's API shows every event put.
-        let events = aws_sdk_eventbridge::Client::new(&config);
-        let bus = events
-            .create_event_bus()
-            .name("vigil")
-            .send()
-            .await
-            .expect("CreateEventBus")
-            .event_bus_arn
-            .unwrap();
-        events
-            .create_archive()
-            .archive_name("vigil-all")
-            .event_source_arn(bus)
-            .event_pattern(r#"{"source":["vigil.watchdog"]}"#)
-            .send()
-            .await
-            .expect("CreateArchive");
-        aws_sdk_sns::Client::new(&config)
-            .create_topic()
-            .name("shop-oncall")
-            .send()
-            .await
-            .expect("CreateTopic")
-            .topic_arn
+impl Fixture {
+    fn start() -> Fixture {
+        let moto = Moto::start();
+        let rt = runtime();
+        let topic_arn = rt.block_on(async {
+            let config = moto.sdk_config().await;
+            aws_sdk_ssm::Client::new(&config)
+                .put_parameter()
+                .name("/vigil/slack/bot-token")
+                .value(BOT_TOKEN)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .send()
+                .await
+                .expect("PutParameter");
+            // A custom bus (moto's default bus fails PutEvents when a rule has a Lambda
+            // target), and an archive on it, from which moto's API shows every event put.
+            let events = aws_sdk_eventbridge::Client::new(&config);
+            let bus = events
+                .create_event_bus()
+                .name("vigil")
+                .send()
+                .await
+                .expect("CreateEventBus")
+                .event_bus_arn
+                .unwrap();
+            events
+                .create_archive()
+                .archive_name("vigil-all")
+                .event_source_arn(bus)
+                .event_pattern(r#"{"source":["vigil.watchdog"]}"#)
+                .send()
+                .await
+                .expect("CreateArchive");
+            aws_sdk_sesv2::Client::new(&config)
+                .create_email_identity()
+                .email_identity("watchdog@shop.example")
+                .send()
+                .await
+                .expect("CreateEmailIdentity");
+            aws_sdk_sns::Client::new(&config)
+                .create_topic()
+                .name("shop-oncall")
+                .send()
+                .await
+                .expect("CreateTopic")
+                .topic_arn
+                .unwrap()
+        });
+        let health = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(500));
+        let health_port = serve_health(health.clone());
+        Fixture {
+            moto,
+            rt,
+            slack: SlackStandIn::start(),
+            dir: tempfile::tempdir().unwrap(),
+            topic_arn,
+            health,
+            health_port,
+            env: Vec::new(),
+        }
+    }
+
+    /// `start` with `STANDARD_SPEC` in place.
+    fn standard() -> Fixture {
+        let fx = Fixture::start();
+        fx.spec(STANDARD_SPEC);
+        fx
+    }
+
+    fn spec_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the spec (placeholders filled in) and makes sure the state table exists.
+    fn spec(&self, text: &str) {
+        let text = text
+            .replace("$SLACK_PORT", &self.slack.port.to_string())
+            .replace("$TOPIC_ARN", &self.topic_arn)
+            .replace("$HEALTH_PORT", &self.health_port.to_string());
+        write_spec(self.spec_dir(), &text);
+        if text.contains("state:") {
+            run_ok(watchdog(
+                &self.moto,
+                &["create-state-table", "--spec", self.dir_str()],
+            ));
+        }
+    }
+
+    fn dir_str(&self) -> &str {
+        self.spec_dir().to_str().unwrap()
+    }
+
+    /// A `check --once --output json` run with debug logs and the webhook secret in the
+    /// environment; returns the report and everything logged.
+    fn run(&self) -> (Value, String) {
+        let out = run_ok(self.command());
+        let report = serde_json::from_slice(&out.stdout).unwrap();
+        (report, String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = watchdog(
+            &self.moto,
+            &[
+                "check",
+                "--spec",
+                self.dir_str(),
+                "--once",
+                "--output",
+                "json",
+            ],
+        );
+        cmd.env("VIGIL_LOG", "debug")
+            .env("VIGIL_TEST_SLACK_WEBHOOK", self.slack.webhook_url())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    fn set_health(&self, code: u16) {
+        self.health.store(code, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The fingerprint of the `/health` check in service `shop`.
+    fn health_fp(&self) -> String {
+        format!("http:shop:http://127.0.0.1:{}/health", self.health_port)
+    }
+
+    fn sns(&self) -> Vec<Value> {
+        sns_sent(&self.moto, &self.topic_arn)
+    }
+
+    /// Emails moto's SES accepted.
+    fn ses(&self) -> Vec<Value> {
+        let data: Value = serde_json::from_str(&self.moto.data()).unwrap();
+        data["ses"]["Message"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        archived_events(&self.moto)
+    }
+
+    fn item(
+        &self,
+        fingerprint: &str,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        self.rt.block_on(async {
+            let ddb = aws_sdk_dynamodb::Client::new(&self.moto.sdk_config().await);
+            ddb.get_item()
+                .table_name("alert-state")
+                .key(
+                    "fingerprint",
+                    aws_sdk_dynamodb::types::AttributeValue::S(fingerprint.into()),
+                )
+                .send()
+                .await
+                .unwrap()
+                .item
+                .expect("state item")
+        })
+    }
+
+    /// The incident's `message_ids` (receiver -> id).
+    fn ids(&self, fingerprint: &str) -> BTreeMap<String, String> {
+        self.item(fingerprint)["message_ids"]
+            .as_m()
             .unwrap()
-    });
-    // The spec names the topic; the table is made from it.
-    std::fs::create_dir_all(spec).unwrap();
-    topic_arn
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
+            .collect()
+    }
+
+    /// Every request the Slack stand-in got, on any path.
+    fn slack_total(&self) -> usize {
+        self.slack.requests.lock().unwrap().len()
+    }
 }
 
 #[test]
 fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    let moto = Moto::start();
-    let rt = runtime();
-    let slack = SlackStandIn::start();
-    let health = std::sync::Arc::new(AtomicU16::new(500));
-    let health_port = serve_health(health.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let topic_arn = notify_setup(&moto, &rt, dir.path());
-    write_spec(dir.path(), &notify_spec(&slack, &topic_arn, health_port));
-    let spec = dir.path().to_str().unwrap();
-    run_ok(watchdog(&moto, &["create-state-table", "--spec", spec]));
-    let fingerprint = format!("http:shop:http://127.0.0.1:{health_port}/health");
+    let fx = Fixture::standard();
+    let slack = &fx.slack;
+    let fingerprint = fx.health_fp();
     // Slack rate-limits the first webhook post.
     slack.answer_next(WEBHOOK_PATH, 429, Some(1));
     let mut logs = String::new();
 
     // Run 1: the incident opens; every receiver gets exactly one message.
-    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    let (report, log) = fx.run();
     logs.push_str(&log);
     assert_eq!(decisions(&report, "page").len(), 1, "{report:#}");
     let deliveries = report["deliveries"].as_array().unwrap();
@@ -1765,7 +1851,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
         "Retry-After 1 honoured: {waited:?}"
     );
     assert!(waited < Duration::from_secs(3), "{waited:?}");
-    let sent = sns_sent(&moto, &topic_arn);
+    let sent = fx.sns();
     assert_eq!(sent.len(), 1, "{sent:#?}");
     // moto keeps [message id, message, subject, attributes, group id].
     let structure: Value = serde_json::from_str(sent[0][1].as_str().unwrap()).unwrap();
@@ -1790,8 +1876,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     assert_eq!(sent[0][3]["severity"]["Value"], "page");
     assert_eq!(sent[0][3]["status"]["Value"], "firing");
     assert_eq!(sent[0][3]["service"]["Value"], "shop");
-    let item = state_item(&rt, &moto, &fingerprint);
-    let ids = message_ids(&item);
+    let ids = fx.ids(&fingerprint);
     assert_eq!(
         ids.keys().collect::<Vec<_>>(),
         ["oncall-bot", "oncall-hook", "oncall-sns"]
@@ -1801,7 +1886,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     assert!(page_ts.starts_with("C0ALERTS|1700000000.0000"), "{page_ts}");
 
     // The page is also an event on the bus, with the finding in its detail.
-    let events = archived_events(&moto);
+    let events = fx.events();
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["source"], "vigil.watchdog");
     assert_eq!(events[0]["detail-type"], "Vigil Page");
@@ -1811,7 +1896,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     assert_eq!(report["events"][0]["ok"], true, "{report:#}");
 
     // Run 2: still failing; nothing is sent again.
-    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    let (report, log) = fx.run();
     logs.push_str(&log);
     assert_eq!(
         decisions(&report, "already_notified").len(),
@@ -1821,13 +1906,13 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     assert!(report.get("deliveries").is_none(), "{report:#}");
     assert_eq!(slack.requests("/api/chat.postMessage").len(), 1);
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
-    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
+    assert_eq!(fx.sns().len(), 1);
 
     // Recovered, but one ok evaluation is not enough (resolve_after: 2); a failure in between
     // starts the count again: no flapping and nothing sent.
     let quiet_run = |code: u16, reason: &str, logs: &mut String| {
-        health.store(code, Ordering::SeqCst);
-        let (report, log) = notify_run(&moto, dir.path(), &slack);
+        fx.set_health(code);
+        let (report, log) = fx.run();
         logs.push_str(&log);
         let quiet = decisions(&report, "already_notified");
         assert_eq!(quiet.len(), 1, "{report:#}");
@@ -1845,12 +1930,12 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
         "ok 1 of 2 consecutive evaluations needed to resolve",
         &mut logs,
     );
-    assert_eq!(slack.requests.lock().unwrap().len(), 3);
-    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
+    assert_eq!(fx.slack_total(), 3);
+    assert_eq!(fx.sns().len(), 1);
 
     // The second ok in a row resolves. The bot's message is updated in place; the webhook and
     // SNS get a resolved message.
-    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    let (report, log) = fx.run();
     logs.push_str(&log);
     assert_eq!(decisions(&report, "resolve").len(), 1, "{report:#}");
     assert_eq!(slack.requests("/api/chat.postMessage").len(), 1);
@@ -1874,31 +1959,31 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
             .unwrap()
             .starts_with("[RESOLVED]")
     );
-    let sent = sns_sent(&moto, &topic_arn);
+    let sent = fx.sns();
     assert_eq!(sent.len(), 2);
     assert!(
         sent[1][2].as_str().unwrap().starts_with("[RESOLVED] shop"),
         "{sent:#?}"
     );
     assert_eq!(sent[1][3]["status"]["Value"], "resolved");
-    let events = archived_events(&moto);
+    let events = fx.events();
     assert_eq!(events.len(), 2, "{events:#?}");
     assert_eq!(events[1]["detail-type"], "Vigil Resolve");
     assert_eq!(events[1]["detail"]["status"], "ok");
 
     // Healthy and resolved: silence.
-    let (report, log) = notify_run(&moto, dir.path(), &slack);
+    let (report, log) = fx.run();
     logs.push_str(&log);
     assert!(
         report["decisions"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
-    assert_eq!(slack.requests.lock().unwrap().len(), 5);
-    assert_eq!(sns_sent(&moto, &topic_arn).len(), 2);
+    assert_eq!(fx.slack_total(), 5);
+    assert_eq!(fx.sns().len(), 2);
 
     // Every run put the watchdog's own heartbeat (seven runs) and counted what it sent.
-    let sums = rt.block_on(async {
-        let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+    let sums = fx.rt.block_on(async {
+        let cw = aws_sdk_cloudwatch::Client::new(&fx.moto.sdk_config().await);
         let mut sums = BTreeMap::new();
         for metric in ["heartbeat", "notifications_sent", "notifications_failed"] {
             let out = cw
@@ -1933,53 +2018,47 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
 }
 
 #[test]
-fn a_failing_receiver_is_retried_next_run_and_does_not_hold_back_the_others() {
-    let moto = Moto::start();
-    let rt = runtime();
-    let slack = SlackStandIn::start();
-    let health = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(503));
-    let health_port = serve_health(health);
-    let dir = tempfile::tempdir().unwrap();
-    let topic_arn = notify_setup(&moto, &rt, dir.path());
-    write_spec(dir.path(), &notify_spec(&slack, &topic_arn, health_port));
-    run_ok(watchdog(
-        &moto,
-        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
-    ));
-    let fingerprint = format!("http:shop:http://127.0.0.1:{health_port}/health");
+fn a_failing_receiver_gets_its_page_and_its_resolve_on_the_next_run_exactly_once() {
+    let fx = Fixture::standard();
+    let slack = &fx.slack;
+    let fingerprint = fx.health_fp();
+    let failed = |report: &Value| -> Vec<Value> {
+        report["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["ok"] == false)
+            .cloned()
+            .collect()
+    };
     // Slack's Web API is down for every attempt of this invocation.
     for _ in 0..4 {
         slack.answer_next("/api/chat.postMessage", 500, None);
     }
 
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
-    let failed: Vec<&Value> = report["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|d| d["ok"] == false)
-        .collect();
-    assert_eq!(failed.len(), 1, "{report:#}");
-    assert_eq!(failed[0]["receiver"], "oncall-bot");
+    let (report, mut logs) = fx.run();
+    let failed_now = failed(&report);
+    assert_eq!(failed_now.len(), 1, "{report:#}");
+    assert_eq!(failed_now[0]["receiver"], "oncall-bot");
     assert!(
-        failed[0]["error"]
+        failed_now[0]["error"]
             .as_str()
             .unwrap()
             .contains("gave up after 4 attempts"),
-        "{failed:#?}"
+        "{failed_now:#?}"
     );
     assert_eq!(slack.requests("/api/chat.postMessage").len(), 4);
     // The others were not held back, and only they are recorded as notified.
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
-    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
-    let ids = message_ids(&state_item(&rt, &moto, &fingerprint));
+    assert_eq!(fx.sns().len(), 1);
     assert_eq!(
-        ids.keys().collect::<Vec<_>>(),
+        fx.ids(&fingerprint).keys().collect::<Vec<_>>(),
         ["oncall-hook", "oncall-sns"]
     );
 
     // Next run: the incident is already notified, but the bot never accepted: it alone is sent.
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    let (report, log) = fx.run();
+    logs.push_str(&log);
     assert_eq!(
         decisions(&report, "already_notified").len(),
         1,
@@ -1991,31 +2070,105 @@ fn a_failing_receiver_is_retried_next_run_and_does_not_hold_back_the_others() {
     assert_eq!(deliveries[0]["ok"], true);
     assert_eq!(slack.requests("/api/chat.postMessage").len(), 5);
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
-    assert_eq!(sns_sent(&moto, &topic_arn).len(), 1);
-    let ids = message_ids(&state_item(&rt, &moto, &fingerprint));
+    assert_eq!(fx.sns().len(), 1);
+    let ids = fx.ids(&fingerprint);
     assert_eq!(ids.len(), 3, "{ids:?}");
 
     // And then nothing more while it fires.
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    let (report, _) = fx.run();
     assert!(report.get("deliveries").is_none(), "{report:#}");
-    assert_eq!(slack.requests.lock().unwrap().len(), 6);
+    assert_eq!(fx.slack_total(), 6);
+
+    // Recovered (two ok runs); on the resolving run Slack's chat.update is down throughout.
+    fx.set_health(200);
+    fx.run();
+    for _ in 0..4 {
+        slack.answer_next("/api/chat.update", 500, None);
+    }
+    let (report, log) = fx.run();
+    logs.push_str(&log);
+    assert_eq!(decisions(&report, "resolve").len(), 1, "{report:#}");
+    let failed_now = failed(&report);
+    assert_eq!(failed_now.len(), 1, "{report:#}");
+    assert_eq!(failed_now[0]["receiver"], "oncall-bot");
+    assert_eq!(failed_now[0]["message"], "resolved");
+    assert_eq!(slack.requests("/api/chat.update").len(), 4);
+    // The webhook and SNS got their resolve at once; only the bot is still owed one.
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
+    assert_eq!(fx.sns().len(), 2);
+    let item = fx.item(&fingerprint);
+    assert_eq!(item["status"].as_s().unwrap(), "resolved");
+    assert_eq!(item["resolve_pending"].as_ss().unwrap(), &["oncall-bot"]);
+    assert_eq!(fx.events().len(), 2, "a page and a resolve event");
+
+    // Next run: Slack is back; the resolve is retried on the bot alone and updates the page.
+    let (report, log) = fx.run();
+    logs.push_str(&log);
+    let resolves = decisions(&report, "resolve");
+    assert_eq!(resolves.len(), 1, "{report:#}");
+    assert_eq!(resolves[0]["retry"], true, "{report:#}");
+    let deliveries = report["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    assert_eq!(deliveries[0]["receiver"], "oncall-bot");
+    assert_eq!(deliveries[0]["ok"], true);
+    let updates = slack.requests("/api/chat.update");
+    assert_eq!(updates.len(), 5);
+    let (channel, ts) = ids["oncall-bot"].split_once('|').unwrap();
+    assert_eq!(updates[4].body["channel"], channel);
+    assert_eq!(updates[4].body["ts"], ts);
+    assert!(
+        updates[4].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED] shop")
+    );
+    assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
+    assert_eq!(fx.sns().len(), 2);
+    assert_eq!(fx.events().len(), 2, "a retried resolve is no new event");
+    assert!(!fx.item(&fingerprint).contains_key("resolve_pending"));
+
+    // Then quiet: nothing is owed any more.
+    let (report, _) = fx.run();
+    assert!(report.get("deliveries").is_none(), "{report:#}");
+    assert!(
+        report["decisions"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert_eq!(fx.slack_total(), 6 + 5 + 1);
+    for secret in [BOT_TOKEN, "SeCrEtToKeN", "WeBhOoKsEcReT"] {
+        assert!(!logs.contains(secret), "{secret} in logs:\n{logs}");
+    }
 }
 
 #[test]
 fn a_missing_secret_is_a_clear_error_naming_it() {
-    let moto = Moto::start();
-    let rt = runtime();
-    let slack = SlackStandIn::start();
-    let dir = tempfile::tempdir().unwrap();
-    write_spec(
-        dir.path(),
-        &notify_spec(&slack, "arn:aws:sns:us-east-1:123456789012:x", 1),
-    );
-    let spec = dir.path().to_str().unwrap();
+    let fx = Fixture::start();
+    let ssm = |put: bool| {
+        fx.rt.block_on(async {
+            let ssm = aws_sdk_ssm::Client::new(&fx.moto.sdk_config().await);
+            if put {
+                ssm.put_parameter()
+                    .name("/vigil/slack/bot-token")
+                    .value(BOT_TOKEN)
+                    .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                    .send()
+                    .await
+                    .expect("PutParameter");
+            } else {
+                ssm.delete_parameter()
+                    .name("/vigil/slack/bot-token")
+                    .send()
+                    .await
+                    .expect("DeleteParameter");
+            }
+        })
+    };
+    ssm(false);
+    fx.spec(STANDARD_SPEC);
     let check = |with_webhook: bool| {
-        let mut cmd = watchdog(&moto, &["check", "--spec", spec, "--once"]);
+        let mut cmd = watchdog(&fx.moto, &["check", "--spec", fx.dir_str(), "--once"]);
         if with_webhook {
-            cmd.env("VIGIL_TEST_SLACK_WEBHOOK", slack.webhook_url());
+            cmd.env("VIGIL_TEST_SLACK_WEBHOOK", fx.slack.webhook_url());
         }
         let out = cmd.output().unwrap();
         assert!(!out.status.success());
@@ -2031,16 +2184,7 @@ fn a_missing_secret_is_a_clear_error_naming_it() {
     );
     assert!(!stderr.contains("WeBhOoKsEcReT"), "{stderr}");
     // With it in place, the webhook's environment variable is what is missing.
-    rt.block_on(async {
-        aws_sdk_ssm::Client::new(&moto.sdk_config().await)
-            .put_parameter()
-            .name("/vigil/slack/bot-token")
-            .value(BOT_TOKEN)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
-    });
+    ssm(true);
     let stderr = check(false);
     assert!(
         stderr.contains(
@@ -2050,7 +2194,7 @@ fn a_missing_secret_is_a_clear_error_naming_it() {
     );
     assert!(!stderr.contains("SeCrEtToKeN"), "{stderr}");
     // Nothing was sent by a watchdog that could not start its notifier.
-    assert!(slack.requests.lock().unwrap().is_empty());
+    assert_eq!(fx.slack_total(), 0);
 }
 
 /// Messages aiosmtpd printed (its debugging handler prints each one whole).
@@ -2074,40 +2218,30 @@ fn mail_header(message: &str, name: &str) -> Option<String> {
     })
 }
 
-#[test]
-fn email_goes_out_once_through_ses_and_smtp_and_the_resolve_follows() {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    let moto = Moto::start();
-    let rt = runtime();
-    let slack = SlackStandIn::start();
-    let smtp_port = vigil_test_support::free_port();
-    let mut smtp_cmd = Command::new(vigil_test_support::venv_bin("python"));
-    smtp_cmd
-        .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{smtp_port}"));
-    let smtp = vigil_test_support::ChildGuard::spawn("aiosmtpd", smtp_cmd).unwrap();
+/// An SMTP server (`python -u ARGS...`) on a free port, once it listens: (process, port).
+/// `{port}` in the arguments is replaced by the port.
+fn smtp_server(args: &[&str]) -> (vigil_test_support::ChildGuard, u16) {
+    let port = vigil_test_support::free_port();
+    let mut cmd = Command::new(vigil_test_support::venv_bin("python"));
+    cmd.arg("-u")
+        .args(args.iter().map(|a| a.replace("{port}", &port.to_string())));
+    let server = vigil_test_support::ChildGuard::spawn("smtp-server", cmd).unwrap();
     assert!(
         vigil_test_support::wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         }),
-        "aiosmtpd did not start:\n{}",
-        smtp.log()
+        "the SMTP server did not start:\n{}",
+        server.log()
     );
-    rt.block_on(async {
-        aws_sdk_sesv2::Client::new(&moto.sdk_config().await)
-            .create_email_identity()
-            .email_identity("watchdog@shop.example")
-            .send()
-            .await
-            .expect("CreateEmailIdentity");
-    });
-    let health = std::sync::Arc::new(AtomicU16::new(500));
-    let health_port = serve_health(health.clone());
-    let dir = tempfile::tempdir().unwrap();
-    write_spec(
-        dir.path(),
-        &format!(
-            r#"settings:
+    (server, port)
+}
+
+#[test]
+fn email_goes_out_once_through_ses_and_smtp_and_the_resolve_follows() {
+    let fx = Fixture::start();
+    let (smtp, smtp_port) = smtp_server(&["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:{port}"]);
+    fx.spec(&format!(
+        r#"settings:
   state: {{ table: alert-state }}
   notify:
     receivers:
@@ -2119,23 +2253,12 @@ fn email_goes_out_once_through_ses_and_smtp_and_the_resolve_follows() {
 services:
   shop:
     checks:
-      - http: {{ url: "http://127.0.0.1:{health_port}/health", severity: page }}
+      - http: {{ url: "http://127.0.0.1:$HEALTH_PORT/health", severity: page }}
 "#
-        ),
-    );
-    run_ok(watchdog(
-        &moto,
-        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
     ));
-    let ses_sent = || -> Vec<Value> {
-        let data: Value = serde_json::from_str(&moto.data()).unwrap();
-        data["ses"]["Message"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
+    let ses_sent = || fx.ses();
 
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    let (report, _) = fx.run();
     let deliveries = report["deliveries"].as_array().unwrap();
     assert!(
         deliveries.len() == 2 && deliveries.iter().all(|d| d["ok"] == true),
@@ -2172,13 +2295,13 @@ services:
     let page_id = mail_header(page, "Message-ID").unwrap();
 
     // Still firing: no second email.
-    notify_run(&moto, dir.path(), &slack);
+    fx.run();
     assert_eq!(ses_sent().len(), 1);
     assert_eq!(smtp_messages(&smtp.log()).len(), 1);
 
     // Recovered: a resolve email on both, the SMTP one a reply to the page.
-    health.store(200, Ordering::SeqCst);
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    fx.set_health(200);
+    let (report, _) = fx.run();
     assert_eq!(decisions(&report, "resolve").len(), 1, "{report:#}");
     let ses = ses_sent();
     assert_eq!(ses.len(), 2);
@@ -2195,19 +2318,19 @@ services:
             .starts_with("[RESOLVED] shop")
     );
     assert_eq!(mail_header(&mails[1], "In-Reply-To"), Some(page_id));
-    assert!(slack.requests.lock().unwrap().is_empty());
+    assert_eq!(fx.slack_total(), 0);
 }
 
 #[test]
 fn a_silence_holds_a_page_until_it_ends_and_module_pages_fold_into_the_alb_page() {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    let moto = Moto::start();
-    let slack = SlackStandIn::start();
-    let alb = std::sync::Arc::new(AtomicU16::new(502));
-    let alb_port = serve_health(alb.clone());
+    use std::sync::atomic::AtomicU16;
+    let fx = Fixture::start();
+    let slack = &fx.slack;
+    // The ALB is the fixture's health endpoint.
+    fx.set_health(502);
+    let alb_port = fx.health_port;
     let modules_port = serve_health(std::sync::Arc::new(AtomicU16::new(503)));
     let cart_port = serve_health(std::sync::Arc::new(AtomicU16::new(500)));
-    let dir = tempfile::tempdir().unwrap();
     let rfc3339 = |t: u64| {
         aws_sdk_cloudwatch::primitives::DateTime::from_secs(t as i64)
             .fmt(aws_sdk_cloudwatch::primitives::DateTimeFormat::DateTime)
@@ -2257,11 +2380,7 @@ services:
         )
     };
     // The cart's maintenance window is on now.
-    write_spec(dir.path(), &spec(now() - 60, now() + 3600));
-    run_ok(watchdog(
-        &moto,
-        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
-    ));
+    fx.spec(&spec(now() - 60, now() + 3600));
     let alb_fp = format!("http:platform:http://127.0.0.1:{alb_port}/alb");
     let checkout_fp = format!("http:checkout:http://127.0.0.1:{modules_port}/checkout");
     let payment_fp = format!("http:payment:http://127.0.0.1:{modules_port}/payment");
@@ -2269,7 +2388,7 @@ services:
 
     // Everything fails: four incidents open, but one message goes out: the ALB page, listing
     // the module pages it holds back. The cart page is silenced.
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    let (report, _) = fx.run();
     assert_eq!(decisions(&report, "page").len(), 4, "{report:#}");
     let hooks = slack.requests(WEBHOOK_PATH);
     assert_eq!(hooks.len(), 1, "{hooks:#?}");
@@ -2298,9 +2417,9 @@ services:
 
     // The window ends while the cart still fails, and the ALB recovers while the modules still
     // fail: the cart page goes out, the ALB page resolves, the module pages go out.
-    write_spec(dir.path(), &spec(now() - 7200, now() - 3600));
-    alb.store(200, Ordering::SeqCst);
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    fx.spec(&spec(now() - 7200, now() - 3600));
+    fx.set_health(200);
+    let (report, _) = fx.run();
     assert!(report.get("held").is_none(), "{report:#}");
     let hooks = slack.requests(WEBHOOK_PATH);
     assert_eq!(hooks.len(), 5, "{hooks:#?}");
@@ -2322,47 +2441,38 @@ services:
     }
 
     // Then quiet.
-    notify_run(&moto, dir.path(), &slack);
+    fx.run();
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 5);
 }
 
 #[test]
 fn a_route_repeat_interval_sends_a_reminder_while_the_incident_fires() {
-    let moto = Moto::start();
-    let slack = SlackStandIn::start();
-    let health_port = serve_health(std::sync::Arc::new(std::sync::atomic::AtomicU16::new(500)));
-    let dir = tempfile::tempdir().unwrap();
-    write_spec(
-        dir.path(),
-        &format!(
-            r#"settings:
-  state: {{ table: alert-state }}
+    let fx = Fixture::start();
+    let slack = &fx.slack;
+    fx.spec(
+        r#"settings:
+  state: { table: alert-state }
   notify:
     receivers:
-      hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }} }} }}
+      hook: { slack_webhook: { url: { env: VIGIL_TEST_SLACK_WEBHOOK } } }
     routes:
-      - match: {{ severity: page }}
+      - match: { severity: page }
         receivers: [hook]
         repeat_interval: 2s
 services:
   shop:
     checks:
-      - http: {{ url: "http://127.0.0.1:{health_port}/health", severity: page }}
-"#
-        ),
+      - http: { url: "http://127.0.0.1:$HEALTH_PORT/health", severity: page }
+"#,
     );
-    run_ok(watchdog(
-        &moto,
-        &["create-state-table", "--spec", dir.path().to_str().unwrap()],
-    ));
-    notify_run(&moto, dir.path(), &slack);
+    fx.run();
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
     // Within the interval: quiet.
-    notify_run(&moto, dir.path(), &slack);
+    fx.run();
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
     // After it: one reminder, then quiet again.
     std::thread::sleep(Duration::from_millis(2100));
-    let (report, _) = notify_run(&moto, dir.path(), &slack);
+    let (report, _) = fx.run();
     assert_eq!(
         report["deliveries"].as_array().unwrap().len(),
         1,
@@ -2376,6 +2486,6 @@ services:
             .unwrap()
             .starts_with("[PAGE] shop")
     );
-    notify_run(&moto, dir.path(), &slack);
+    fx.run();
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
 }

@@ -36,6 +36,15 @@ pub struct NotifySettings {
     /// Link shown on every message when a finding has no `dashboard` label.
     #[serde(default)]
     pub dashboard_url: Option<String>,
+    /// What makes findings one notification: `service`, `module`, `kind`, `severity`, or a
+    /// label name. Findings with equal values go to a receiver as one message. Empty: each
+    /// finding alone.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// How long a new group's page waits (from its first incident's `first_seen`) for more
+    /// findings of the group to join it. None: sent in the run that opened it.
+    #[serde(default)]
+    pub group_wait: Option<Span>,
 }
 
 /// Where a secret comes from. Its value is never logged, printed or stored in alert state.
@@ -93,6 +102,9 @@ pub enum ReceiverSpec {
         username: Option<String>,
         #[serde(default)]
         password: Option<SecretRef>,
+        /// PEM file of a CA to trust besides the system's (a private relay's certificate).
+        #[serde(default)]
+        ca_file: Option<String>,
     },
 }
 

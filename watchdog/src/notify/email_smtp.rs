@@ -17,6 +17,8 @@ pub struct SmtpEmail {
     pub from: String,
     pub to: Vec<String>,
     pub login: Option<(String, Secret)>,
+    /// A CA certificate (PEM) trusted besides the system's, from `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 fn mailbox(address: &str) -> Result<Mailbox, String> {
@@ -31,6 +33,10 @@ impl SmtpEmail {
         for to in &self.to {
             mailbox(to)?;
         }
+        if let Some(pem) = &self.ca_pem {
+            lettre::transport::smtp::client::Certificate::from_pem(pem)
+                .map_err(|e| format!("ca_file is not a PEM certificate: {e}"))?;
+        }
         if self.tls == SmtpTls::None && self.login.is_some() {
             return Err("a password is never sent over plain SMTP: use tls: starttls".into());
         }
@@ -39,8 +45,20 @@ impl SmtpEmail {
 
     fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
         let builder = match self.tls {
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
-                .map_err(|e| format!("SMTP relay {}: {e}", self.host))?,
+            SmtpTls::Starttls => {
+                use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+                let mut params = TlsParameters::builder(self.host.clone());
+                if let Some(pem) = &self.ca_pem {
+                    params = params.add_root_certificate(
+                        Certificate::from_pem(pem).map_err(|e| format!("ca_file: {e}"))?,
+                    );
+                }
+                let params = params
+                    .build()
+                    .map_err(|e| format!("SMTP relay {}: {e}", self.host))?;
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
+                    .tls(Tls::Required(params))
+            }
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host),
         };
         let mut builder = builder

@@ -78,6 +78,7 @@ pub async fn publish(
             }
             out.push(Delivery {
                 fingerprint: d.fingerprint.clone(),
+                findings: Vec::new(),
                 receiver: format!("event_bus:{bus}"),
                 message: if d.action == Action::Resolve {
                     "resolved"

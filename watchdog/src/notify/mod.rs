@@ -71,7 +71,11 @@ pub struct Outcome {
 
 #[derive(Debug, Serialize)]
 pub struct Delivery {
+    /// The finding's fingerprint, or `group:<values>` for a grouped message.
     pub fingerprint: String,
+    /// The findings a grouped message carried (empty for a single finding).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
     pub receiver: String,
     /// `firing` or `resolved`.
     pub message: &'static str,
@@ -117,7 +121,15 @@ impl Notifier {
                     to,
                     username,
                     password,
+                    ca_file,
                 } => {
+                    let ca_pem = match ca_file {
+                        Some(path) => Some(
+                            std::fs::read(path)
+                                .map_err(|e| format!("receiver {name}: ca_file {path}: {e}"))?,
+                        ),
+                        None => None,
+                    };
                     let login = match (username, password) {
                         (Some(user), Some(password)) => Some((
                             user.clone(),
@@ -137,6 +149,7 @@ impl Notifier {
                         from: from.clone(),
                         to: to.clone(),
                         login,
+                        ca_pem,
                     };
                     smtp.check().map_err(|e| format!("receiver {name}: {e}"))?;
                     Receiver::Smtp(smtp)
@@ -192,7 +205,11 @@ impl Notifier {
         let now_secs = now.as_second().max(0) as u64;
         let rules = &self.settings.inhibit;
         let mut held = Vec::new();
-        let mut jobs = Vec::new();
+        // What goes out, one message per entry: (receiver, resolved, group key, the page's id
+        // for a resolve) -> the findings in it. Resolves are grouped by the page they answer.
+        let mut outgoing: BTreeMap<GroupSend, Vec<(Finding, &Decision)>> = BTreeMap::new();
+        // Receivers no longer configured that are owed a resolve: they never will get it.
+        let mut retired: Vec<(String, String)> = Vec::new();
         for d in decisions {
             let Some(finding) = finding_for(findings, &d.fingerprint) else {
                 continue;
@@ -239,62 +256,133 @@ impl Notifier {
                     .map(|(r, _)| (r.to_string(), None))
                     .collect(),
                 Action::AlreadyNotified => Vec::new(),
-                Action::Resolve => d
-                    .message_ids
-                    .iter()
-                    .filter(|(r, _)| self.receivers.contains_key(*r))
-                    .map(|(r, id)| (r.clone(), Some(id.clone())))
-                    .collect(),
+                Action::Resolve => {
+                    for r in d.message_ids.keys() {
+                        if !self.receivers.contains_key(r) {
+                            retired.push((d.fingerprint.clone(), r.clone()));
+                        }
+                    }
+                    d.message_ids
+                        .iter()
+                        .filter(|(r, _)| self.receivers.contains_key(*r))
+                        .map(|(r, id)| (r.clone(), Some(id.clone())))
+                        .collect()
+                }
             };
-            if targets.is_empty() {
-                continue;
-            }
             let resolved = d.action == Action::Resolve;
-            let mut message =
-                Message::new(&finding, resolved, self.settings.dashboard_url.as_deref());
-            if !resolved {
+            let key = routing::group_key(&self.settings.group_by, &finding);
+            for (receiver, previous) in targets {
+                outgoing
+                    .entry(GroupSend {
+                        receiver,
+                        resolved,
+                        key: key.clone(),
+                        previous,
+                    })
+                    .or_default()
+                    .push((finding.clone(), d));
+            }
+        }
+        if let Some(wait) = self.settings.group_wait.map(|w| w.as_secs()) {
+            self.hold_young_groups(&mut outgoing, &mut held, wait, now_secs);
+        }
+        // Page ids a still-firing incident keeps: a resolve for another finding of the same
+        // grouped page must not turn that page green.
+        let live: std::collections::BTreeSet<(&str, &str)> = decisions
+            .iter()
+            .filter(|d| d.action != Action::Resolve)
+            .flat_map(|d| {
+                d.message_ids
+                    .iter()
+                    .map(|(r, id)| (r.as_str(), id.as_str()))
+            })
+            .collect();
+        let mut jobs = Vec::new();
+        for (send, members) in outgoing {
+            let label = group_label(&send.key);
+            let member_findings: Vec<&Finding> = members.iter().map(|(f, _)| f).collect();
+            let mut message = Message::group(
+                &member_findings,
+                send.resolved,
+                self.settings.dashboard_url.as_deref(),
+                &label,
+            );
+            if send.resolved {
+                message.partial = send
+                    .previous
+                    .as_deref()
+                    .is_some_and(|id| live.contains(&(send.receiver.as_str(), id)));
+            } else {
                 message.folded = findings
                     .iter()
                     .filter(|f| {
-                        silence::inhibited_by(rules, findings, f)
-                            .is_some_and(|s| s.fingerprint == finding.fingerprint)
+                        silence::inhibited_by(rules, findings, f).is_some_and(|s| {
+                            member_findings
+                                .iter()
+                                .any(|m| m.fingerprint == s.fingerprint)
+                        })
                     })
                     .map(|f| format!("{} ({})", f.summary, f.fingerprint))
                     .collect();
             }
-            for (receiver, previous) in targets {
-                let message = message.clone();
-                jobs.push(async move {
-                    let result = self.send(&receiver, &message, previous.as_deref()).await;
-                    if let (Ok(id), false, Some(state)) = (&result, resolved, state)
-                        && let Err(e) = state
-                            .record_message_id(&message.fingerprint, &receiver, id, now_secs)
-                            .await
-                    {
-                        // Sent but not recorded: the next run may send once more.
-                        tracing::error!(fingerprint = %message.fingerprint, %receiver, error = %e, "cannot record delivery");
+            let fingerprints: Vec<String> =
+                members.iter().map(|(f, _)| f.fingerprint.clone()).collect();
+            jobs.push(async move {
+                let GroupSend {
+                    receiver,
+                    resolved,
+                    previous,
+                    ..
+                } = send;
+                let result = self.send(&receiver, &message, previous.as_deref()).await;
+                if let (Ok(id), Some(state)) = (&result, state) {
+                    for fp in &fingerprints {
+                        let recorded = if resolved {
+                            state.record_resolved(fp, &receiver).await
+                        } else {
+                            state.record_message_id(fp, &receiver, id, now_secs).await
+                        };
+                        if let Err(e) = recorded {
+                            // Sent but not recorded: the next run may send once more.
+                            tracing::error!(fingerprint = %fp, %receiver, error = %e, "cannot record delivery");
+                        }
                     }
-                    match &result {
-                        Ok(_) => tracing::info!(fingerprint = %message.fingerprint, %receiver, resolved, "notified"),
-                        Err(e) => tracing::error!(fingerprint = %message.fingerprint, %receiver, resolved, error = %e, "notification failed"),
-                    }
-                    Delivery {
-                        fingerprint: message.fingerprint.clone(),
-                        receiver,
-                        message: if resolved { "resolved" } else { "firing" },
-                        ok: result.is_ok(),
-                        id: result.as_ref().ok().cloned(),
-                        error: result.err(),
-                    }
-                });
-            }
+                }
+                match &result {
+                    Ok(_) => tracing::info!(fingerprint = %message.fingerprint, %receiver, resolved, "notified"),
+                    Err(e) => tracing::error!(fingerprint = %message.fingerprint, %receiver, resolved, error = %e, "notification failed"),
+                }
+                Delivery {
+                    fingerprint: message.fingerprint.clone(),
+                    findings: if fingerprints.len() > 1 {
+                        fingerprints
+                    } else {
+                        Vec::new()
+                    },
+                    receiver,
+                    message: if resolved { "resolved" } else { "firing" },
+                    ok: result.is_ok(),
+                    id: result.as_ref().ok().cloned(),
+                    error: result.err(),
+                }
+            });
         }
         let deliveries = futures_util::future::join_all(jobs).await;
+        if let Some(state) = state {
+            for (fp, receiver) in retired {
+                tracing::warn!(fingerprint = %fp, %receiver, "receiver no longer configured: its resolve is dropped");
+                if let Err(e) = state.record_resolved(&fp, &receiver).await {
+                    tracing::error!(fingerprint = %fp, %receiver, error = %e, "cannot record delivery");
+                }
+            }
+        }
         let events = match &self.settings.event_bus {
             Some(bus) => {
                 let items: Vec<(&Decision, Finding)> = decisions
                     .iter()
                     .filter(|d| matches!(d.action, Action::Page | Action::Ticket | Action::Resolve))
+                    // A resent resolve was already an event when the incident resolved.
+                    .filter(|d| !d.retry)
                     .filter_map(|d| Some((d, finding_for(findings, &d.fingerprint)?)))
                     .collect();
                 events::publish(&self.eventbridge, bus, &items).await
@@ -307,6 +395,68 @@ impl Notifier {
             events,
         }
     }
+
+    /// `group_wait`: a group's page waits until its oldest unsent incident is `wait` seconds
+    /// old, so findings that start failing a run or two later join the same message. What
+    /// waits is not recorded as sent, so a later run sends it.
+    fn hold_young_groups(
+        &self,
+        outgoing: &mut BTreeMap<GroupSend, Vec<(Finding, &Decision)>>,
+        held: &mut Vec<Held>,
+        wait: u64,
+        now: u64,
+    ) {
+        let mut oldest: BTreeMap<String, u64> = BTreeMap::new();
+        for (send, members) in outgoing.iter().filter(|(s, _)| !s.resolved) {
+            for (_, d) in members {
+                let seen = d.first_seen.unwrap_or(now);
+                let entry = oldest.entry(send.key.clone()).or_insert(seen);
+                *entry = (*entry).min(seen);
+            }
+        }
+        let young: BTreeMap<String, u64> = oldest
+            .into_iter()
+            .filter(|(_, seen)| now < seen + wait)
+            .collect();
+        let mut seen_fps = std::collections::BTreeSet::new();
+        outgoing.retain(|send, members| {
+            let Some(since) = young.get(&send.key).filter(|_| !send.resolved) else {
+                return true;
+            };
+            for (f, _) in members.iter() {
+                if seen_fps.insert(f.fingerprint.clone()) {
+                    let why = format!(
+                        "grouped by {}: waiting {}s more for the group",
+                        send.key,
+                        since + wait - now
+                    );
+                    tracing::info!(fingerprint = %f.fingerprint, %why, "page held back");
+                    held.push(Held {
+                        fingerprint: f.fingerprint.clone(),
+                        why,
+                    });
+                }
+            }
+            false
+        });
+    }
+}
+
+/// One message to send: to whom, firing or resolved, for which group, answering which page.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupSend {
+    receiver: String,
+    resolved: bool,
+    key: String,
+    previous: Option<String>,
+}
+
+/// `service=shop,team=-` -> `shop/-`: the group's values, as shown in a title.
+fn group_label(key: &str) -> String {
+    key.split(',')
+        .map(|part| part.split_once('=').map_or(part, |(_, v)| v))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The finding a decision is about; a recovered `<fingerprint>/unknown` incident is described

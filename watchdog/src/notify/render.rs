@@ -29,6 +29,12 @@ pub struct Message {
     pub dashboard: Option<String>,
     /// Held-back findings listed inside this one (inhibition), one line each.
     pub folded: Vec<String>,
+    /// The findings of a group sent as this one message (empty for a single finding), one line
+    /// each.
+    pub members: Vec<String>,
+    /// A resolve for part of a group whose other findings still fire: a Slack bot replies in
+    /// the page's thread instead of turning the whole message green.
+    pub partial: bool,
 }
 
 fn percent(x: f64) -> String {
@@ -87,7 +93,63 @@ impl Message {
                 .cloned()
                 .or_else(|| dashboard_default.map(str::to_string)),
             folded: Vec::new(),
+            members: Vec::new(),
+            partial: false,
         }
+    }
+
+    /// One message for several findings of one group (`label`: the group's values): the most
+    /// severe finding leads, and every finding is listed with its summary and fingerprint.
+    pub fn group(
+        findings: &[&Finding],
+        resolved: bool,
+        dashboard_default: Option<&str>,
+        label: &str,
+    ) -> Message {
+        let mut sorted: Vec<&Finding> = findings.to_vec();
+        sorted.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        let Some(lead) = sorted.first() else {
+            unreachable!("a group has at least one finding")
+        };
+        let mut message = Message::new(lead, resolved, dashboard_default);
+        if sorted.len() == 1 {
+            return message;
+        }
+        let n = sorted.len();
+        let tag = if resolved {
+            "RESOLVED".to_string()
+        } else {
+            lead.severity.to_string().to_uppercase()
+        };
+        message.title = format!("[{tag}] {label}: {n} findings");
+        truncate(&mut message.title, 140);
+        message.fingerprint = format!("group:{label}");
+        message.summary = if resolved {
+            format!("{n} findings of {label} are ok again")
+        } else {
+            format!("{n} findings of {label} fire together")
+        };
+        message.what = format!("{n} checks / SLOs");
+        message.value_vs_objective = None;
+        message.burn_rates = None;
+        message.budget_left = None;
+        message.details = Vec::new();
+        message.members = sorted
+            .iter()
+            .map(|f| {
+                let tag = if resolved {
+                    "resolved".to_string()
+                } else {
+                    f.severity.to_string()
+                };
+                format!("[{tag}] {} ({})", f.summary, f.fingerprint)
+            })
+            .collect();
+        message
     }
 
     /// The one-line fallback (Slack `text`, SMS, notifications).
@@ -112,6 +174,12 @@ impl Message {
         ] {
             if let Some(v) = value {
                 out.push_str(&format!("{name}: {v}\n"));
+            }
+        }
+        if !self.members.is_empty() {
+            out.push_str(&format!("\nFindings ({}):\n", self.members.len()));
+            for m in &self.members {
+                out.push_str(&format!("- {m}\n"));
             }
         }
         if !self.folded.is_empty() {
@@ -172,6 +240,13 @@ impl Message {
         if !links.is_empty() {
             out.push_str(&format!("<p>{}</p>", links.join(" · ")));
         }
+        if !self.members.is_empty() {
+            out.push_str(&format!(
+                "<h3>Findings ({})</h3><ul>{}</ul>",
+                self.members.len(),
+                list(&self.members)
+            ));
+        }
         if !self.folded.is_empty() {
             out.push_str(&format!(
                 "<h3>Also affected (held back)</h3><ul>{}</ul>",
@@ -224,6 +299,15 @@ impl Message {
             json!({"type": "section", "text": {"type": "mrkdwn", "text": summary}}),
             json!({"type": "section", "fields": fields}),
         ];
+        if !self.members.is_empty() {
+            let mut text = format!(
+                "*Findings ({})*\n• {}",
+                self.members.len(),
+                self.members.join("\n• ")
+            );
+            truncate(&mut text, 3000);
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+        }
         if !self.folded.is_empty() {
             let mut text = format!(
                 "*Also affected (held back)*\n• {}",

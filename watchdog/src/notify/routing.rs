@@ -57,6 +57,28 @@ pub fn routed<'a>(settings: &'a NotifySettings, finding: &Finding) -> Vec<(&'a s
     out
 }
 
+/// The group a finding belongs to under `group_by`: `name=value` pairs joined by `,` (a
+/// missing module or label is `-`). Without `group_by`, each finding is its own group.
+pub fn group_key(group_by: &[String], f: &Finding) -> String {
+    if group_by.is_empty() {
+        return f.fingerprint.clone();
+    }
+    group_by
+        .iter()
+        .map(|name| {
+            let value = match name.as_str() {
+                "service" => Some(f.service.clone()),
+                "module" => f.module.clone(),
+                "kind" => Some(f.kind.clone()),
+                "severity" => Some(f.severity.to_string()),
+                label => f.labels.get(label).cloned(),
+            };
+            format!("{name}={}", value.as_deref().unwrap_or("-"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Every receiver name used by a route or the default exists.
 pub fn check(settings: &NotifySettings) -> Result<(), String> {
     let used = settings
@@ -181,6 +203,16 @@ default_repeat_interval: 1d
         assert_eq!(
             routed(&s, &finding(Severity::Ticket, "cart", "shop")),
             [("audit", Some(86_400))]
+        );
+    }
+
+    #[test]
+    fn group_keys_take_the_named_fields_and_labels() {
+        let f = finding(Severity::Page, "cart", "shop");
+        assert_eq!(group_key(&[], &f), f.fingerprint);
+        assert_eq!(
+            group_key(&["service".into(), "team".into(), "zone".into()], &f),
+            "service=cart,team=shop,zone=-"
         );
     }
 

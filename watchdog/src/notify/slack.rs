@@ -125,7 +125,7 @@ impl Slack {
                 // `channel|ts` as stored by postMessage.
                 let update = previous.and_then(|p| p.split_once('|'));
                 match update {
-                    Some((channel, ts)) if message.resolved => {
+                    Some((channel, ts)) if message.resolved && !message.partial => {
                         body["channel"] = json!(channel);
                         body["ts"] = json!(ts);
                         let text =
@@ -135,6 +135,12 @@ impl Slack {
                     }
                     _ => {
                         body["channel"] = json!(channel);
+                        // Part of a grouped page resolved while the rest still fires: a reply
+                        // in the page's thread; the page itself turns green with the last one.
+                        if let Some((page_channel, ts)) = update.filter(|_| message.partial) {
+                            body["channel"] = json!(page_channel);
+                            body["thread_ts"] = json!(ts);
+                        }
                         let text =
                             post(http, &format!("{api}/chat.postMessage"), Some(token), &body)
                                 .await?;

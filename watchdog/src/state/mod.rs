@@ -2,7 +2,8 @@
 //!
 //! One item per fingerprint: `status` (firing/resolved), `severity`, `first_seen`,
 //! `last_seen`, `last_notified`, `resolved_at`, `message_ids` (left for the notifier to fill,
-//! so it can update or thread its messages), `version`, and `expires_at` for DynamoDB's TTL.
+//! so it can update or thread its messages), `resolve_pending` (receivers that got the page but
+//! have not accepted the resolve yet), `version`, and `expires_at` for DynamoDB's TTL.
 //!
 //! Every transition (open, escalate, resolve) is a write conditioned on the `version` that was
 //! read, so when two invocations look at the same failing state, exactly one write succeeds
@@ -45,6 +46,10 @@ pub struct Decision {
     /// When each receiver was last sent this incident (unix seconds), for repeat intervals.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notified_at: BTreeMap<String, u64>,
+    /// A resolve sent again to receivers that did not accept it on an earlier run (only they
+    /// are in `message_ids`); not a new event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
 }
 
 /// The DynamoDB table and how long resolved records stay.
@@ -67,6 +72,8 @@ struct Record {
     /// Consecutive ok evaluations seen while firing.
     ok_streak: u64,
     notified_at: BTreeMap<String, u64>,
+    /// Receivers whose resolve is still owed (resolved incidents only).
+    resolve_pending: Vec<String>,
 }
 
 /// Top-level attribute `notified_at:<receiver>` (a flat name: it needs no map to exist).
@@ -99,6 +106,11 @@ fn record_from(item: &HashMap<String, AttributeValue>) -> Record {
         version: number(item, "version").unwrap_or(0),
         first_seen: number(item, "first_seen"),
         ok_streak: number(item, "ok_streak").unwrap_or(0),
+        resolve_pending: item
+            .get("resolve_pending")
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default(),
         notified_at: item
             .iter()
             .filter_map(|(k, v)| {
@@ -127,6 +139,8 @@ enum Transition {
     /// Ok, but fewer than `resolve_after` times in a row yet: count it, stay open.
     CountOk,
     Touch,
+    /// Resolved, but some receivers have not accepted the resolve yet: send it to them again.
+    RetryResolve,
     Nothing,
 }
 
@@ -136,6 +150,12 @@ fn transition(finding: &Finding, record: Option<&Record>, resolve_after: u32) ->
         (true, None) => Transition::Open,
         (true, Some(r)) if finding.severity > r.severity => Transition::Escalate,
         (true, Some(_)) => Transition::Touch,
+        (false, None)
+            if finding.status == Status::Ok
+                && record.is_some_and(|r| !r.firing && !r.resolve_pending.is_empty()) =>
+        {
+            Transition::RetryResolve
+        }
         (false, Some(r)) if finding.status == Status::Ok => {
             if r.ok_streak + 1 >= u64::from(resolve_after) {
                 Transition::Resolve
@@ -168,6 +188,7 @@ pub fn decide_stateless(findings: &[Finding], why: &str) -> Vec<Decision> {
             first_seen: None,
             message_ids: BTreeMap::new(),
             notified_at: BTreeMap::new(),
+            retry: false,
         })
         .collect()
 }
@@ -210,6 +231,7 @@ impl AlertState {
                 first_seen: record.and_then(|r| r.first_seen),
                 message_ids: record.map(|r| r.message_ids.clone()).unwrap_or_default(),
                 notified_at: record.map(|r| r.notified_at.clone()).unwrap_or_default(),
+                retry: false,
             };
             let (action, reason) = match step {
                 Transition::Nothing => continue,
@@ -221,6 +243,19 @@ impl AlertState {
                         Action::AlreadyNotified,
                         "still firing; already notified".to_string(),
                     )
+                }
+                Transition::RetryResolve => {
+                    let pending = record
+                        .map(|r| r.resolve_pending.clone())
+                        .unwrap_or_default();
+                    let mut d = decision(
+                        Action::Resolve,
+                        format!("resolved; retrying the resolve for {}", pending.join(", ")),
+                    );
+                    d.message_ids.retain(|r, _| pending.contains(r));
+                    d.retry = true;
+                    decisions.push(d);
+                    continue;
                 }
                 Transition::CountOk => {
                     let streak = record.map_or(0, |r| r.ok_streak) + 1;
@@ -376,7 +411,7 @@ impl AlertState {
                 values.insert(":zero".into(), n(0));
                 "SET #status = :firing, severity = :severity, service = :service, kind = :kind, \
                  first_seen = :now, last_seen = :now, last_notified = :now, summary = :summary, \
-                 message_ids = :empty, ok_streak = :zero, version = :next, expires_at = :expires REMOVE resolved_at"
+                 message_ids = :empty, ok_streak = :zero, version = :next, expires_at = :expires REMOVE resolved_at, resolve_pending"
             }
             Transition::Escalate => {
                 values.insert(":severity".into(), s(&finding.severity.to_string()));
@@ -385,9 +420,22 @@ impl AlertState {
             }
             Transition::Resolve => {
                 values.insert(":resolved".into(), s("resolved"));
-                "SET #status = :resolved, resolved_at = :now, summary = :summary, version = :next, expires_at = :expires"
+                // Who is owed a resolve, written with the transition itself so that a run that
+                // dies before sending still leaves the debt for the next one.
+                let owed: Vec<String> = record
+                    .map(|r| r.message_ids.keys().cloned().collect())
+                    .unwrap_or_default();
+                if owed.is_empty() {
+                    "SET #status = :resolved, resolved_at = :now, summary = :summary, version = :next, expires_at = :expires"
+                } else {
+                    values.insert(":owed".into(), AttributeValue::Ss(owed));
+                    "SET #status = :resolved, resolved_at = :now, summary = :summary, version = :next, expires_at = :expires, resolve_pending = :owed"
+                }
             }
-            Transition::Touch | Transition::CountOk | Transition::Nothing => return Ok(true),
+            Transition::Touch
+            | Transition::CountOk
+            | Transition::RetryResolve
+            | Transition::Nothing => return Ok(true),
         };
         let condition = if record.is_some() {
             values.insert(":read".into(), n(read_version));
@@ -437,6 +485,21 @@ impl AlertState {
             .expression_attribute_names("#at", format!("{NOTIFIED_AT}{receiver}"))
             .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await
+            .map_err(|e| error_text(&e))?;
+        Ok(())
+    }
+
+    /// Records that `receiver` accepted this incident's resolve (or can never get it): it is
+    /// owed nothing more.
+    pub async fn record_resolved(&self, fingerprint: &str, receiver: &str) -> Result<(), String> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("fingerprint", AttributeValue::S(fingerprint.to_string()))
+            .update_expression("DELETE resolve_pending :r")
+            .expression_attribute_values(":r", AttributeValue::Ss(vec![receiver.to_string()]))
             .send()
             .await
             .map_err(|e| error_text(&e))?;
