@@ -843,10 +843,102 @@ fn event(source: &str, detail_type: &str, detail: Value) -> Value {
     })
 }
 
+/// The watchdog as a Lambda function behind the real Runtime API: `cargo lambda watch` (the
+/// emulator only; the function is the debug binary cargo already built) and `cargo lambda
+/// invoke` for each event.
+struct LambdaRuntime {
+    port: u16,
+    /// Where invoke payloads are written.
+    dir: tempfile::TempDir,
+    function: vigil_test_support::ChildGuard,
+    _emulator: vigil_test_support::ChildGuard,
+}
+
+impl LambdaRuntime {
+    fn start(moto: &Moto, spec: &Path, env: &[(&str, &str)]) -> LambdaRuntime {
+        use vigil_test_support::{ChildGuard, free_port, venv_bin, wait_until};
+        let port = free_port();
+        let mut emulator = Command::new(venv_bin("cargo-lambda"));
+        emulator
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        let emulator =
+            ChildGuard::spawn("cargo-lambda-watch", emulator).expect("start cargo lambda watch");
+        assert!(
+            wait_until(Duration::from_secs(30), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "cargo lambda watch did not listen:\n{}",
+            emulator.log()
+        );
+        let mut function = Command::new(BIN);
+        function
+            .envs(moto.env())
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("VIGIL_SPEC", spec)
+            .envs(env.iter().copied());
+        let function =
+            ChildGuard::spawn("vigil-watchdog-lambda", function).expect("start the function");
+        LambdaRuntime {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            function,
+            _emulator: emulator,
+        }
+    }
+
+    /// `cargo lambda invoke` with `payload`; the function's answer.
+    fn invoke(&self, name: &str, payload: &Value) -> Value {
+        use vigil_test_support::venv_bin;
+        let file = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, serde_json::to_vec_pretty(payload).unwrap()).unwrap();
+        let out = Command::new(venv_bin("cargo-lambda"))
+            .args([
+                "lambda",
+                "invoke",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &self.port.to_string(),
+                "--data-file",
+            ])
+            .arg(&file)
+            .output()
+            .expect("cargo lambda invoke");
+        assert!(
+            out.status.success(),
+            "invoke {name} failed:\n{}\n{}\nfunction log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.function.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{name}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
 #[test]
 fn the_lambda_answers_scheduled_and_alarm_events_through_cargo_lambda() {
-    use vigil_test_support::{ChildGuard, free_port, venv_bin, wait_until};
-
     let moto = Moto::start();
     let rt = runtime();
     rt.block_on(async {
@@ -883,76 +975,8 @@ fn the_lambda_answers_scheduled_and_alarm_events_through_cargo_lambda() {
         ),
     );
 
-    // The Runtime API emulator only: the function is the debug binary cargo already built.
-    let port = free_port();
-    let mut emulator = Command::new(venv_bin("cargo-lambda"));
-    emulator
-        .args([
-            "lambda",
-            "watch",
-            "--only-lambda-apis",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    let emulator =
-        ChildGuard::spawn("cargo-lambda-watch", emulator).expect("start cargo lambda watch");
-    assert!(
-        wait_until(Duration::from_secs(30), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "cargo lambda watch did not listen:\n{}",
-        emulator.log()
-    );
-    let mut function = Command::new(BIN);
-    function
-        .envs(moto.env())
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{port}/.rt"),
-        )
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("VIGIL_SPEC", dir.path())
-        .env("VIGIL_DRY_RUN", "true");
-    let function =
-        ChildGuard::spawn("vigil-watchdog-lambda", function).expect("start the function");
-
-    let invoke = |name: &str, payload: &Value| -> Value {
-        let file = dir.path().join(format!("{name}.json"));
-        std::fs::write(&file, serde_json::to_vec_pretty(payload).unwrap()).unwrap();
-        let out = Command::new(venv_bin("cargo-lambda"))
-            .args([
-                "lambda",
-                "invoke",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-                "--data-file",
-            ])
-            .arg(&file)
-            .output()
-            .expect("cargo lambda invoke");
-        assert!(
-            out.status.success(),
-            "invoke {name} failed:\n{}\n{}\nfunction log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            function.log()
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{name}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    };
+    let lambda = LambdaRuntime::start(&moto, dir.path(), &[("VIGIL_DRY_RUN", "true")]);
+    let invoke = |name: &str, payload: &Value| lambda.invoke(name, payload);
 
     // The scheduled tick evaluates everything.
     let scheduled = invoke(
@@ -1065,9 +1089,8 @@ fn the_lambda_answers_scheduled_and_alarm_events_through_cargo_lambda() {
     );
     assert_eq!(again["trigger"], "schedule");
 
-    let log = function.log();
+    let log = lambda.function.log();
     assert!(log.contains("ready for events"), "{log}");
-    drop(emulator);
 }
 
 #[test]
@@ -2955,4 +2978,61 @@ services:
         "the password is in the logs:\n{logs}"
     );
     assert!(!report.to_string().contains(PASSWORD));
+}
+
+#[test]
+fn a_scheduled_lambda_run_pages_slack_and_sns_once() {
+    let fx = Fixture::standard();
+    let webhook = fx.slack.webhook_url();
+    let lambda = LambdaRuntime::start(
+        &fx.moto,
+        fx.spec_dir(),
+        &[
+            ("VIGIL_TEST_SLACK_WEBHOOK", &webhook),
+            ("VIGIL_LOG", "debug"),
+        ],
+    );
+    let tick = event("aws.events", "Scheduled Event", serde_json::json!({}));
+
+    // The scheduled tick finds the failing check and pages through every receiver.
+    let report = lambda.invoke("tick-1", &tick);
+    assert_eq!(report["trigger"], "schedule", "{report:#}");
+    assert_eq!(decisions(&report, "page").len(), 1, "{report:#}");
+    let deliveries = report["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3, "{deliveries:#?}");
+    assert!(
+        deliveries.iter().all(|d| d["ok"] == true),
+        "{deliveries:#?}"
+    );
+    let posts = fx.slack.requests("/api/chat.postMessage");
+    assert_eq!(posts.len(), 1);
+    assert!(
+        posts[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[PAGE] shop: http://")
+    );
+    assert_eq!(fx.slack.requests(WEBHOOK_PATH).len(), 1);
+    let sns = fx.sns();
+    assert_eq!(sns.len(), 1, "{sns:#?}");
+    assert!(sns[0][2].as_str().unwrap().starts_with("[PAGE] shop: "));
+    assert_eq!(fx.ids(&fx.health_fp()).len(), 3);
+    assert_eq!(fx.events().len(), 1);
+
+    // The next tick: already notified, nothing more.
+    let report = lambda.invoke("tick-2", &tick);
+    assert_eq!(
+        decisions(&report, "already_notified").len(),
+        1,
+        "{report:#}"
+    );
+    assert!(report.get("deliveries").is_none(), "{report:#}");
+    assert_eq!(fx.slack_total(), 2);
+    assert_eq!(fx.sns().len(), 1);
+
+    let log = lambda.function.log();
+    assert!(log.contains("notified"), "{log}");
+    for secret in [BOT_TOKEN, "SeCrEtToKeN", "WeBhOoKsEcReT"] {
+        assert!(!log.contains(secret), "{secret} in the function's log");
+    }
 }
