@@ -1637,7 +1637,7 @@ struct Fixture {
     env: Vec<(String, String)>,
 }
 
-/// Bot, webhook and SNS for every page; resolve after two ok runs; one failing HTTP check.
+/// Bot, webhook, SNS and SES email for every page; resolve after two ok runs; one failing HTTP check.
 const STANDARD_SPEC: &str = r##"settings:
   state: { table: alert-state, resolve_after: 2 }
   notify:
@@ -1647,9 +1647,10 @@ const STANDARD_SPEC: &str = r##"settings:
       oncall-bot: { slack_bot: { token: { ssm: /vigil/slack/bot-token }, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api" } }
       oncall-hook: { slack_webhook: { url: { env: VIGIL_TEST_SLACK_WEBHOOK } } }
       oncall-sns: { sns: { topic_arn: "$TOPIC_ARN" } }
+      oncall-mail: { ses_email: { from: watchdog@shop.example, to: [oncall@shop.example] } }
     routes:
       - match: { severity: page }
-        receivers: [oncall-bot, oncall-hook, oncall-sns]
+        receivers: [oncall-bot, oncall-hook, oncall-sns, oncall-mail]
 services:
   shop:
     labels: { runbook: "https://runbooks.example/shop" }
@@ -1851,7 +1852,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     logs.push_str(&log);
     assert_eq!(decisions(&report, "page").len(), 1, "{report:#}");
     let deliveries = report["deliveries"].as_array().unwrap();
-    assert_eq!(deliveries.len(), 3, "{deliveries:#?}");
+    assert_eq!(deliveries.len(), 4, "{deliveries:#?}");
     assert!(
         deliveries.iter().all(|d| d["ok"] == true),
         "{deliveries:#?}"
@@ -1899,10 +1900,17 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     assert_eq!(sent[0][3]["severity"]["Value"], "page");
     assert_eq!(sent[0][3]["status"]["Value"], "firing");
     assert_eq!(sent[0][3]["service"]["Value"], "shop");
+    // One email (SES), text + HTML.
+    let mails = fx.ses();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let mail = mails[0].to_string();
+    assert!(mail.contains("[PAGE] shop: http://127.0.0.1"), "{mail}");
+    assert!(mail.contains("<!DOCTYPE html>"), "{mail}");
+    assert!(mail.contains("oncall@shop.example"), "{mail}");
     let ids = fx.ids(&fingerprint);
     assert_eq!(
         ids.keys().collect::<Vec<_>>(),
-        ["oncall-bot", "oncall-hook", "oncall-sns"]
+        ["oncall-bot", "oncall-hook", "oncall-mail", "oncall-sns"]
     );
     let page_ts = ids["oncall-bot"].clone();
     // `channel|ts` as Slack answered the postMessage (the stand-in's ts counts requests).
@@ -1930,6 +1938,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     assert_eq!(slack.requests("/api/chat.postMessage").len(), 1);
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
     assert_eq!(fx.sns().len(), 1);
+    assert_eq!(fx.ses().len(), 1);
 
     // Recovered, but one ok evaluation is not enough (resolve_after: 2); a failure in between
     // starts the count again: no flapping and nothing sent.
@@ -1989,6 +1998,13 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
         "{sent:#?}"
     );
     assert_eq!(sent[1][3]["status"]["Value"], "resolved");
+    let mails = fx.ses();
+    assert_eq!(mails.len(), 2);
+    assert!(
+        mails[1].to_string().contains("[RESOLVED] shop"),
+        "{:#}",
+        mails[1]
+    );
     let events = fx.events();
     assert_eq!(events.len(), 2, "{events:#?}");
     assert_eq!(events[1]["detail-type"], "Vigil Resolve");
@@ -2003,6 +2019,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
     );
     assert_eq!(fx.slack_total(), 5);
     assert_eq!(fx.sns().len(), 2);
+    assert_eq!(fx.ses().len(), 2);
 
     // Every run put the watchdog's own heartbeat (seven runs) and counted what it sent.
     let sums = fx.rt.block_on(async {
@@ -2026,7 +2043,7 @@ fn one_incident_pages_each_receiver_once_and_resolves_in_place() {
         sums
     });
     assert_eq!(sums["heartbeat"], 7.0, "{sums:?}");
-    assert_eq!(sums["notifications_sent"], 6.0, "{sums:?}");
+    assert_eq!(sums["notifications_sent"], 8.0, "{sums:?}");
     assert_eq!(sums["notifications_failed"], 0.0, "{sums:?}");
 
     // The bot token went only into the Authorization header; no secret reached the logs.
@@ -2074,9 +2091,10 @@ fn a_failing_receiver_gets_its_page_and_its_resolve_on_the_next_run_exactly_once
     // The others were not held back, and only they are recorded as notified.
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
     assert_eq!(fx.sns().len(), 1);
+    assert_eq!(fx.ses().len(), 1);
     assert_eq!(
         fx.ids(&fingerprint).keys().collect::<Vec<_>>(),
-        ["oncall-hook", "oncall-sns"]
+        ["oncall-hook", "oncall-mail", "oncall-sns"]
     );
 
     // Next run: the incident is already notified, but the bot never accepted: it alone is sent.
@@ -2094,8 +2112,9 @@ fn a_failing_receiver_gets_its_page_and_its_resolve_on_the_next_run_exactly_once
     assert_eq!(slack.requests("/api/chat.postMessage").len(), 5);
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 1);
     assert_eq!(fx.sns().len(), 1);
+    assert_eq!(fx.ses().len(), 1);
     let ids = fx.ids(&fingerprint);
-    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids.len(), 4, "{ids:?}");
 
     // And then nothing more while it fires.
     let (report, _) = fx.run();
@@ -2116,9 +2135,10 @@ fn a_failing_receiver_gets_its_page_and_its_resolve_on_the_next_run_exactly_once
     assert_eq!(failed_now[0]["receiver"], "oncall-bot");
     assert_eq!(failed_now[0]["message"], "resolved");
     assert_eq!(slack.requests("/api/chat.update").len(), 4);
-    // The webhook and SNS got their resolve at once; only the bot is still owed one.
+    // The webhook, SNS and email got their resolve at once; only the bot is still owed one.
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
     assert_eq!(fx.sns().len(), 2);
+    assert_eq!(fx.ses().len(), 2);
     let item = fx.item(&fingerprint);
     assert_eq!(item["status"].as_s().unwrap(), "resolved");
     assert_eq!(item["resolve_pending"].as_ss().unwrap(), &["oncall-bot"]);
@@ -2147,6 +2167,7 @@ fn a_failing_receiver_gets_its_page_and_its_resolve_on_the_next_run_exactly_once
     );
     assert_eq!(slack.requests(WEBHOOK_PATH).len(), 2);
     assert_eq!(fx.sns().len(), 2);
+    assert_eq!(fx.ses().len(), 2);
     assert_eq!(fx.events().len(), 2, "a retried resolve is no new event");
     assert!(!fx.item(&fingerprint).contains_key("resolve_pending"));
 
@@ -2981,7 +3002,7 @@ services:
 }
 
 #[test]
-fn a_scheduled_lambda_run_pages_slack_and_sns_once() {
+fn a_scheduled_lambda_run_pages_slack_sns_and_email_once() {
     let fx = Fixture::standard();
     let webhook = fx.slack.webhook_url();
     let lambda = LambdaRuntime::start(
@@ -2999,7 +3020,7 @@ fn a_scheduled_lambda_run_pages_slack_and_sns_once() {
     assert_eq!(report["trigger"], "schedule", "{report:#}");
     assert_eq!(decisions(&report, "page").len(), 1, "{report:#}");
     let deliveries = report["deliveries"].as_array().unwrap();
-    assert_eq!(deliveries.len(), 3, "{deliveries:#?}");
+    assert_eq!(deliveries.len(), 4, "{deliveries:#?}");
     assert!(
         deliveries.iter().all(|d| d["ok"] == true),
         "{deliveries:#?}"
@@ -3016,7 +3037,8 @@ fn a_scheduled_lambda_run_pages_slack_and_sns_once() {
     let sns = fx.sns();
     assert_eq!(sns.len(), 1, "{sns:#?}");
     assert!(sns[0][2].as_str().unwrap().starts_with("[PAGE] shop: "));
-    assert_eq!(fx.ids(&fx.health_fp()).len(), 3);
+    assert_eq!(fx.ses().len(), 1);
+    assert_eq!(fx.ids(&fx.health_fp()).len(), 4);
     assert_eq!(fx.events().len(), 1);
 
     // The next tick: already notified, nothing more.
@@ -3029,6 +3051,7 @@ fn a_scheduled_lambda_run_pages_slack_and_sns_once() {
     assert!(report.get("deliveries").is_none(), "{report:#}");
     assert_eq!(fx.slack_total(), 2);
     assert_eq!(fx.sns().len(), 1);
+    assert_eq!(fx.ses().len(), 1);
 
     let log = lambda.function.log();
     assert!(log.contains("notified"), "{log}");
