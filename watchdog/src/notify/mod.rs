@@ -10,7 +10,11 @@
 //! (receiver -> id). A receiver that failed after its retries is not recorded, so while the
 //! incident fires the next run (`already_notified`) sends to it again — and only to it. A
 //! `resolve` goes to every receiver in `message_ids`: Slack bot messages are updated in place
-//! (`chat.update` on the stored `ts`), the others get a resolved message.
+//! (`chat.update` on the stored `ts`), the others get a resolved message. Until each of them
+//! accepted it, state keeps the receiver in `resolve_pending`, and later runs send it again.
+//!
+//! Grouping: findings with equal `group_by` values go to a receiver as one message, and every
+//! finding of it records that message's id; `group_wait` holds a young group back.
 
 pub mod config;
 mod email_ses;
