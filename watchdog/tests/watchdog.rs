@@ -1183,57 +1183,64 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// An internal ALB `shop-private` with target group `shop-checkout` (HTTP 8080) holding the
+/// given instances: (load balancer ARN, target group ARN).
+async fn make_alb(moto: &Moto, instances: &[String]) -> (String, String) {
+    let subnets_xml = ec2_query(moto, &[("Action", "DescribeSubnets")]).await;
+    let subnets = xml_values(&subnets_xml, "subnetId");
+    let vpc = xml_values(&subnets_xml, "vpcId").remove(0);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config().await);
+    let lb = elb
+        .create_load_balancer()
+        .name("shop-private")
+        .scheme(aws_sdk_elasticloadbalancingv2::types::LoadBalancerSchemeEnum::Internal)
+        .set_subnets(Some(subnets[..2].to_vec()))
+        .send()
+        .await
+        .expect("CreateLoadBalancer");
+    let lb_arn = lb.load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    let tg = elb
+        .create_target_group()
+        .name("shop-checkout")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .expect("CreateTargetGroup");
+    let tg_arn = tg.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    elb.register_targets()
+        .target_group_arn(&tg_arn)
+        .set_targets(Some(
+            instances
+                .iter()
+                .map(|i| {
+                    aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                        .id(i)
+                        .port(8080)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("RegisterTargets");
+    (lb_arn, tg_arn)
+}
+
 #[test]
 fn alb_availability_and_target_health_per_az_come_from_elbv2_and_alb_metrics() {
     let moto = Moto::start();
     let rt = runtime();
     let (instances, lb_dim, tg_dim) = rt.block_on(async {
         let instances = make_asg(&moto, "shop-checkout").await;
-        let subnets_xml = ec2_query(&moto, &[("Action", "DescribeSubnets")]).await;
-        let subnets = xml_values(&subnets_xml, "subnetId");
-        let vpc = xml_values(&subnets_xml, "vpcId").remove(0);
-        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config().await);
-        let lb = elb
-            .create_load_balancer()
-            .name("shop-private")
-            .scheme(aws_sdk_elasticloadbalancingv2::types::LoadBalancerSchemeEnum::Internal)
-            .set_subnets(Some(subnets[..2].to_vec()))
-            .send()
-            .await
-            .expect("CreateLoadBalancer");
-        let lb_arn = lb.load_balancers()[0]
-            .load_balancer_arn()
-            .unwrap()
-            .to_string();
-        let tg = elb
-            .create_target_group()
-            .name("shop-checkout")
-            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-            .port(8080)
-            .vpc_id(vpc)
-            .send()
-            .await
-            .expect("CreateTargetGroup");
-        let tg_arn = tg.target_groups()[0]
-            .target_group_arn()
-            .unwrap()
-            .to_string();
-        elb.register_targets()
-            .target_group_arn(&tg_arn)
-            .set_targets(Some(
-                instances
-                    .iter()
-                    .map(|i| {
-                        aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                            .id(i)
-                            .port(8080)
-                            .build()
-                    })
-                    .collect(),
-            ))
-            .send()
-            .await
-            .expect("RegisterTargets");
+        let (lb_arn, tg_arn) = make_alb(&moto, &instances).await;
         // CloudWatch's ALB dimensions, derived here independently of the watchdog.
         let lb_dim = lb_arn.split_once(":loadbalancer/").unwrap().1.to_string();
         let tg_dim = tg_arn.rsplit_once(':').unwrap().1.to_string();
@@ -3058,4 +3065,139 @@ fn a_scheduled_lambda_run_pages_slack_sns_and_email_once() {
     for secret in [BOT_TOKEN, "SeCrEtToKeN", "WeBhOoKsEcReT"] {
         assert!(!log.contains(secret), "{secret} in the function's log");
     }
+}
+
+#[test]
+fn module_pages_fold_into_the_alb_target_group_page_while_it_fails() {
+    let fx = Fixture::start();
+    let slack = &fx.slack;
+    let (_payment, payment_port) = endpoint(503);
+    // One of the ALB's three targets is stopped: the target group is below its minimum.
+    let instances = fx.rt.block_on(async {
+        let instances = make_asg(&fx.moto, "shop-checkout").await;
+        make_alb(&fx.moto, &instances).await;
+        ec2_query(
+            &fx.moto,
+            &[("Action", "StopInstances"), ("InstanceId.1", &instances[0])],
+        )
+        .await;
+        instances
+    });
+    fx.spec(&format!(
+        r##"settings:
+  state: {{ table: alert-state }}
+  notify:
+    receivers:
+      oncall-bot: {{ slack_bot: {{ token: {{ ssm: /vigil/slack/bot-token }}, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api" }} }}
+      oncall-sns: {{ sns: {{ topic_arn: "$TOPIC_ARN" }} }}
+    routes:
+      - receivers: [oncall-bot, oncall-sns]
+    inhibit:
+      - source: {{ service: platform, kind: target_group }}
+        target: {{ labels: {{ availability: module }} }}
+services:
+  platform:
+    checks:
+      - target_group: {{ name: shop-checkout, min_healthy: 3, severity: page }}
+  checkout:
+    labels: {{ availability: module }}
+    checks:
+      - http: {{ url: "http://127.0.0.1:$HEALTH_PORT/health", severity: page }}
+  payment:
+    labels: {{ availability: module }}
+    checks:
+      - http: {{ url: "http://127.0.0.1:{payment_port}/health", severity: page }}
+"##
+    ));
+    let alb_fp = "target_group:platform:shop-checkout";
+    let checkout_fp = format!("http:checkout:http://127.0.0.1:{}/health", fx.health_port);
+    let payment_fp = format!("http:payment:http://127.0.0.1:{payment_port}/health");
+
+    // All three fail: one page goes out, the ALB's, listing the module pages it holds back.
+    let (report, _) = fx.run();
+    assert_eq!(decisions(&report, "page").len(), 3, "{report:#}");
+    let posts = slack.requests("/api/chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    let page = posts[0].body.to_string();
+    assert!(
+        posts[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[PAGE] platform: shop-checkout"),
+        "{page}"
+    );
+    assert!(page.contains("Also affected (held back)"), "{page}");
+    assert!(
+        page.contains(&checkout_fp) && page.contains(&payment_fp),
+        "{page}"
+    );
+    let sns = fx.sns();
+    assert_eq!(sns.len(), 1, "{sns:#?}");
+    let email: Value = serde_json::from_str(sns[0][1].as_str().unwrap()).unwrap();
+    let email = email["email"].as_str().unwrap();
+    assert!(
+        email.contains("Also affected (held back):") && email.contains(&payment_fp),
+        "{email}"
+    );
+    let held: Vec<(&str, &str)> = report["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["fingerprint"].as_str().unwrap(),
+                h["why"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let why = format!("inhibited by {alb_fp}");
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(held.iter().all(|(_, w)| *w == why), "{held:?}");
+
+    // Still failing: nothing new.
+    fx.run();
+    assert_eq!(fx.slack_total(), 1);
+
+    // The instance is back, the modules still fail: the ALB page turns resolved in place and
+    // the module pages go out on their own.
+    fx.rt.block_on(ec2_query(
+        &fx.moto,
+        &[
+            ("Action", "StartInstances"),
+            ("InstanceId.1", &instances[0]),
+        ],
+    ));
+    let (report, _) = fx.run();
+    assert_eq!(
+        finding(&report, alb_fp)["status"],
+        "ok",
+        "the target group recovered: {report:#}"
+    );
+    assert_eq!(decisions(&report, "resolve").len(), 1, "{report:#}");
+    assert!(report.get("held").is_none(), "{report:#}");
+    let updates = slack.requests("/api/chat.update");
+    assert_eq!(updates.len(), 1);
+    assert!(
+        updates[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED] platform")
+    );
+    let posts = slack.requests("/api/chat.postMessage");
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    for (service, fp) in [("checkout", &checkout_fp), ("payment", &payment_fp)] {
+        assert_eq!(
+            posts
+                .iter()
+                .filter(|p| p.body["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("[PAGE] {service}:"))
+                    && p.body.to_string().contains(fp.as_str()))
+                .count(),
+            1,
+            "{service}: {posts:#?}"
+        );
+    }
+    assert_eq!(fx.sns().len(), 4, "a resolve and two pages");
 }
