@@ -413,7 +413,8 @@ impl Notifier {
         let mut oldest: BTreeMap<String, u64> = BTreeMap::new();
         for (send, members) in outgoing.iter().filter(|(s, _)| !s.resolved) {
             for (_, d) in members {
-                let seen = d.first_seen.unwrap_or(now);
+                // Without alert state nothing remembers when a group started: no waiting.
+                let seen = d.first_seen.unwrap_or(0);
                 let entry = oldest.entry(send.key.clone()).or_insert(seen);
                 *entry = (*entry).min(seen);
             }

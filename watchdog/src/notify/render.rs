@@ -432,6 +432,39 @@ mod tests {
     }
 
     #[test]
+    fn a_group_message_is_led_by_its_most_severe_finding_and_lists_every_one() {
+        let page = slo_finding();
+        let mut ticket = slo_finding();
+        ticket.fingerprint = "http:checkout:https://shop.example/".into();
+        ticket.severity = Severity::Ticket;
+        ticket.summary = "slow".into();
+        let m = Message::group(&[&ticket, &page], false, None, "checkout");
+        assert_eq!(m.title, "[PAGE] checkout: 2 findings");
+        assert_eq!(m.colour(), "#e01e5a");
+        assert_eq!(m.fingerprint, "group:checkout");
+        assert_eq!(
+            m.members,
+            [
+                format!("[page] {} ({})", page.summary, page.fingerprint),
+                format!("[ticket] slow ({})", ticket.fingerprint),
+            ]
+        );
+        assert!(m.value_vs_objective.is_none());
+        assert!(m.text().contains("Findings (2):\n- [page] "));
+        let blocks = m.slack()["attachments"][0]["blocks"].to_string();
+        assert!(blocks.contains("*Findings (2)*"), "{blocks}");
+        // One finding: the plain single message.
+        let single = Message::group(&[&page], true, None, "checkout");
+        assert_eq!(single.fingerprint, page.fingerprint);
+        assert!(single.members.is_empty());
+        assert!(
+            single
+                .title
+                .starts_with("[RESOLVED] checkout: checkout-success-rate")
+        );
+    }
+
+    #[test]
     fn html_email_escapes_what_it_shows() {
         let mut f = slo_finding();
         f.summary = "<script>alert(1)</script> & more".into();

@@ -680,6 +680,32 @@ mod tests {
     }
 
     #[test]
+    fn a_resolved_incident_that_still_owes_a_resolve_retries_it_until_it_fires_again() {
+        let owing = Record {
+            firing: false,
+            resolve_pending: vec!["oncall-bot".into()],
+            ..Default::default()
+        };
+        let ok = finding(Status::Ok, Severity::Page);
+        assert_eq!(transition(&ok, Some(&owing), 2), Transition::RetryResolve);
+        let paid = Record {
+            firing: false,
+            ..Default::default()
+        };
+        assert_eq!(transition(&ok, Some(&paid), 2), Transition::Nothing);
+        // Firing again: a new incident, whose page supersedes the owed resolve.
+        assert_eq!(
+            transition(&finding(Status::Firing, Severity::Page), Some(&owing), 2),
+            Transition::Open
+        );
+        // Unknown is neither ok nor a reason to resend.
+        assert_eq!(
+            transition(&finding(Status::Unknown, Severity::Page), Some(&owing), 2),
+            Transition::Open
+        );
+    }
+
+    #[test]
     fn stateless_decisions_notify_every_firing_finding() {
         let d = decide_stateless(
             &[
