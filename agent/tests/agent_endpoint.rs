@@ -286,3 +286,103 @@ request_timeout_ms = 2000
             >= 3.0
     );
 }
+
+#[test]
+fn the_agent_ships_its_own_metrics_to_cloudwatch() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/checkout.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    write_lines(&log, 0, 300);
+    let port = free_port();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+[api]
+address = "127.0.0.1:{port}"
+[sources.app]
+type = "file"
+include = ["{logs}/*.log"]
+[sources.self]
+type = "internal_metrics"
+interval_secs = 1
+[sinks.out]
+type = "console"
+inputs = ["app"]
+path = "{out}"
+[sinks.cwm]
+type = "cloudwatch_metrics"
+inputs = ["self"]
+namespace = "Vigil/Agent"
+"#,
+            data = dir.path().join("data").display(),
+            logs = log.parent().unwrap().display(),
+            out = dir.path().join("out.txt").display(),
+        ),
+    )
+    .unwrap();
+    let mut a = agent(&config, &moto.env());
+    let sent = || {
+        get(port, "/metrics").and_then(|(_, t)| {
+            sample(
+                &t,
+                r#"vigil_component_events_total{component="out",outcome="sent"}"#,
+            )
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || sent() == Some(300.0)),
+        "{:?}\n{}",
+        sent(),
+        a.log()
+    );
+    // Stop: the source reads the counters once more and the sink sends every open period.
+    a.signal(libc::SIGTERM);
+    assert!(
+        a.wait_exit(Duration::from_secs(20))
+            .is_some_and(|s| s.success()),
+        "{}",
+        a.log()
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let total = rt.block_on(async {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+        let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let metric = Metric::builder()
+            .namespace("Vigil/Agent")
+            .metric_name("vigil_component_events_total")
+            .dimensions(Dimension::builder().name("component").value("out").build())
+            .dimensions(Dimension::builder().name("outcome").value("sent").build())
+            .build();
+        let out = cw
+            .get_metric_data()
+            .metric_data_queries(
+                MetricDataQuery::builder()
+                    .id("q")
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(metric)
+                            .period(60)
+                            .stat("Sum")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .start_time(DateTime::from_secs((now / 60 - 10) * 60))
+            .end_time(DateTime::from_secs(now + 120))
+            .send()
+            .await
+            .unwrap();
+        out.metric_data_results()[0].values().iter().sum::<f64>()
+    });
+    // Cumulative counter → deltas per period: they add up to what the counter says.
+    assert_eq!(total, 300.0, "{}", a.log());
+}

@@ -125,6 +125,13 @@ impl Stats {
     }
 }
 
+/// Registers every family, so a gather lists them even before their first use.
+pub fn render_touch() {
+    LazyLock::force(&EVENTS);
+    LazyLock::force(&ERRORS);
+    sinks::force();
+}
+
 /// Every metric in the Prometheus text format.
 pub fn render() -> String {
     let mut out = String::new();
