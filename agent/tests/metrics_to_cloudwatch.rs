@@ -4,8 +4,11 @@
 //! ListMetrics and GetLogEvents.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use tokio::sync::mpsc;
@@ -116,10 +119,54 @@ async fn stat(
     v
 }
 
+/// A TCP relay in front of moto that notes whether a request body was gzip-compressed: the
+/// sink's requests go through it, the test's own reads go to moto directly.
+fn gzip_spy(upstream: &str) -> (String, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let seen = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = TcpStream::connect(&upstream) else {
+                return;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let flag = Arc::clone(&flag);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = c2.read(&mut buf) {
+                    if n == 0 || s2.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    let chunk = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                    if chunk.contains("content-encoding: gzip") {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+                let _ = s2.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_reach_cloudwatch_as_documented() {
     let moto = Moto::start();
+    let (relay, gzipped) = gzip_spy(&moto.endpoint);
     for (k, v) in moto.env() {
+        let v = if k == "AWS_ENDPOINT_URL" {
+            relay.clone()
+        } else {
+            v
+        };
         // SAFETY: set before any other thread of this test reads the environment.
         unsafe { std::env::set_var(k, v) };
     }
@@ -380,6 +427,11 @@ Environment = "{env}"
         names += page.unwrap().metrics().len();
     }
     assert_eq!(names, 2500);
+    // Requests of more than 4 KiB went out gzip-compressed, and moto took them.
+    assert!(
+        gzipped.load(Ordering::Relaxed),
+        "no gzip-compressed request seen"
+    );
     let text = vigil_agent::telemetry::render();
     let requests = text
         .lines()
