@@ -144,8 +144,13 @@ pub struct Aggregator {
     /// Cumulative series that started at or after this time are new: their first point counts.
     started_ms: i64,
     periods: BTreeMap<i64, HashMap<SeriesKey, Aggregate>>,
-    cumulative: HashMap<(SeriesKey, Tags), Cumulative>,
+    /// With the timestamp of the series' last point, to forget series that stopped reporting.
+    cumulative: HashMap<(SeriesKey, Tags), (Cumulative, i64)>,
 }
+
+/// Cumulative series silent for this long are forgotten (their next point is a new baseline),
+/// so series churn (rotated files, departed scrape targets) does not grow memory forever.
+const FORGET_AFTER_MS: i64 = 3_600_000;
 
 impl Aggregator {
     pub fn new(period_ms: i64, started_ms: i64) -> Self {
@@ -176,7 +181,8 @@ impl Aggregator {
                 let delta = match *temporality {
                     Temporality::Delta => *value,
                     Temporality::Cumulative { start_ms } => {
-                        let state = self.cumulative.insert(
+                        let state = self.remember(
+                            event.timestamp_ms,
                             (key.clone(), event.tags.clone()),
                             Cumulative::Counter {
                                 start_ms,
@@ -240,7 +246,8 @@ impl Aggregator {
                 let (counts, min, max) = match *temporality {
                     Temporality::Delta => (bucket_counts.clone(), *min, *max),
                     Temporality::Cumulative { start_ms } => {
-                        let prev = self.cumulative.insert(
+                        let prev = self.remember(
+                            event.timestamp_ms,
                             (key.clone(), event.tags.clone()),
                             Cumulative::Histogram {
                                 start_ms,
@@ -283,7 +290,8 @@ impl Aggregator {
                 if !valid(*sum) {
                     return Added::Invalid;
                 }
-                let prev = self.cumulative.insert(
+                let prev = self.remember(
+                    event.timestamp_ms,
                     (key.clone(), event.tags.clone()),
                     Cumulative::Summary {
                         count: *count,
@@ -316,6 +324,15 @@ impl Aggregator {
         Added::Into(period)
     }
 
+    fn remember(
+        &mut self,
+        ts_ms: i64,
+        series: (SeriesKey, Tags),
+        state: Cumulative,
+    ) -> Option<Cumulative> {
+        self.cumulative.insert(series, (state, ts_ms)).map(|p| p.0)
+    }
+
     fn slot(
         &mut self,
         period: i64,
@@ -331,6 +348,9 @@ impl Aggregator {
 
     /// Takes every period that started at or before `last_start`.
     pub fn take_due(&mut self, last_start: i64) -> Vec<(i64, SeriesKey, Aggregate)> {
+        let forget_before = last_start.saturating_sub(FORGET_AFTER_MS);
+        self.cumulative
+            .retain(|_, (_, seen)| *seen >= forget_before);
         let later = self.periods.split_off(&last_start.saturating_add(1));
         let due = std::mem::replace(&mut self.periods, later);
         let mut out = Vec::new();

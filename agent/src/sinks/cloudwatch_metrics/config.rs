@@ -159,3 +159,41 @@ impl CloudWatchMetricsConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn errors(sink: &str) -> String {
+        let text = format!(
+            "[sources.in]\ntype = \"file\"\ninclude = [\"/x/*.log\"]\n[sinks.cw]\ntype = \"cloudwatch_metrics\"\ninputs = [\"in\"]\n{sink}"
+        );
+        match crate::config::parse(Path::new("agent.toml"), &text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn limits_and_mode_keys_are_checked_at_load() {
+        let dims: String = (0..31).map(|i| format!("D{i} = \"{{d{i}}}\"\n")).collect();
+        let e = errors(&format!(
+            "namespace = \"Shop\"\n[sinks.cw.dimensions]\n{dims}"
+        ));
+        assert!(
+            e.contains("sinks.cw.dimensions") && e.contains("at most 30"),
+            "{e}"
+        );
+        let e = errors("namespace = \"Shop\"\nmode = \"emf\"\n");
+        assert!(
+            e.contains("sinks.cw.log_group") && e.contains("required"),
+            "{e}"
+        );
+        let e = errors("namespace = \"Shop/{a\"\nresolution_secs = 10\n");
+        assert!(
+            e.contains("sinks.cw.namespace") && e.contains("sinks.cw.resolution_secs"),
+            "{e}"
+        );
+        assert_eq!(errors("namespace = \"Shop/{module}\"\n"), "");
+    }
+}
