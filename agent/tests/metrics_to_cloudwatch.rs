@@ -371,6 +371,22 @@ Environment = "{env}"
             )
         })
         .collect();
+    // An explicit-bucket histogram: (≤10] ×1, (10,20] ×2, >20 ×3 with min 2 and max 50 → sent
+    // as Values/Counts with one value per bucket: 6 (2..10), 15 (middle), 50 (the max).
+    batch.push(host_metric(
+        "request_size",
+        base + 5_000,
+        MetricValue::Histogram {
+            temporality: Temporality::Delta,
+            count: 6,
+            sum: 170.0,
+            min: Some(2.0),
+            max: Some(50.0),
+            bounds: vec![10.0, 20.0],
+            bucket_counts: vec![1, 2, 3],
+        },
+        &[],
+    ));
     let statuses = run(hosts, vec![batch, bulk]).await;
     assert_eq!(statuses, vec![AckStatus::Delivered; 2]);
     let hd = [
@@ -387,6 +403,18 @@ Environment = "{env}"
             (base + 180_000, 20.0)
         ]
     );
+    for (statistic, want) in [
+        ("SampleCount", 6.0),
+        ("Sum", 6.0 + 30.0 + 150.0),
+        ("Minimum", 6.0),
+        ("Maximum", 50.0),
+    ] {
+        assert_eq!(
+            stat(&cw, "Shop/checkout", "request_size", &hd, statistic, base).await,
+            vec![(base, want)],
+            "{statistic}"
+        );
+    }
     // The configured dimension set replaces the tags: `mount` is not a dimension, so the
     // 2,500 gauges are one series with 2,500 readings in one statistic set.
     assert_eq!(
