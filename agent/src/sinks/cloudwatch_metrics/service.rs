@@ -26,7 +26,16 @@ pub struct Service {
 impl Service {
     pub async fn new(name: &str, config: &CloudWatchMetricsConfig, stats: Stats) -> Self {
         let sdk = vigil_common::aws::load().await;
-        let conf = aws_sdk_cloudwatch::config::Builder::from(&sdk)
+        Self::with_sdk(name, config, stats, &sdk)
+    }
+
+    pub fn with_sdk(
+        name: &str,
+        config: &CloudWatchMetricsConfig,
+        stats: Stats,
+        sdk: &aws_config::SdkConfig,
+    ) -> Self {
+        let conf = aws_sdk_cloudwatch::config::Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -132,4 +141,53 @@ fn backoff(attempt: u32, cap: Duration) -> Duration {
     ceiling
         .mul_f64(fastrand::f64())
         .max(Duration::from_millis(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::cloudwatch_metrics::aggregate::SeriesKey;
+    use crate::sinks::cloudwatch_metrics::request::{Datum, DatumValue};
+
+    /// A datum CloudWatch refuses (here NaN, which the sink filters earlier; it stands for any
+    /// value the service refuses) is isolated by halving and left out; the rest is delivered.
+    #[tokio::test]
+    async fn a_refused_datum_never_fails_the_others() {
+        let moto = vigil_test_support::Moto::start();
+        let sdk = moto.sdk_config().await;
+        let config: CloudWatchMetricsConfig =
+            toml::from_str("namespace = \"Shop\"\nmax_backoff_ms = 100\n").unwrap();
+        let stats = Stats::new("refused_test");
+        let service = Service::with_sdk("refused_test", &config, stats.clone(), &sdk);
+        let ts = (crate::event::now_ms() / 60_000 - 2) * 60_000;
+        let data = (0..7)
+            .map(|i| Datum {
+                key: SeriesKey {
+                    namespace: "Shop".into(),
+                    name: format!("m{i}"),
+                    dimensions: vec![],
+                    unit: "Count",
+                },
+                timestamp_ms: ts,
+                value: DatumValue::Value(if i == 4 { f64::NAN } else { f64::from(i) }),
+            })
+            .collect();
+        let refused = service
+            .deliver(Request {
+                namespace: "Shop".into(),
+                data,
+            })
+            .await;
+        assert_eq!(refused, 1);
+        assert_eq!(stats.get(Outcome::Rejected), 1);
+        let cw = Client::new(&sdk);
+        let listed = cw.list_metrics().namespace("Shop").send().await.unwrap();
+        let mut names: Vec<_> = listed
+            .metrics()
+            .iter()
+            .filter_map(|m| m.metric_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["m0", "m1", "m2", "m3", "m5", "m6"]);
+    }
 }
