@@ -316,6 +316,8 @@ path = "{out}"
 type = "cloudwatch_metrics"
 inputs = ["self"]
 namespace = "Vigil/Agent"
+resolution_secs = 1
+period_grace_ms = 200
 "#,
             data = dir.path().join("data").display(),
             logs = log.parent().unwrap().display(),
@@ -338,7 +340,52 @@ namespace = "Vigil/Agent"
         sent(),
         a.log()
     );
-    // Stop: the source reads the counters once more and the sink sends every open period.
+    // High resolution: each 1 s period is sent as soon as it ends, while the agent runs.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cw = rt.block_on(async { aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await) });
+    let total = || {
+        rt.block_on(async {
+            use aws_sdk_cloudwatch::primitives::DateTime;
+            use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let metric = Metric::builder()
+                .namespace("Vigil/Agent")
+                .metric_name("vigil_component_events_total")
+                .dimensions(Dimension::builder().name("component").value("out").build())
+                .dimensions(Dimension::builder().name("outcome").value("sent").build())
+                .build();
+            let out = cw
+                .get_metric_data()
+                .metric_data_queries(
+                    MetricDataQuery::builder()
+                        .id("q")
+                        .metric_stat(
+                            MetricStat::builder()
+                                .metric(metric)
+                                .period(60)
+                                .stat("Sum")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .start_time(DateTime::from_secs((now / 60 - 10) * 60))
+                .end_time(DateTime::from_secs(now + 120))
+                .send()
+                .await
+                .unwrap();
+            out.metric_data_results()[0].values().iter().sum::<f64>()
+        })
+    };
+    // Cumulative counter → deltas per period: they add up to what the counter says.
+    assert!(
+        wait_until(Duration::from_secs(20), || total() == 300.0),
+        "{}\n{}",
+        total(),
+        a.log()
+    );
     a.signal(libc::SIGTERM);
     assert!(
         a.wait_exit(Duration::from_secs(20))
@@ -346,43 +393,5 @@ namespace = "Vigil/Agent"
         "{}",
         a.log()
     );
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let total = rt.block_on(async {
-        use aws_sdk_cloudwatch::primitives::DateTime;
-        use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
-        let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let metric = Metric::builder()
-            .namespace("Vigil/Agent")
-            .metric_name("vigil_component_events_total")
-            .dimensions(Dimension::builder().name("component").value("out").build())
-            .dimensions(Dimension::builder().name("outcome").value("sent").build())
-            .build();
-        let out = cw
-            .get_metric_data()
-            .metric_data_queries(
-                MetricDataQuery::builder()
-                    .id("q")
-                    .metric_stat(
-                        MetricStat::builder()
-                            .metric(metric)
-                            .period(60)
-                            .stat("Sum")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .start_time(DateTime::from_secs((now / 60 - 10) * 60))
-            .end_time(DateTime::from_secs(now + 120))
-            .send()
-            .await
-            .unwrap();
-        out.metric_data_results()[0].values().iter().sum::<f64>()
-    });
-    // Cumulative counter → deltas per period: they add up to what the counter says.
-    assert_eq!(total, 300.0, "{}", a.log());
+    assert_eq!(total(), 300.0, "nothing counted twice at shutdown");
 }

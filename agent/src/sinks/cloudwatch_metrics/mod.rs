@@ -121,22 +121,31 @@ impl CloudWatchMetricsSink {
         let grace_ms = self.config.period_grace_ms as i64;
         let mut agg = Aggregator::new(period_ms, now_ms());
         let mut pending: VecDeque<PendingAck> = VecDeque::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(
-            (period_ms as u64 / 4).clamp(250, 1000),
-        ));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Wake exactly when the oldest open period is due (one wakeup per period, not a
+            // polling tick: the agent's idle cost counts wakeups).
+            let due = agg
+                .oldest()
+                .or_else(|| pending.front().map(|p| p.last_period))
+                .map(|p| {
+                    let due_ms = p.saturating_add(period_ms + grace_ms);
+                    Duration::from_millis(due_ms.saturating_sub(now_ms()).max(0) as u64)
+                });
+            let wait = async {
+                match due {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
                     let (last_period, events) = self.take(&batch, &mut agg);
                     pending.push_back(PendingAck { last_period, events, ack: batch.ack });
                 }
-                _ = tick.tick() => {
+                _ = wait => {
                     let last_start = now_ms() - grace_ms - period_ms;
-                    if agg.oldest().is_some_and(|o| o <= last_start) || pending.front().is_some_and(|p| p.last_period <= last_start) {
-                        self.flush(&mut agg, &mut pending, last_start).await;
-                    }
+                    self.flush(&mut agg, &mut pending, last_start).await;
                 }
             }
         }
