@@ -97,7 +97,14 @@ fn main() -> ExitCode {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
                 tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "vigil-agent starting");
+                // The endpoint outlives the pipeline's drain so `/ready` can be watched during it.
+                let api_stop = CancellationToken::new();
+                let api = vigil_agent::api::serve(&loaded.api, api_stop.clone()).await;
                 let result = vigil_agent::pipeline::run(loaded, shutdown, Duration::from_millis(drain_timeout_ms)).await;
+                api_stop.cancel();
+                if let Some(api) = api {
+                    let _ = api.await;
+                }
                 vigil_agent::telemetry::log_summary();
                 result
             });

@@ -35,6 +35,8 @@ pub struct AgentConfig {
     pub sinks: BTreeMap<String, Component<SinkConfig>>,
     /// Applied by every source before events go anywhere.
     pub redaction: RedactionConfig,
+    /// The agent's own endpoint (`/metrics`, `/health`, `/ready`).
+    pub api: crate::api::ApiConfig,
 }
 
 /// A processor or sink with the names of the components it reads from.
@@ -51,6 +53,8 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     #[serde(default)]
     redaction: RedactionConfig,
+    #[serde(default)]
+    api: crate::api::ApiConfig,
     #[serde(default)]
     sources: BTreeMap<String, toml::Table>,
     #[serde(default)]
@@ -149,6 +153,7 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
         processors,
         sinks,
         redaction: raw.redaction,
+        api: raw.api,
     };
     check_graph(&graph, &mut errs);
     if errs.list.is_empty() {

@@ -2,6 +2,7 @@
 //! batch once it is delivered, so sources can advance their checkpoints.
 
 pub mod cloudwatch_logs;
+pub mod cloudwatch_metrics;
 pub mod console;
 pub mod encoding;
 
@@ -16,10 +17,11 @@ use crate::telemetry::Stats;
 pub enum SinkConfig {
     Console(console::ConsoleConfig),
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsConfig),
+    CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsConfig),
 }
 
 impl SinkConfig {
-    pub const TYPES: &[&str] = &["console", "cloudwatch_logs"];
+    pub const TYPES: &[&str] = &["console", "cloudwatch_logs", "cloudwatch_metrics"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -38,6 +40,12 @@ impl SinkConfig {
                 c.validate(path, errs);
                 Some(Self::CloudWatchLogs(c))
             }
+            "cloudwatch_metrics" => {
+                let c: cloudwatch_metrics::CloudWatchMetricsConfig =
+                    errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::CloudWatchMetrics(c))
+            }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
                 None
@@ -47,11 +55,16 @@ impl SinkConfig {
 
     /// Builds the sink (clients, files) before any data flows.
     pub async fn build(self, name: &str, stats: Stats) -> anyhow::Result<Sink> {
+        // Known to `/ready` from the start (healthy until requests fail).
+        crate::telemetry::register_sink(name);
         Ok(match self {
             Self::Console(c) => Sink::Console(console::ConsoleSink::new(c, stats)?),
             Self::CloudWatchLogs(c) => {
                 Sink::CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink::new(name, c, stats).await)
             }
+            Self::CloudWatchMetrics(c) => Sink::CloudWatchMetrics(
+                cloudwatch_metrics::CloudWatchMetricsSink::new(name, c, stats).await?,
+            ),
         })
     }
 }
@@ -60,6 +73,7 @@ impl SinkConfig {
 pub enum Sink {
     Console(console::ConsoleSink),
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink),
+    CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsSink),
 }
 
 impl Sink {
@@ -69,6 +83,7 @@ impl Sink {
         match self {
             Self::Console(s) => s.run(rx).await,
             Self::CloudWatchLogs(s) => s.run(rx).await,
+            Self::CloudWatchMetrics(s) => s.run(rx).await,
         }
     }
 }

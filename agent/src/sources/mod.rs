@@ -2,6 +2,7 @@
 //! [`SourceOutput`], which redacts them and fans them out to the components that read it.
 
 pub mod file;
+pub mod internal_metrics;
 
 use std::path::Path;
 
@@ -16,10 +17,11 @@ use crate::pipeline::SourceOutput;
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     File(file::FileSourceConfig),
+    InternalMetrics(internal_metrics::InternalMetricsConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &[&str] = &["file"];
+    pub const TYPES: &[&str] = &["file", "internal_metrics"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -32,6 +34,12 @@ impl SourceConfig {
                 let c: file::FileSourceConfig = errs.deserialize(path, table.into())?;
                 c.validate(path, errs);
                 Some(Self::File(c))
+            }
+            "internal_metrics" => {
+                let c: internal_metrics::InternalMetricsConfig =
+                    errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::InternalMetrics(c))
             }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
@@ -58,6 +66,12 @@ impl SourceConfig {
                     .with_context(|| format!("source `{name}`"))?;
                 tasks.spawn_blocking(move || {
                     source.run(out, stop);
+                    name
+                });
+            }
+            SourceConfig::InternalMetrics(c) => {
+                tasks.spawn(async move {
+                    internal_metrics::run(c, out, stop).await;
                     name
                 });
             }

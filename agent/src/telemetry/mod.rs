@@ -2,6 +2,12 @@
 //! with a fixed set of outcomes, so dashboards and `vigil-agent top` need no per-component code.
 //! Names and labels are a stable interface, documented in `docs/agent-metrics.md`.
 
+mod health;
+mod sinks;
+
+pub use health::{FAILURES_UNHEALTHY, SinkHealth, all_healthy, health_report, register_sink};
+pub use sinks::FileLag;
+
 use std::sync::LazyLock;
 
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -119,12 +125,20 @@ impl Stats {
     }
 }
 
+/// Registers every family, so a gather lists them even before their first use.
+pub fn render_touch() {
+    LazyLock::force(&EVENTS);
+    LazyLock::force(&ERRORS);
+    sinks::force();
+}
+
 /// Every metric in the Prometheus text format.
 pub fn render() -> String {
     let mut out = String::new();
     // Touch the families so they are listed even before the first event.
     LazyLock::force(&EVENTS);
     LazyLock::force(&ERRORS);
+    sinks::force();
     prometheus::TextEncoder::new()
         .encode_utf8(&REGISTRY.gather(), &mut out)
         .expect("text encoding of gathered metrics cannot fail");
@@ -137,6 +151,9 @@ pub fn log_summary() {
     LazyLock::force(&ERRORS);
     for family in REGISTRY.gather() {
         for m in family.get_metric() {
+            if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
+                continue;
+            }
             let value = m.get_counter().get_value();
             if value == 0.0 {
                 continue;

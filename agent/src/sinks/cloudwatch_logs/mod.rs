@@ -10,7 +10,7 @@
 mod config;
 mod request;
 mod service;
-mod template;
+pub(crate) mod template;
 
 pub use config::{CloudWatchLogsConfig, OutOfRange};
 pub use request::{Limits, Pending, Request};

@@ -128,17 +128,22 @@ impl Service {
                 }
                 let result = {
                     let _permit = self.in_flight.acquire().await;
-                    self.client
+                    let started = std::time::Instant::now();
+                    let result = self
+                        .client
                         .put_log_events()
                         .log_group_name(&id.group)
                         .log_stream_name(&id.stream)
                         .set_log_events(Some(events.clone()))
                         .send()
-                        .await
+                        .await;
+                    self.stats.request(started.elapsed(), result.is_ok());
+                    result
                 };
                 let e = match result {
                     Ok(out) => {
                         attempt = 0;
+                        self.stats.batch_size(events.len());
                         self.count_rejected(id, out.rejected_log_events_info(), events.len());
                         break;
                     }
@@ -217,6 +222,7 @@ impl Service {
 
     async fn retry_later(&self, id: &StreamId, attempt: u32, why: &str, events: usize) {
         self.stats.count(Outcome::Retried, events as u64);
+        self.stats.retry();
         self.stats.error("request_failed");
         let delay = backoff(attempt, self.max_backoff);
         // The first failure and then every tenth: a long outage should not flood the log.

@@ -69,12 +69,15 @@ impl ConsoleSink {
                 text.push('\n');
             }
             // A local write: done inline, it is as fast as handing it to a thread.
-            match self
+            let started = std::time::Instant::now();
+            let written = self
                 .out
                 .write_all(text.as_bytes())
-                .and_then(|_| self.out.flush())
-            {
+                .and_then(|_| self.out.flush());
+            self.stats.request(started.elapsed(), written.is_ok());
+            match written {
                 Ok(()) => {
+                    self.stats.batch_size(batch.events.len());
                     self.stats.count(Outcome::Sent, batch.events.len() as u64);
                     batch.ack.delivered();
                 }

@@ -87,6 +87,9 @@ struct Tracked {
     at_eof: bool,
     last_growth: Instant,
     attributes: Attributes,
+    /// `vigil_file_lag_bytes` of this file: set at each scan (size − read offset) and to 0
+    /// when a read reaches the end, never per line.
+    lag: crate::telemetry::FileLag,
 }
 
 impl FileSource {
@@ -268,6 +271,7 @@ impl FileSource {
                     if t.path != path && !t.rotated {
                         t.path = path.clone();
                     }
+                    t.lag.set(meta.len().saturating_sub(t.read_offset));
                     // Truncated: shorter than what was read, or (when the writer already wrote
                     // past the old length again) a different first line.
                     let replaced = meta.len() < t.read_offset
@@ -377,6 +381,7 @@ impl FileSource {
             .map(|m| (m.dev(), m.ino()))
             .unwrap_or_default();
         let attributes = self.file_attributes(&path);
+        let lag = self.stats.file_lag(&origin.to_string_lossy());
         state.files.insert(
             fp,
             Tracked {
@@ -403,6 +408,7 @@ impl FileSource {
                 at_eof: false,
                 last_growth: Instant::now(),
                 attributes,
+                lag,
             },
         );
         state.dirty = true;
@@ -582,6 +588,7 @@ impl FileSource {
             };
             if n == 0 {
                 t.at_eof = true;
+                t.lag.set(0);
                 break;
             }
             t.at_eof = false;
