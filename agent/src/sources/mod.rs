@@ -2,6 +2,8 @@
 //! [`SourceOutput`], which redacts them and fans them out to the components that read it.
 
 pub mod file;
+pub mod host_metrics;
+pub mod prometheus_scrape;
 
 use std::path::Path;
 
@@ -16,10 +18,12 @@ use crate::pipeline::SourceOutput;
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     File(file::FileSourceConfig),
+    HostMetrics(host_metrics::HostMetricsConfig),
+    PrometheusScrape(prometheus_scrape::PrometheusScrapeConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &[&str] = &["file"];
+    pub const TYPES: &[&str] = &["file", "host_metrics", "prometheus_scrape"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -32,6 +36,17 @@ impl SourceConfig {
                 let c: file::FileSourceConfig = errs.deserialize(path, table.into())?;
                 c.validate(path, errs);
                 Some(Self::File(c))
+            }
+            "host_metrics" => {
+                let c: host_metrics::HostMetricsConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::HostMetrics(c))
+            }
+            "prometheus_scrape" => {
+                let c: prometheus_scrape::PrometheusScrapeConfig =
+                    errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::PrometheusScrape(c))
             }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
@@ -58,6 +73,23 @@ impl SourceConfig {
                     .with_context(|| format!("source `{name}`"))?;
                 tasks.spawn_blocking(move || {
                     source.run(out, stop);
+                    name
+                });
+            }
+            SourceConfig::HostMetrics(config) => {
+                let source = host_metrics::HostMetricsSource::new(&name, config)
+                    .with_context(|| format!("source `{name}`"))?;
+                let rt = tokio::runtime::Handle::current();
+                tasks.spawn_blocking(move || {
+                    source.run(out, stop, rt);
+                    name
+                });
+            }
+            SourceConfig::PrometheusScrape(config) => {
+                let source = prometheus_scrape::PrometheusScrape::new(&name, config)
+                    .with_context(|| format!("source `{name}`"))?;
+                tasks.spawn(async move {
+                    source.run(out, stop).await;
                     name
                 });
             }

@@ -128,6 +128,7 @@ impl FileSource {
             acks,
         };
         self.resume_rotated(&mut state);
+        let stopped = StopSignal::new(&stop);
         let mut first_scan = true;
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         while !stop.is_cancelled() {
@@ -173,11 +174,21 @@ impl FileSource {
             self.apply_acks(&mut state);
             self.maybe_write_checkpoint(&mut state, false);
             if !read_any {
-                // Idle: wait for the next poll, but wake for shutdown.
+                // Idle: wait for the next poll, but wake for shutdown. While batches are in
+                // flight or a checkpoint is due, look at acknowledgements every 10 ms; with
+                // nothing pending, sleep through to the next poll (an idle agent must not wake
+                // a hundred times a second).
                 let left = poll.saturating_sub(started.elapsed());
                 let deadline = Instant::now() + left;
                 while Instant::now() < deadline && !stop.is_cancelled() {
-                    std::thread::sleep(left.min(Duration::from_millis(10)));
+                    let pending =
+                        state.dirty || state.files.values().any(|t| !t.in_flight.is_empty());
+                    let nap = if pending {
+                        Duration::from_millis(10)
+                    } else {
+                        deadline.saturating_duration_since(Instant::now())
+                    };
+                    stopped.wait(nap);
                     self.maybe_write_checkpoint(&mut state, false);
                     self.apply_acks(&mut state);
                 }
@@ -836,6 +847,38 @@ fn line_event(attributes: &Attributes, text: String) -> Event {
     let mut log = LogEvent::new(text, now_ms());
     log.attributes = attributes.clone();
     Event::Log(log)
+}
+
+/// Lets a blocking thread sleep until a deadline yet wake at once on shutdown: a task on the
+/// runtime waits for the token and then drops the sender, which ends the thread's wait.
+struct StopSignal {
+    rx: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl StopSignal {
+    fn new(stop: &CancellationToken) -> Self {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime (a caller outside the agent): fall back to short sleeps.
+            return Self { rx: None };
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let stop = stop.clone();
+        rt.spawn(async move {
+            stop.cancelled().await;
+            drop(tx);
+        });
+        Self { rx: Some(rx) }
+    }
+
+    /// Sleeps for `d`, or less if shutdown starts.
+    fn wait(&self, d: Duration) {
+        match &self.rx {
+            Some(rx) => {
+                let _ = rx.recv_timeout(d);
+            }
+            None => std::thread::sleep(d.min(Duration::from_millis(10))),
+        }
+    }
 }
 
 fn warn_once(
