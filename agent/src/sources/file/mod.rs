@@ -129,6 +129,7 @@ impl FileSource {
         };
         self.resume_rotated(&mut state);
         let stopped = StopSignal::new(&stop);
+        let mut idle_polls = 0u32;
         let mut first_scan = true;
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         while !stop.is_cancelled() {
@@ -173,12 +174,15 @@ impl FileSource {
             self.release_finished(&mut state);
             self.apply_acks(&mut state);
             self.maybe_write_checkpoint(&mut state, false);
-            if !read_any {
+            if read_any {
+                idle_polls = 0;
+            } else {
                 // Idle: wait for the next poll, but wake for shutdown. While batches are in
                 // flight or a checkpoint is due, look at acknowledgements every 10 ms; with
                 // nothing pending, sleep through to the next poll (an idle agent must not wake
                 // a hundred times a second).
-                let left = poll.saturating_sub(started.elapsed());
+                idle_polls = idle_polls.saturating_add(1);
+                let left = idle_wait(poll, idle_polls).saturating_sub(started.elapsed());
                 let deadline = Instant::now() + left;
                 while Instant::now() < deadline && !stop.is_cancelled() {
                     let pending =
@@ -849,6 +853,18 @@ fn line_event(attributes: &Attributes, text: String) -> Event {
     Event::Log(log)
 }
 
+/// Longest wait between polls once a source has been idle for a while.
+const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// The wait before the next poll after `idle_polls` polls in a row found nothing: the configured
+/// interval for the first few, then doubling up to `IDLE_POLL_MAX` (never below the configured
+/// interval). A quiet host then polls about once a second; the first new line resets it.
+fn idle_wait(poll: Duration, idle_polls: u32) -> Duration {
+    let ceiling = poll.max(IDLE_POLL_MAX);
+    let doublings = idle_polls.saturating_sub(4).min(8);
+    poll.saturating_mul(1 << doublings).min(ceiling)
+}
+
 /// Lets a blocking thread sleep until a deadline yet wake at once on shutdown: a task on the
 /// runtime waits for the token and then drops the sender, which ends the thread's wait.
 struct StopSignal {
@@ -941,4 +957,24 @@ fn find_rotated_copy(path: &Path, fp: u64, fingerprint_bytes: usize) -> Option<(
         .into_iter()
         .find(|s| s.fingerprint == Some(fp))
         .map(|s| (s.path, s.file))
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[test]
+    fn idle_polling_backs_off_to_a_second() {
+        let poll = Duration::from_millis(250);
+        assert_eq!(idle_wait(poll, 1), poll);
+        assert_eq!(idle_wait(poll, 4), poll);
+        assert_eq!(idle_wait(poll, 5), Duration::from_millis(500));
+        assert_eq!(idle_wait(poll, 6), IDLE_POLL_MAX);
+        assert_eq!(idle_wait(poll, u32::MAX), IDLE_POLL_MAX);
+        // A configured interval above the ceiling is kept as it is.
+        assert_eq!(
+            idle_wait(Duration::from_secs(5), 50),
+            Duration::from_secs(5)
+        );
+    }
 }
