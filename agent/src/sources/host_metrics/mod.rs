@@ -670,4 +670,49 @@ mod tests {
         let up = find(&events, "process.running", Some(("module", "me")));
         assert!(matches!(up[0].value, MetricValue::Gauge { value } if value == 0.0));
     }
+
+    #[test]
+    fn config_errors_name_their_key() {
+        let text = "[sources.h]\ntype = \"host_metrics\"\ninterval_ms = 500\ncollectors = [\"cpu\"]\n[[sources.h.processes]]\nmodule = \"a\"\n[[sources.h.processes]]\nmodule = \"b\"\npidfile = \"run/b.pid\"\n[sinks.o]\ntype = \"console\"\ninputs = [\"h\"]\n";
+        let e = crate::config::parse(Path::new("a.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a.toml:3:1: sources.h.interval_ms: must be at least 1000"),
+            "{e}"
+        );
+        assert!(
+            e.contains("sources.h.processes[0]: missing: `name` or `pidfile`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("sources.h.processes[1].pidfile: must be an absolute path"),
+            "{e}"
+        );
+        let bad = text.replace("[\"cpu\"]", "[\"gpu\"]");
+        let e = crate::config::parse(Path::new("a.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sources.h.collectors[0]") && e.contains("unknown variant `gpu`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn scrape_config_errors_name_their_key() {
+        let text = "[sources.p]\ntype = \"prometheus_scrape\"\ninterval_ms = 5000\ntimeout_ms = 9000\n[[sources.p.targets]]\nurl = \"ftp://x/metrics\"\nlabels = { \"9bad\" = \"v\" }\n[sinks.o]\ntype = \"console\"\ninputs = [\"p\"]\n";
+        let e = crate::config::parse(Path::new("a.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sources.p.timeout_ms: must be greater than 0 and at most interval_ms"),
+            "{e}"
+        );
+        assert!(
+            e.contains("sources.p.targets[0].url: `ftp://x/metrics` must be an http(s) URL"),
+            "{e}"
+        );
+        assert!(e.contains("invalid label name"), "{e}");
+    }
 }
