@@ -21,7 +21,7 @@ NODE_EXPORTER=${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}
 
 if [ -z "${AGENT_BIN:-}" ]; then
     cargo build --quiet --profile bench -p vigil-agent --bin vigil-agent
-    AGENT_BIN="${CARGO_TARGET_DIR:-target}/bench/vigil-agent"
+    AGENT_BIN="${CARGO_TARGET_DIR:-target}/release/vigil-agent" # the bench profile builds into release/
 fi
 
 work=$(mktemp -d)
