@@ -657,10 +657,12 @@ mod tests {
         let mut events = Vec::new();
         s.collect(now_ms(), &mut events);
         events.clear();
+        // Shares need CPU ticks (10 ms each, idle included) to pass between collections.
+        std::thread::sleep(Duration::from_millis(60));
         s.collect(now_ms(), &mut events);
         let cpu = find(&events, "system.cpu.time", Some(("cpu.mode", "user")));
         assert!(cpu.len() >= 2, "total and per core");
-        assert!(find(&events, "system.cpu.utilization", None).len() == 8);
+        assert_eq!(find(&events, "system.cpu.utilization", None).len(), 8);
         let total = find(&events, "system.memory.limit", None);
         assert!(matches!(total[0].value, MetricValue::Gauge { value } if value > 0.0));
         assert_eq!(total[0].unit, "By");
