@@ -83,6 +83,7 @@ pub fn parse(
     let mut family: Option<Family<'_>> = None;
     let mut series = 0usize;
     let mut labels: Vec<(String, String)> = Vec::new();
+    let mut last: Option<(&str, (&str, Kind, Role))> = None;
     for (i, raw) in text.split('\n').enumerate() {
         let line_no = i + 1;
         let err = |message: String| ParseError {
@@ -120,6 +121,7 @@ pub fn parse(
                             )));
                         }
                     };
+                    last = None;
                     if types.insert(name, kind).is_some() {
                         return Err(err(format!("second TYPE line for `{name}`")));
                     }
@@ -148,8 +150,16 @@ pub fn parse(
             });
         }
         let sample = parse_sample(line, &mut labels).map_err(err)?;
-        let (family_name, kind, role) = resolve(sample.name, &types);
-        sampled.insert(family_name);
+        // Runs of one name are the norm: resolve (two or more hash lookups) only on a change.
+        let (family_name, kind, role) = match last {
+            Some((name, resolved)) if name == sample.name => resolved,
+            _ => {
+                let resolved = resolve(sample.name, &types);
+                sampled.insert(resolved.0);
+                last = Some((sample.name, resolved));
+                resolved
+            }
+        };
         if family.as_ref().is_none_or(|f| f.name != family_name) {
             if let Some(done) = family.take() {
                 flush(done, opts, out);
