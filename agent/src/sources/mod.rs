@@ -3,6 +3,8 @@
 
 pub mod file;
 pub mod internal_metrics;
+pub mod host_metrics;
+pub mod prometheus_scrape;
 
 use std::path::Path;
 
@@ -18,10 +20,12 @@ use crate::pipeline::SourceOutput;
 pub enum SourceConfig {
     File(file::FileSourceConfig),
     InternalMetrics(internal_metrics::InternalMetricsConfig),
+    HostMetrics(host_metrics::HostMetricsConfig),
+    PrometheusScrape(prometheus_scrape::PrometheusScrapeConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &[&str] = &["file", "internal_metrics"];
+    pub const TYPES: &[&str] = &["file", "internal_metrics", "host_metrics", "prometheus_scrape"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -40,6 +44,17 @@ impl SourceConfig {
                     errs.deserialize(path, table.into())?;
                 c.validate(path, errs);
                 Some(Self::InternalMetrics(c))
+            }
+            "host_metrics" => {
+                let c: host_metrics::HostMetricsConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::HostMetrics(c))
+            }
+            "prometheus_scrape" => {
+                let c: prometheus_scrape::PrometheusScrapeConfig =
+                    errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::PrometheusScrape(c))
             }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
@@ -72,6 +87,23 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(c) => {
                 tasks.spawn(async move {
                     internal_metrics::run(c, out, stop).await;
+                    name
+                });
+            }
+            SourceConfig::HostMetrics(config) => {
+                let source = host_metrics::HostMetricsSource::new(&name, config)
+                    .with_context(|| format!("source `{name}`"))?;
+                let rt = tokio::runtime::Handle::current();
+                tasks.spawn_blocking(move || {
+                    source.run(out, stop, rt);
+                    name
+                });
+            }
+            SourceConfig::PrometheusScrape(config) => {
+                let source = prometheus_scrape::PrometheusScrape::new(&name, config)
+                    .with_context(|| format!("source `{name}`"))?;
+                tasks.spawn(async move {
+                    source.run(out, stop).await;
                     name
                 });
             }

@@ -27,7 +27,9 @@ pub struct FileSourceConfig {
     /// complete or this long.
     #[serde(default = "default_fingerprint_bytes")]
     pub fingerprint_bytes: usize,
-    /// How often files are checked for new data and the globs re-evaluated.
+    /// How often files are checked for new data and the globs re-evaluated. After a few polls
+    /// that found nothing, the wait doubles up to 1 s (or this value, if larger) until data
+    /// comes again, so an idle agent barely wakes up.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
     /// How long a rotated-away or deleted file is kept open after it last grew, so that a writer

@@ -131,6 +131,8 @@ impl FileSource {
             acks,
         };
         self.resume_rotated(&mut state);
+        let stopped = StopSignal::new(&stop);
+        let mut idle_polls = 0u32;
         let mut first_scan = true;
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         while !stop.is_cancelled() {
@@ -175,12 +177,25 @@ impl FileSource {
             self.release_finished(&mut state);
             self.apply_acks(&mut state);
             self.maybe_write_checkpoint(&mut state, false);
-            if !read_any {
-                // Idle: wait for the next poll, but wake for shutdown.
-                let left = poll.saturating_sub(started.elapsed());
+            if read_any {
+                idle_polls = 0;
+            } else {
+                // Idle: wait for the next poll, but wake for shutdown. While batches are in
+                // flight or a checkpoint is due, look at acknowledgements every 10 ms; with
+                // nothing pending, sleep through to the next poll (an idle agent must not wake
+                // a hundred times a second).
+                idle_polls = idle_polls.saturating_add(1);
+                let left = idle_wait(poll, idle_polls).saturating_sub(started.elapsed());
                 let deadline = Instant::now() + left;
                 while Instant::now() < deadline && !stop.is_cancelled() {
-                    std::thread::sleep(left.min(Duration::from_millis(10)));
+                    let pending =
+                        state.dirty || state.files.values().any(|t| !t.in_flight.is_empty());
+                    let nap = if pending {
+                        Duration::from_millis(10)
+                    } else {
+                        deadline.saturating_duration_since(Instant::now())
+                    };
+                    stopped.wait(nap);
                     self.maybe_write_checkpoint(&mut state, false);
                     self.apply_acks(&mut state);
                 }
@@ -845,6 +860,50 @@ fn line_event(attributes: &Attributes, text: String) -> Event {
     Event::Log(log)
 }
 
+/// Longest wait between polls once a source has been idle for a while.
+const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// The wait before the next poll after `idle_polls` polls in a row found nothing: the configured
+/// interval for the first few, then doubling up to `IDLE_POLL_MAX` (never below the configured
+/// interval). A quiet host then polls about once a second; the first new line resets it.
+fn idle_wait(poll: Duration, idle_polls: u32) -> Duration {
+    let ceiling = poll.max(IDLE_POLL_MAX);
+    let doublings = idle_polls.saturating_sub(4).min(8);
+    poll.saturating_mul(1 << doublings).min(ceiling)
+}
+
+/// Lets a blocking thread sleep until a deadline yet wake at once on shutdown: a task on the
+/// runtime waits for the token and then drops the sender, which ends the thread's wait.
+struct StopSignal {
+    rx: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl StopSignal {
+    fn new(stop: &CancellationToken) -> Self {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime (a caller outside the agent): fall back to short sleeps.
+            return Self { rx: None };
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let stop = stop.clone();
+        rt.spawn(async move {
+            stop.cancelled().await;
+            drop(tx);
+        });
+        Self { rx: Some(rx) }
+    }
+
+    /// Sleeps for `d`, or less if shutdown starts.
+    fn wait(&self, d: Duration) {
+        match &self.rx {
+            Some(rx) => {
+                let _ = rx.recv_timeout(d);
+            }
+            None => std::thread::sleep(d.min(Duration::from_millis(10))),
+        }
+    }
+}
+
 fn warn_once(
     state: &mut State,
     path: &Path,
@@ -905,4 +964,24 @@ fn find_rotated_copy(path: &Path, fp: u64, fingerprint_bytes: usize) -> Option<(
         .into_iter()
         .find(|s| s.fingerprint == Some(fp))
         .map(|s| (s.path, s.file))
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[test]
+    fn idle_polling_backs_off_to_a_second() {
+        let poll = Duration::from_millis(250);
+        assert_eq!(idle_wait(poll, 1), poll);
+        assert_eq!(idle_wait(poll, 4), poll);
+        assert_eq!(idle_wait(poll, 5), Duration::from_millis(500));
+        assert_eq!(idle_wait(poll, 6), IDLE_POLL_MAX);
+        assert_eq!(idle_wait(poll, u32::MAX), IDLE_POLL_MAX);
+        // A configured interval above the ceiling is kept as it is.
+        assert_eq!(
+            idle_wait(Duration::from_secs(5), 50),
+            Duration::from_secs(5)
+        );
+    }
 }

@@ -1,0 +1,115 @@
+//! `[sources.NAME]` with `type = "prometheus_scrape"`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::{Errors, KeyPath};
+
+/// Scrapes Prometheus text endpoints every `interval_ms`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusScrapeConfig {
+    pub targets: Vec<TargetConfig>,
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Whole scrape (connect, answer, body) of one target; at most `interval_ms`.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most sample lines taken from one target per scrape; more fails the scrape.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Largest body read from one target; a bigger one fails the scrape.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// The `job` tag; the source name by default.
+    pub job: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// e.g. `http://127.0.0.1:9100/metrics`
+    pub url: String,
+    /// Tags added to every metric of this target (e.g. `module = "shop"`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Overrides the source's `job`.
+    pub job: Option<String>,
+    /// Overrides the source's `max_series`.
+    pub max_series: Option<usize>,
+    /// Overrides the source's `max_body_bytes`.
+    pub max_body_bytes: Option<usize>,
+}
+
+fn default_interval_ms() -> u64 {
+    60_000
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_series() -> usize {
+    50_000
+}
+fn default_max_body_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+impl PrometheusScrapeConfig {
+    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+        if self.targets.is_empty() {
+            errs.push(&path.key("targets"), "must list at least one target");
+        }
+        if self.interval_ms < 1_000 {
+            errs.push(&path.key("interval_ms"), "must be at least 1000 (1 s)");
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > self.interval_ms {
+            errs.push(
+                &path.key("timeout_ms"),
+                format!(
+                    "must be greater than 0 and at most interval_ms ({})",
+                    self.interval_ms
+                ),
+            );
+        }
+        if self.max_series == 0 {
+            errs.push(&path.key("max_series"), "must be greater than 0");
+        }
+        if self.max_body_bytes == 0 {
+            errs.push(&path.key("max_body_bytes"), "must be greater than 0");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let at = path.key("targets").index(i);
+            match reqwest::Url::parse(&t.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if !seen.insert(t.url.as_str()) {
+                        errs.push(&at.key("url"), format!("`{}` is listed twice", t.url));
+                    }
+                }
+                Ok(_) => errs.push(
+                    &at.key("url"),
+                    format!("`{}` must be an http(s) URL with a host", t.url),
+                ),
+                Err(e) => errs.push(&at.key("url"), format!("invalid URL `{}`: {e}", t.url)),
+            }
+            for k in t.labels.keys() {
+                let mut b = k.bytes();
+                let ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+                    && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
+                if !ok {
+                    errs.push(
+                        &at.key("labels").key(k),
+                        "invalid label name ([a-zA-Z_][a-zA-Z0-9_]*)",
+                    );
+                }
+            }
+            if t.max_series == Some(0) {
+                errs.push(&at.key("max_series"), "must be greater than 0");
+            }
+            if t.max_body_bytes == Some(0) {
+                errs.push(&at.key("max_body_bytes"), "must be greater than 0");
+            }
+        }
+    }
+}
