@@ -1,13 +1,19 @@
 //! The shop simulator runs, writes its modules' logs, exports every span it reports through the
-//! OpenTelemetry SDK (OTLP/HTTP protobuf, received here by a plain HTTP server that decodes each
-//! request with the official protobuf definitions), and its summary adds up.
+//! OpenTelemetry SDK — OTLP/HTTP protobuf (received by a plain HTTP server that decodes each
+//! request with the official protobuf definitions) and OTLP/gRPC (a tonic server with the
+//! official service definition) — and its summary adds up.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use vigil_test_support::ShopSim;
@@ -55,28 +61,7 @@ fn receiver() -> (String, Received) {
                     let mut body = vec![0; len];
                     reader.read_exact(&mut body).unwrap();
                     let req = ExportTraceServiceRequest::decode(&body[..]).expect("valid OTLP");
-                    let mut out = spans.lock().unwrap();
-                    for rs in req.resource_spans {
-                        let service = rs
-                            .resource
-                            .iter()
-                            .flat_map(|r| &r.attributes)
-                            .find(|kv| kv.key == "service.name")
-                            .and_then(|kv| kv.value.as_ref()?.value.clone())
-                            .map(|v| match v {
-                                AnyValue::StringValue(s) => s,
-                                other => format!("{other:?}"),
-                            })
-                            .unwrap_or_default();
-                        for ss in rs.scope_spans {
-                            for s in ss.spans {
-                                let hex: String =
-                                    s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-                                out.push((service.clone(), s.name, s.kind, hex));
-                            }
-                        }
-                    }
-                    drop(out);
+                    record(&spans, req);
                     let _ = conn.write_all(
                         b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
                     );
@@ -85,6 +70,85 @@ fn receiver() -> (String, Received) {
         }
     });
     (endpoint, got)
+}
+
+fn record(spans: &Received, req: ExportTraceServiceRequest) {
+    let mut out = spans.lock().unwrap();
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+            .map(|v| match v {
+                AnyValue::StringValue(s) => s,
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                let hex: String = s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                out.push((service.clone(), s.name, s.kind, hex));
+            }
+        }
+    }
+}
+
+struct Collector(Received);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        record(&self.0, request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC receiver on its own runtime thread.
+fn grpc_receiver() -> (String, Received) {
+    let port = vigil_test_support::free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let got: Received = Arc::default();
+    let spans = Arc::clone(&got);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            tonic::transport::Server::builder()
+                .serve(addr, TraceServiceServer::new(Collector(spans)))
+                .await
+                .unwrap();
+        });
+    });
+    assert!(vigil_test_support::wait_until(
+        std::time::Duration::from_secs(5),
+        || std::net::TcpStream::connect(addr).is_ok()
+    ));
+    (format!("http://{addr}"), got)
+}
+
+#[test]
+fn simulator_exports_over_grpc() {
+    let (endpoint, received) = grpc_receiver();
+    let summary = ShopSim {
+        otlp_endpoint: Some(endpoint),
+        requests: 300,
+        ..ShopSim::default()
+    }
+    .run();
+    let got = received.lock().unwrap();
+    assert_eq!(got.len() as u64, summary.spans);
+    let traces: HashSet<&str> = got.iter().map(|s| s.3.as_str()).collect();
+    assert_eq!(traces.len(), 300);
+    assert!(
+        summary
+            .trace_ids
+            .iter()
+            .all(|t| traces.contains(t.as_str()))
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! events pass through. The acknowledgements of consumed spans are held and attached to the
 //! metrics of their window, so a source hears "delivered" only once those metrics are.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -120,8 +120,11 @@ struct Series {
 #[derive(Debug)]
 pub struct SpanMetrics {
     config: SpanMetricsConfig,
-    /// service → route → counts; routes stay known across windows so the limit is stable.
+    /// service → route → counts of the current window.
     window: HashMap<String, HashMap<String, Series>>,
+    /// Services and routes admitted so far: the first `max_*` seen keep their own series for
+    /// the agent's lifetime, so a series never flips between its name and `other`.
+    known: HashMap<String, HashSet<String>>,
     /// Acks of the spans counted in the current window.
     held: Vec<Ack>,
 }
@@ -134,6 +137,7 @@ impl SpanMetrics {
         Self {
             config,
             window: HashMap::new(),
+            known: HashMap::new(),
             held: Vec::new(),
         }
     }
@@ -150,19 +154,32 @@ impl SpanMetrics {
             .attribute_str("service.name")
             .unwrap_or("unknown_service");
         let mut service = service.to_owned();
-        if !self.window.contains_key(&service) && self.window.len() >= self.config.max_services {
-            OVERFLOW
-                .with_label_values(&[stats_name, OVERFLOW_ROUTE])
-                .inc();
-            service = OVERFLOW_ROUTE.to_owned();
+        if !self.known.contains_key(&service) {
+            if self.known.len() < self.config.max_services {
+                self.known.insert(service.clone(), HashSet::new());
+            } else {
+                OVERFLOW
+                    .with_label_values(&[stats_name, OVERFLOW_ROUTE])
+                    .inc();
+                service = OVERFLOW_ROUTE.to_owned();
+            }
         }
         let mut route = route_of(span);
-        let routes = self.window.entry(service.clone()).or_default();
-        if !routes.contains_key(&route) && routes.len() >= self.config.max_routes_per_service {
-            OVERFLOW.with_label_values(&[stats_name, &service]).inc();
-            route = OVERFLOW_ROUTE.to_owned();
+        let known = self.known.entry(service.clone()).or_default();
+        if !known.contains(&route) {
+            if known.len() < self.config.max_routes_per_service {
+                known.insert(route.clone());
+            } else {
+                OVERFLOW.with_label_values(&[stats_name, &service]).inc();
+                route = OVERFLOW_ROUTE.to_owned();
+            }
         }
-        let series = routes.entry(route).or_default();
+        let series = self
+            .window
+            .entry(service)
+            .or_default()
+            .entry(route)
+            .or_default();
         series.requests += 1;
         if is_error(span) {
             series.errors += 1;
@@ -177,8 +194,7 @@ impl SpanMetrics {
         }
     }
 
-    /// The window's metrics, timestamped `at_ms`; the window starts empty again (routes seen
-    /// stay counted against the limit only while they have data).
+    /// The window's metrics, timestamped `at_ms`; the window starts empty again.
     pub fn flush(&mut self, at_ms: i64) -> Vec<MetricEvent> {
         let mut out = Vec::new();
         let delta = |v: u64| MetricValue::Counter {
