@@ -7,9 +7,11 @@
 
 mod moto;
 mod process;
+mod shop_sim;
 
 pub use moto::{Moto, http_get};
 pub use process::{ChildGuard, free_port, wait_until};
+pub use shop_sim::{ShopSim, SimSeries, SimSummary, xray_trace_id};
 
 use std::path::PathBuf;
 

@@ -28,10 +28,18 @@ struct Shared {
     id: u64,
     failed: AtomicBool,
     notify: Option<mpsc::UnboundedSender<(u64, AckStatus)>>,
+    /// Acknowledgements of the inputs this batch was made from (a processor that aggregates or
+    /// holds events): they settle as this one does.
+    held: Vec<Ack>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        if !self.failed.load(Ordering::Acquire) {
+            held.into_iter().for_each(Ack::delivered);
+        }
+        // Undelivered: dropping the held shares marks their batches undelivered too.
         if let Some(tx) = &self.notify {
             let status = if self.failed.load(Ordering::Acquire) {
                 AckStatus::Undelivered
@@ -58,6 +66,7 @@ impl Ack {
                 id,
                 failed: AtomicBool::new(false),
                 notify: Some(notify),
+                held: Vec::new(),
             }),
             settled: false,
         }
@@ -70,6 +79,22 @@ impl Ack {
                 id: 0,
                 failed: AtomicBool::new(false),
                 notify: None,
+                held: Vec::new(),
+            }),
+            settled: false,
+        }
+    }
+
+    /// A token for a batch made from several inputs (span metrics, sampled traces): once every
+    /// copy of it is delivered, each of `inputs` is delivered; if any copy is dropped unsent,
+    /// every input is undelivered.
+    pub fn merged(inputs: Vec<Ack>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                id: 0,
+                failed: AtomicBool::new(false),
+                notify: None,
+                held: inputs,
             }),
             settled: false,
         }
@@ -130,5 +155,25 @@ mod tests {
         c.delivered();
         drop(d);
         assert_eq!(rx.try_recv().unwrap(), (8, AckStatus::Undelivered));
+    }
+
+    #[test]
+    fn merged_ack_settles_its_inputs() {
+        let (tx, mut rx) = ack_channel();
+        let merged = Ack::merged(vec![Ack::new(1, tx.clone()), Ack::new(2, tx.clone())]);
+        let copy = merged.clone();
+        merged.delivered();
+        assert!(rx.try_recv().is_err(), "a copy of the output is still out");
+        copy.delivered();
+        let mut got = vec![rx.try_recv().unwrap(), rx.try_recv().unwrap()];
+        got.sort_by_key(|(id, _)| *id);
+        assert_eq!(
+            got,
+            vec![(1, AckStatus::Delivered), (2, AckStatus::Delivered)]
+        );
+
+        let lost = Ack::merged(vec![Ack::new(3, tx)]);
+        drop(lost);
+        assert_eq!(rx.try_recv().unwrap(), (3, AckStatus::Undelivered));
     }
 }

@@ -7,7 +7,7 @@
 
 mod output;
 
-pub use output::{Fanout, SourceOutput};
+pub use output::{Closed, Fanout, SourceOutput};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::processors::Processor;
 use crate::redaction::Redactor;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
-use crate::telemetry::{Outcome, Stats};
+use crate::telemetry::Stats;
 
 /// Depth of each component's input queue, in batches.
 pub const QUEUE_BATCHES: usize = 8;
@@ -70,21 +70,14 @@ pub async fn run(
         });
     }
     for (name, processor) in config.processors {
-        let mut rx = receivers.remove(&name).expect("queue made above");
+        let rx = receivers.remove(&name).expect("queue made above");
         let out = fanout_of(&name);
         let stats = Stats::new(&name);
-        let mut processor = Processor::build(&processor.config)
+        let processor = Processor::build(&processor.config)
             .await
             .with_context(|| format!("processor `{name}`"))?;
         tasks.spawn(async move {
-            while let Some(mut batch) = rx.recv().await {
-                stats.count(Outcome::Received, batch.events.len() as u64);
-                processor.process(&mut batch.events, &stats);
-                stats.count(Outcome::Sent, batch.events.len() as u64);
-                if out.send(batch).await.is_err() {
-                    break;
-                }
-            }
+            processor.run(rx, out, stats).await;
             name
         });
     }

@@ -5,6 +5,7 @@ pub mod cloudwatch_logs;
 pub mod cloudwatch_metrics;
 pub mod console;
 pub mod encoding;
+pub mod xray;
 
 use tokio::sync::mpsc;
 
@@ -18,10 +19,11 @@ pub enum SinkConfig {
     Console(console::ConsoleConfig),
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsConfig),
     CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsConfig),
+    XRay(xray::XRayConfig),
 }
 
 impl SinkConfig {
-    pub const TYPES: &[&str] = &["console", "cloudwatch_logs", "cloudwatch_metrics"];
+    pub const TYPES: &[&str] = &["console", "cloudwatch_logs", "cloudwatch_metrics", "xray"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -46,6 +48,11 @@ impl SinkConfig {
                 c.validate(path, errs);
                 Some(Self::CloudWatchMetrics(c))
             }
+            "xray" => {
+                let c: xray::XRayConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::XRay(c))
+            }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
                 None
@@ -65,6 +72,7 @@ impl SinkConfig {
             Self::CloudWatchMetrics(c) => Sink::CloudWatchMetrics(
                 cloudwatch_metrics::CloudWatchMetricsSink::new(name, c, stats).await?,
             ),
+            Self::XRay(c) => Sink::XRay(xray::XRaySink::new(name, c, stats).await),
         })
     }
 }
@@ -74,6 +82,7 @@ pub enum Sink {
     Console(console::ConsoleSink),
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink),
     CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsSink),
+    XRay(xray::XRaySink),
 }
 
 impl Sink {
@@ -84,6 +93,7 @@ impl Sink {
             Self::Console(s) => s.run(rx).await,
             Self::CloudWatchLogs(s) => s.run(rx).await,
             Self::CloudWatchMetrics(s) => s.run(rx).await,
+            Self::XRay(s) => s.run(rx).await,
         }
     }
 }

@@ -103,6 +103,11 @@ impl Stats {
         }
     }
 
+    /// The component's name (label of components' own extra counters).
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
     pub fn count(&self, outcome: Outcome, n: u64) {
         if n > 0 {
             EVENTS
