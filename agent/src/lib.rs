@@ -2,6 +2,7 @@
 //! next to a container and ships them to CloudWatch and New Relic without losing what it
 //! accepted. See ARCHITECTURE.md for the map.
 
+pub mod buffer;
 pub mod config;
 pub mod event;
 pub mod pipeline;

@@ -4,8 +4,8 @@
 //! down with the data unsent) marks the whole batch undelivered, so the source never advances
 //! its checkpoint past data that is not safely somewhere.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 
@@ -28,6 +28,8 @@ struct Shared {
     id: u64,
     failed: AtomicBool,
     notify: Option<mpsc::UnboundedSender<(u64, AckStatus)>>,
+    /// Released with the batch (a share of the memory limit).
+    held: OnceLock<Box<dyn Send + Sync>>,
 }
 
 impl Drop for Shared {
@@ -58,6 +60,7 @@ impl Ack {
                 id,
                 failed: AtomicBool::new(false),
                 notify: Some(notify),
+                held: OnceLock::new(),
             }),
             settled: false,
         }
@@ -70,6 +73,7 @@ impl Ack {
                 id: 0,
                 failed: AtomicBool::new(false),
                 notify: None,
+                held: OnceLock::new(),
             }),
             settled: false,
         }
@@ -78,6 +82,12 @@ impl Ack {
     /// This copy's data reached its destination.
     pub fn delivered(mut self) {
         self.settled = true;
+    }
+
+    /// Keeps `guard` alive until every copy of the batch is settled (e.g. the batch's share of
+    /// the memory limit). A batch holds one guard; later ones are dropped at once.
+    pub fn hold(&self, guard: impl Send + Sync + 'static) {
+        let _ = self.shared.held.set(Box::new(guard));
     }
 
     /// Whether two tokens belong to the same batch (to keep one copy per batch in a request).

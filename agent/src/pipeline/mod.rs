@@ -17,6 +17,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::{BufferConfig, BufferKind, MemoryLimit};
 use crate::config::AgentConfig;
 use crate::event::EventBatch;
 use crate::processors::Processor;
@@ -55,10 +56,35 @@ pub async fn run(
     }
     let mut fanout_of = |name: &str| Fanout::new(senders.remove(name).unwrap_or_default());
 
+    // Half of the memory limit for what sources hand on, half shared by the disk buffers'
+    // readers (each its own part, so a stalled sink cannot starve the others).
+    let source_memory = MemoryLimit::new(config.memory_limit_bytes / 2);
+    let disk_sinks = config
+        .buffers
+        .values()
+        .filter(|b| b.kind == BufferKind::Disk)
+        .count()
+        .max(1) as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for (name, sink) in config.sinks {
         let rx = receivers.remove(&name).expect("queue made above");
         let stats = Stats::new(&name);
+        let buffer = config
+            .buffers
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(BufferConfig::memory);
+        let reader_memory = MemoryLimit::new(config.memory_limit_bytes / 2 / disk_sinks);
+        let rx = crate::buffer::attach(
+            &name,
+            &buffer,
+            &config.data_dir,
+            rx,
+            reader_memory,
+            stats.clone(),
+            &mut tasks,
+        )
+        .with_context(|| format!("sink `{name}`"))?;
         let config: SinkConfig = sink.config;
         let sink = config
             .build(&name, stats)
@@ -90,7 +116,8 @@ pub async fn run(
     }
     // Sources last: everything they feed is already listening.
     for (name, source) in config.sources {
-        let out = SourceOutput::new(&name, fanout_of(&name), Arc::clone(&redactor));
+        let out = SourceOutput::new(&name, fanout_of(&name), Arc::clone(&redactor))
+            .with_memory_limit(source_memory.clone());
         let source: SourceConfig = source;
         source.spawn(name, &config.data_dir, out, shutdown.clone(), &mut tasks)?;
     }

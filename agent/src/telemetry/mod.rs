@@ -64,6 +64,14 @@ pub enum Outcome {
     Rejected,
     /// Events in a request that was retried.
     Retried,
+    /// Events written (and fsynced) to a sink's disk buffer.
+    BufferWritten,
+    /// Events read back from a disk buffer and handed to the sink.
+    BufferRead,
+    /// Delivered events whose segment files were deleted.
+    BufferReclaimed,
+    /// Undelivered events deleted because the buffer was full (`when_full = "drop_oldest"`).
+    BufferDropped,
 }
 
 impl Outcome {
@@ -80,6 +88,10 @@ impl Outcome {
             Outcome::DroppedOutOfRange => "dropped_out_of_range",
             Outcome::Rejected => "rejected",
             Outcome::Retried => "retried",
+            Outcome::BufferWritten => "buffer_written",
+            Outcome::BufferRead => "buffer_read",
+            Outcome::BufferReclaimed => "buffer_reclaimed",
+            Outcome::BufferDropped => "buffer_dropped",
         }
     }
 }
@@ -105,6 +117,11 @@ impl Stats {
         }
     }
 
+    /// The component label.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
     pub fn get(&self, outcome: Outcome) -> u64 {
         EVENTS
             .with_label_values(&[self.component.as_str(), outcome.label()])
@@ -117,6 +134,50 @@ impl Stats {
             .with_label_values(&[self.component.as_str(), kind])
             .inc();
     }
+}
+
+static BUFFER_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "vigil_buffer_bytes_total",
+            "Bytes of a sink's disk buffer written, read, reclaimed or dropped.",
+        ),
+        &["component", "op"],
+    )
+    .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+});
+
+static BUFFER_SIZE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    let g = prometheus::IntGaugeVec::new(
+        Opts::new(
+            "vigil_buffer_size_bytes",
+            "Bytes of a sink's disk buffer on disk now.",
+        ),
+        &["component"],
+    )
+    .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("registered once");
+    g
+});
+
+/// Counts disk buffer bytes: `op` is `written`, `read`, `reclaimed` or `dropped`.
+pub fn buffer_bytes(component: &str, op: &str, n: u64) {
+    if n > 0 {
+        BUFFER_BYTES.with_label_values(&[component, op]).inc_by(n);
+    }
+}
+
+/// Sets the size of a disk buffer on disk.
+pub fn buffer_size(component: &str, bytes: u64) {
+    BUFFER_SIZE
+        .with_label_values(&[component])
+        .set(bytes.min(i64::MAX as u64) as i64);
 }
 
 /// Every metric in the Prometheus text format.
