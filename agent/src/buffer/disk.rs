@@ -6,7 +6,7 @@
 //! workers). They share the list of segments under one mutex; a condition variable wakes the
 //! reader when data was written and the writer when space was freed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub struct DiskBuffer {
     shared: Arc<Shared>,
     active: File,
     acks: AckFile,
+    /// How far each origin's events are stored (from the newest segments).
+    positions: HashMap<String, u64>,
 }
 
 struct Shared {
@@ -109,6 +111,28 @@ impl DiskBuffer {
                 events: None,
             });
         }
+        // The newest records tell how far each origin got before the crash; a source that
+        // re-reads from an older checkpoint gets those events dropped (see `Writer::dedupe`).
+        let mut positions: HashMap<String, u64> = HashMap::new();
+        for seg in segments.iter().rev().take(2) {
+            if let Ok(f) = File::open(&seg.path) {
+                let limit = f.metadata().map_or(0, |m| m.len());
+                let mut offset = FILE_HEADER.len() as u64;
+                loop {
+                    match segment::read_at(&f, offset, limit) {
+                        Ok(Read::Record(r)) => {
+                            offset = r.end;
+                            if let Some((Some((origin, end)), _)) = segment::origin(&r.payload) {
+                                let e = positions.entry(origin).or_insert(end);
+                                *e = (*e).max(end);
+                            }
+                        }
+                        Ok(Read::Damaged { resume }) => offset = resume,
+                        Ok(Read::End) | Err(_) => break,
+                    }
+                }
+            }
+        }
         let mut next_id = delivered + 1;
         if let Some(last) = segments.back_mut() {
             let file = std::fs::OpenOptions::new()
@@ -173,6 +197,7 @@ impl DiskBuffer {
             shared,
             active,
             acks,
+            positions,
         })
     }
 
@@ -192,6 +217,7 @@ impl DiskBuffer {
             file: self.active,
             unsynced: Vec::new(),
             unsynced_bytes: 0,
+            positions: self.positions,
         };
         tasks.spawn_blocking({
             let name = format!("{name} (buffer writer)");
@@ -231,6 +257,7 @@ struct Writer {
     /// Acknowledgements of batches written but not yet fsynced, with their event counts.
     unsynced: Vec<(Ack, u64)>,
     unsynced_bytes: u64,
+    positions: HashMap<String, u64>,
 }
 
 impl Writer {
@@ -267,9 +294,40 @@ impl Writer {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    fn append(&mut self, batch: EventBatch) -> std::io::Result<()> {
+    /// Drops the leading events of a batch that this buffer already stored (a source read
+    /// them again after a crash); returns the batch's origin and end position.
+    fn dedupe(&mut self, batch: &mut EventBatch) -> Option<(String, u64)> {
+        let position = batch.ack.position()?;
+        // Only when the events still line up with their positions (nothing filtered them).
+        if position.ends.len() != batch.events.len() {
+            return None;
+        }
+        let last = *position.ends.last()?;
+        let stored = self.positions.get(&position.origin).copied();
+        if let Some(stored) = stored {
+            let skip = position.ends.iter().take_while(|e| **e <= stored).count();
+            if skip > 0 {
+                batch.events.drain(..skip);
+                self.shared.stats.count(Outcome::Deduplicated, skip as u64);
+                tracing::info!(buffer = %self.shared.name, origin = %position.origin, events = skip,
+                    "events read again after a restart are already in the buffer; not storing them twice");
+            }
+        }
+        let end = stored.map_or(last, |s| s.max(last));
+        self.positions.insert(position.origin.clone(), end);
+        Some((position.origin.clone(), end))
+    }
+
+    fn append(&mut self, mut batch: EventBatch) -> std::io::Result<()> {
+        let origin = self.dedupe(&mut batch);
+        if batch.events.is_empty() {
+            // Everything was stored already: as durable as it gets.
+            batch.ack.delivered();
+            return Ok(());
+        }
         let id = lock(&self.shared.state).next_id;
-        let record = match segment::encode(id, &batch.events) {
+        let origin = origin.as_ref().map(|(o, e)| (o.as_str(), *e));
+        let record = match segment::encode(id, origin, &batch.events) {
             Ok(r) => r,
             Err(e) => {
                 // Not expected for our own types; the batch stays with its source.

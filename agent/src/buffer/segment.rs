@@ -36,9 +36,24 @@ fn checksum(id: u64, count: u32, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, payload)
 }
 
-/// Encodes events into a complete record (header + payload).
-pub fn encode(id: u64, events: &[Event]) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+/// Encodes events into a complete record (header + payload). The payload starts with where
+/// the events were read (origin and end position, see `event::Position`), so a restarted
+/// buffer knows how far each origin got without decoding events: [origin length u16,
+/// `u16::MAX` = none][origin][end u64][events, MessagePack].
+pub fn encode(
+    id: u64,
+    origin: Option<(&str, u64)>,
+    events: &[Event],
+) -> Result<Vec<u8>, rmp_serde::encode::Error> {
     let mut out = vec![0u8; RECORD_HEADER as usize];
+    match origin {
+        Some((name, end)) if name.len() < u16::MAX as usize => {
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+        _ => out.extend_from_slice(&u16::MAX.to_le_bytes()),
+    }
     rmp_serde::encode::write(&mut out, events)?;
     let payload_len = out.len() - RECORD_HEADER as usize;
     let count = events.len() as u32;
@@ -51,8 +66,21 @@ pub fn encode(id: u64, events: &[Event]) -> Result<Vec<u8>, rmp_serde::encode::E
     Ok(out)
 }
 
+/// The origin prefix of a payload and the offset of the events after it.
+pub fn origin(payload: &[u8]) -> Option<(Option<(String, u64)>, usize)> {
+    let len = u16::from_le_bytes(payload.get(0..2)?.try_into().ok()?);
+    if len == u16::MAX {
+        return Some((None, 2));
+    }
+    let len = len as usize;
+    let name = std::str::from_utf8(payload.get(2..2 + len)?).ok()?;
+    let end = u64::from_le_bytes(payload.get(2 + len..10 + len)?.try_into().ok()?);
+    Some((Some((name.to_owned(), end)), 10 + len))
+}
+
 pub fn decode(payload: &[u8]) -> Result<Vec<Event>, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(payload)
+    let at = origin(payload).map_or(payload.len(), |(_, at)| at);
+    rmp_serde::from_slice(&payload[at..])
 }
 
 /// A record read back and verified.

@@ -30,6 +30,18 @@ struct Shared {
     notify: Option<mpsc::UnboundedSender<(u64, AckStatus)>>,
     /// Released with the batch (a share of the memory limit).
     held: OnceLock<Box<dyn Send + Sync>>,
+    position: OnceLock<Position>,
+}
+
+/// Where a batch's events were read, for sources that read them again after a crash (files
+/// re-read from their checkpoint): `origin` names one sequence of positions (source and file),
+/// `ends[i]` is the position just after event `i`. A disk buffer that already holds events up
+/// to a position drops the copies read again, so a crash between a batch becoming durable and
+/// the source's checkpoint being written does not duplicate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub origin: String,
+    pub ends: Vec<u64>,
 }
 
 impl Drop for Shared {
@@ -61,6 +73,7 @@ impl Ack {
                 failed: AtomicBool::new(false),
                 notify: Some(notify),
                 held: OnceLock::new(),
+                position: OnceLock::new(),
             }),
             settled: false,
         }
@@ -74,6 +87,7 @@ impl Ack {
                 failed: AtomicBool::new(false),
                 notify: None,
                 held: OnceLock::new(),
+                position: OnceLock::new(),
             }),
             settled: false,
         }
@@ -88,6 +102,15 @@ impl Ack {
     /// the memory limit). A batch holds one guard; later ones are dropped at once.
     pub fn hold(&self, guard: impl Send + Sync + 'static) {
         let _ = self.shared.held.set(Box::new(guard));
+    }
+
+    /// Records where the batch's events were read (see [`Position`]); set once, by the source.
+    pub fn set_position(&self, position: Position) {
+        let _ = self.shared.position.set(position);
+    }
+
+    pub fn position(&self) -> Option<&Position> {
+        self.shared.position.get()
     }
 
     /// Whether two tokens belong to the same batch (to keep one copy per batch in a request).

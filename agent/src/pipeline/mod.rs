@@ -56,9 +56,11 @@ pub async fn run(
     }
     let mut fanout_of = |name: &str| Fanout::new(senders.remove(name).unwrap_or_default());
 
-    // Half of the memory limit for what sources hand on, half shared by the disk buffers'
-    // readers (each its own part, so a stalled sink cannot starve the others).
-    let source_memory = MemoryLimit::new(config.memory_limit_bytes / 2);
+    // The memory limit is for the whole process: a quarter of it for the events sources hand
+    // on, a quarter shared by the disk buffers' readers (each its own part, so a stalled sink
+    // cannot starve the others), and half for the program itself, requests being built and
+    // allocator slack.
+    let source_memory = MemoryLimit::new(config.memory_limit_bytes / 4);
     let disk_sinks = config
         .buffers
         .values()
@@ -74,7 +76,7 @@ pub async fn run(
             .get(&name)
             .cloned()
             .unwrap_or_else(BufferConfig::memory);
-        let reader_memory = MemoryLimit::new(config.memory_limit_bytes / 2 / disk_sinks);
+        let reader_memory = MemoryLimit::new(config.memory_limit_bytes / 4 / disk_sinks);
         let rx = crate::buffer::attach(
             &name,
             &buffer,

@@ -64,6 +64,8 @@ pub enum Outcome {
     Rejected,
     /// Events in a request that was retried.
     Retried,
+    /// Events re-sent after a restart that the backend already had, so not sent again.
+    Deduplicated,
     /// Events written (and fsynced) to a sink's disk buffer.
     BufferWritten,
     /// Events read back from a disk buffer and handed to the sink.
@@ -88,6 +90,7 @@ impl Outcome {
             Outcome::DroppedOutOfRange => "dropped_out_of_range",
             Outcome::Rejected => "rejected",
             Outcome::Retried => "retried",
+            Outcome::Deduplicated => "deduplicated",
             Outcome::BufferWritten => "buffer_written",
             Outcome::BufferRead => "buffer_read",
             Outcome::BufferReclaimed => "buffer_reclaimed",
