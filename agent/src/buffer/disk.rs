@@ -93,6 +93,24 @@ impl DiskBuffer {
             .filter_map(|p| segment::segment_first_id(&p).map(|id| (id, p)))
             .collect();
         found.sort();
+        // A segment from another format version (or not ours at all) is set aside, not read.
+        found.retain(|(_, path)| {
+            let mut head = [0u8; 8];
+            let ok = File::open(path)
+                .and_then(|f| {
+                    use std::os::unix::fs::FileExt;
+                    f.read_exact_at(&mut head, 0)
+                })
+                .is_ok_and(|_| &head == FILE_HEADER);
+            if !ok {
+                stats.error("buffer_corrupt_records");
+                let aside = path.with_extension("seg.unreadable");
+                tracing::error!(buffer = name, path = %path.display(), aside = %aside.display(),
+                    "disk buffer segment has an unknown header; set aside unread");
+                let _ = std::fs::rename(path, &aside);
+            }
+            ok
+        });
 
         let mut segments: VecDeque<Seg> = VecDeque::new();
         for (i, (first_id, path)) in found.iter().enumerate() {
