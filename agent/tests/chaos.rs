@@ -293,10 +293,8 @@ request_timeout_ms = 5000
         started.elapsed().as_secs_f64() - writing.as_secs_f64(),
         ratio * 100.0
     );
-    assert!(
-        counts.cut > 0 || counts.throttled > 0,
-        "no fault was injected"
-    );
+    assert!(counts.throttled > 0, "no throttling was injected");
+    assert!(refused > 0, "the agent never met the outage");
     assert!(
         ratio < 0.001,
         "{duplicates} duplicates of {total} lines ({:.3}%)",

@@ -1,9 +1,11 @@
 //! The running pipeline: sources → processors → sinks, connected by bounded queues.
 //!
 //! Every processor and sink owns one queue (`QUEUE_BATCHES` batches deep) that all its inputs
-//! write into. A component whose output feeds several others sends each a copy; a full queue
-//! makes the sender wait, so a slow sink slows its sources instead of growing memory, and it
-//! holds back the other sinks only once its own queue is full.
+//! write into; a sink's queue is read by its buffer (`crate::buffer`). A component whose output
+//! feeds several others sends each a copy; a full queue makes the sender wait, so a slow sink
+//! slows its sources instead of growing memory. A disk buffer empties its queue to disk, so a
+//! slow sink holds back the others only once its buffer is full; a memory buffer, once its
+//! queue is.
 
 mod output;
 
