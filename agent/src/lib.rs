@@ -3,6 +3,7 @@
 //! accepted. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod buffer;
 pub mod config;
 pub mod event;
 pub mod pipeline;

@@ -34,9 +34,10 @@ enum Command {
         )]
         config: PathBuf,
         /// On shutdown, how long to keep delivering what is queued before exiting (what is
-        /// left was never acknowledged, so it is read again on the next start).
-        #[arg(long, default_value_t = 10_000)]
-        drain_timeout_ms: u64,
+        /// left is in a disk buffer, or was never acknowledged and is read again on the next
+        /// start). Overrides the config's `drain_timeout_ms` (default 10,000).
+        #[arg(long)]
+        drain_timeout_ms: Option<u64>,
     },
     /// Check a config file and report every problem with its file, line and key.
     Validate {
@@ -93,6 +94,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let drain_timeout_ms = drain_timeout_ms.unwrap_or(loaded.drain_timeout_ms);
             let result = runtime.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -108,6 +110,9 @@ fn main() -> ExitCode {
                 vigil_agent::telemetry::log_summary();
                 result
             });
+            // Tasks still running after the drain timeout (a sink retrying a down backend)
+            // are abandoned: what they held is on disk or was never acknowledged.
+            runtime.shutdown_timeout(Duration::from_millis(500));
             match result {
                 Ok(()) => {
                     tracing::info!("vigil-agent stopped");

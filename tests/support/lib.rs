@@ -5,10 +5,12 @@
 //! and, through `PR_SET_PDEATHSIG`, when the test process itself dies. A server's output goes to
 //! a log file that is printed if the test fails, so failures explain themselves.
 
+mod fault_proxy;
 mod moto;
 mod process;
 mod shop_sim;
 
+pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};
 pub use moto::{Moto, http_get};
 pub use process::{ChildGuard, free_port, wait_until};
 pub use shop_sim::{ShopSim, SimSeries, SimSummary, xray_trace_id};

@@ -37,6 +37,12 @@ pub struct AgentConfig {
     pub redaction: RedactionConfig,
     /// The agent's own endpoint (`/metrics`, `/health`, `/ready`).
     pub api: crate::api::ApiConfig,
+    /// Each sink's buffer (`[sinks.NAME.buffer]`, defaults applied), by sink name.
+    pub buffers: BTreeMap<String, crate::buffer::BufferConfig>,
+    /// Most bytes of event data held in memory at once (sources wait at the limit).
+    pub memory_limit_bytes: u64,
+    /// How long a shutdown keeps delivering; `--drain-timeout-ms` overrides it.
+    pub drain_timeout_ms: u64,
 }
 
 /// A processor or sink with the names of the components it reads from.
@@ -51,6 +57,8 @@ pub struct Component<T> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     data_dir: Option<PathBuf>,
+    memory_limit_bytes: Option<u64>,
+    drain_timeout_ms: Option<u64>,
     #[serde(default)]
     redaction: RedactionConfig,
     #[serde(default)]
@@ -64,6 +72,9 @@ struct RawConfig {
 }
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/vigil-agent";
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 256 << 20;
+const MIN_MEMORY_LIMIT_BYTES: u64 = 4 << 20;
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
@@ -136,13 +147,38 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
         }
     }
     let mut sinks = BTreeMap::new();
-    for (name, table) in raw.sinks {
+    let mut buffers = BTreeMap::new();
+    for (name, mut table) in raw.sinks {
         let path = KeyPath::root().key("sinks").key(&name);
+        let buffer = table.remove("buffer").map(|v| {
+            errs.deserialize::<crate::buffer::RawBufferConfig>(&path.key("buffer"), v)
+                .unwrap_or_default()
+        });
         let (inputs, config) = errs.component(&path, table, true, SinkConfig::parse);
         graph.sinks.insert(name.clone(), inputs.clone());
         if let Some(config) = config {
+            let buffer = crate::buffer::BufferConfig::resolve(
+                buffer.unwrap_or_default(),
+                config.default_buffer(),
+                &path.key("buffer"),
+                &mut errs,
+            );
+            buffers.insert(name.clone(), buffer);
             sinks.insert(name, Component { inputs, config });
         }
+    }
+    let memory_limit_bytes = raw.memory_limit_bytes.unwrap_or(DEFAULT_MEMORY_LIMIT_BYTES);
+    if memory_limit_bytes < MIN_MEMORY_LIMIT_BYTES {
+        errs.push(
+            &KeyPath::root().key("memory_limit_bytes"),
+            format!("must be at least {MIN_MEMORY_LIMIT_BYTES} (4 MiB)"),
+        );
+    }
+    if raw.drain_timeout_ms == Some(0) {
+        errs.push(
+            &KeyPath::root().key("drain_timeout_ms"),
+            "must be greater than 0",
+        );
     }
 
     let config = AgentConfig {
@@ -154,6 +190,9 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
         sinks,
         redaction: raw.redaction,
         api: raw.api,
+        buffers,
+        memory_limit_bytes,
+        drain_timeout_ms: raw.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS),
     };
     check_graph(&graph, &mut errs);
     if errs.list.is_empty() {

@@ -4,8 +4,8 @@
 //! down with the data unsent) marks the whole batch undelivered, so the source never advances
 //! its checkpoint past data that is not safely somewhere.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 
@@ -31,6 +31,20 @@ struct Shared {
     /// Acknowledgements of the inputs this batch was made from (a processor that aggregates or
     /// holds events): they settle as this one does.
     held: Vec<Ack>,
+    /// Released with the batch (a share of the memory limit).
+    guard: OnceLock<Box<dyn Send + Sync>>,
+    position: OnceLock<Position>,
+}
+
+/// Where a batch's events were read, for sources that read them again after a crash (files
+/// re-read from their checkpoint): `origin` names one sequence of positions (source and file),
+/// `ends[i]` is the position just after event `i`. A disk buffer that already holds events up
+/// to a position drops the copies read again, so a crash between a batch becoming durable and
+/// the source's checkpoint being written does not duplicate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub origin: String,
+    pub ends: Vec<u64>,
 }
 
 impl Drop for Shared {
@@ -67,6 +81,8 @@ impl Ack {
                 failed: AtomicBool::new(false),
                 notify: Some(notify),
                 held: Vec::new(),
+                guard: OnceLock::new(),
+                position: OnceLock::new(),
             }),
             settled: false,
         }
@@ -80,6 +96,8 @@ impl Ack {
                 failed: AtomicBool::new(false),
                 notify: None,
                 held: Vec::new(),
+                guard: OnceLock::new(),
+                position: OnceLock::new(),
             }),
             settled: false,
         }
@@ -95,6 +113,8 @@ impl Ack {
                 failed: AtomicBool::new(false),
                 notify: None,
                 held: inputs,
+                guard: OnceLock::new(),
+                position: OnceLock::new(),
             }),
             settled: false,
         }
@@ -103,6 +123,21 @@ impl Ack {
     /// This copy's data reached its destination.
     pub fn delivered(mut self) {
         self.settled = true;
+    }
+
+    /// Keeps `guard` alive until every copy of the batch is settled (e.g. the batch's share of
+    /// the memory limit). A batch holds one guard; later ones are dropped at once.
+    pub fn hold(&self, guard: impl Send + Sync + 'static) {
+        let _ = self.shared.guard.set(Box::new(guard));
+    }
+
+    /// Records where the batch's events were read (see [`Position`]); set once, by the source.
+    pub fn set_position(&self, position: Position) {
+        let _ = self.shared.position.set(position);
+    }
+
+    pub fn position(&self) -> Option<&Position> {
+        self.shared.position.get()
     }
 
     /// Whether two tokens belong to the same batch (to keep one copy per batch in a request).

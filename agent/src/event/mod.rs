@@ -5,7 +5,7 @@ mod ack;
 mod metric;
 mod span;
 
-pub use ack::{Ack, AckReceiver, AckStatus, ack_channel};
+pub use ack::{Ack, AckReceiver, AckStatus, Position, ack_channel};
 pub use metric::{MetricEvent, MetricValue, Sample, Tags, Temporality};
 pub use span::{SpanEvent, SpanEventRecord, SpanKind, SpanLink, SpanStatus, StatusCode};
 
@@ -82,8 +82,9 @@ impl LogEvent {
     }
 
     pub fn size_hint(&self) -> usize {
-        // Attributes are rare on the hot path; a rough per-entry estimate is enough here.
-        self.message.len() + self.attributes.len() * 48 + 32
+        // Counts what the heap really holds, as the memory limit relies on it: a map's node
+        // (~640 bytes for up to 11 entries) weighs more than a short line's text.
+        std::mem::size_of::<Self>() + self.message.capacity() + attributes_size(&self.attributes)
     }
 
     /// A string attribute, or a string rendering of a scalar attribute.
@@ -94,6 +95,28 @@ impl LogEvent {
             v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => Some(v.to_string()),
             _ => None,
         }
+    }
+}
+
+/// Approximate heap bytes of an attribute map (B-tree nodes, keys, values).
+pub fn attributes_size(attributes: &Attributes) -> usize {
+    if attributes.is_empty() {
+        return 0;
+    }
+    let nodes = attributes.len().div_ceil(11);
+    nodes * 640
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + value_size(v))
+            .sum::<usize>()
+}
+
+fn value_size(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(a) => a.len() * 32 + a.iter().map(value_size).sum::<usize>(),
+        serde_json::Value::Object(o) => attributes_size(o),
+        _ => 0,
     }
 }
 

@@ -1,9 +1,11 @@
 //! The running pipeline: sources → processors → sinks, connected by bounded queues.
 //!
 //! Every processor and sink owns one queue (`QUEUE_BATCHES` batches deep) that all its inputs
-//! write into. A component whose output feeds several others sends each a copy; a full queue
-//! makes the sender wait, so a slow sink slows its sources instead of growing memory, and it
-//! holds back the other sinks only once its own queue is full.
+//! write into; a sink's queue is read by its buffer (`crate::buffer`). A component whose output
+//! feeds several others sends each a copy; a full queue makes the sender wait, so a slow sink
+//! slows its sources instead of growing memory. A disk buffer empties its queue to disk, so a
+//! slow sink holds back the others only once its buffer is full; a memory buffer, once its
+//! queue is.
 
 mod output;
 
@@ -17,6 +19,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::{BufferConfig, BufferKind, MemoryLimit};
 use crate::config::AgentConfig;
 use crate::event::EventBatch;
 use crate::processors::Processor;
@@ -55,10 +58,37 @@ pub async fn run(
     }
     let mut fanout_of = |name: &str| Fanout::new(senders.remove(name).unwrap_or_default());
 
+    // The memory limit is for the whole process: a quarter of it for the events sources hand
+    // on, a quarter shared by the disk buffers' readers (each its own part, so a stalled sink
+    // cannot starve the others), and half for the program itself, requests being built and
+    // allocator slack.
+    let source_memory = MemoryLimit::new(config.memory_limit_bytes / 4);
+    let disk_sinks = config
+        .buffers
+        .values()
+        .filter(|b| b.kind == BufferKind::Disk)
+        .count()
+        .max(1) as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for (name, sink) in config.sinks {
         let rx = receivers.remove(&name).expect("queue made above");
         let stats = Stats::new(&name);
+        let buffer = config
+            .buffers
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(BufferConfig::memory);
+        let reader_memory = MemoryLimit::new(config.memory_limit_bytes / 4 / disk_sinks);
+        let rx = crate::buffer::attach(
+            &name,
+            &buffer,
+            &config.data_dir,
+            rx,
+            reader_memory,
+            stats.clone(),
+            &mut tasks,
+        )
+        .with_context(|| format!("sink `{name}`"))?;
         let config: SinkConfig = sink.config;
         let sink = config
             .build(&name, stats)
@@ -83,7 +113,8 @@ pub async fn run(
     }
     // Sources last: everything they feed is already listening.
     for (name, source) in config.sources {
-        let out = SourceOutput::new(&name, fanout_of(&name), Arc::clone(&redactor));
+        let out = SourceOutput::new(&name, fanout_of(&name), Arc::clone(&redactor))
+            .with_memory_limit(source_memory.clone());
         let source: SourceConfig = source;
         source.spawn(name, &config.data_dir, out, shutdown.clone(), &mut tasks)?;
     }

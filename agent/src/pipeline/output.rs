@@ -70,6 +70,8 @@ pub struct SourceOutput {
     fanout: Fanout,
     redactor: Arc<Redactor>,
     pub stats: Stats,
+    /// The sources' share of `memory_limit_bytes`; a batch holds its part until settled.
+    memory: Option<crate::buffer::MemoryLimit>,
 }
 
 impl SourceOutput {
@@ -78,7 +80,14 @@ impl SourceOutput {
             fanout,
             redactor,
             stats: Stats::new(name),
+            memory: None,
         }
+    }
+
+    /// Makes every batch wait for, and hold until settled, its size in `memory`.
+    pub fn with_memory_limit(mut self, memory: crate::buffer::MemoryLimit) -> Self {
+        self.memory = Some(memory);
+        self
     }
 
     /// Sends from a blocking thread; while downstream is full, calls `waiting` between tries.
@@ -90,6 +99,18 @@ impl SourceOutput {
     ) -> Result<(), Closed> {
         self.redactor.apply(&mut events, &self.stats);
         let n = events.len() as u64;
+        let mut waiting = waiting;
+        if let Some(memory) = &self.memory {
+            let bytes = events.iter().map(|e| e.size_hint() as u64).sum();
+            let permit = loop {
+                if let Some(p) = memory.try_acquire(bytes) {
+                    break p;
+                }
+                waiting();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            };
+            ack.hold(permit);
+        }
         self.fanout
             .send_blocking(EventBatch { events, ack }, waiting)?;
         self.stats.count(Outcome::Sent, n);
@@ -100,6 +121,10 @@ impl SourceOutput {
     pub async fn send(&self, mut events: Vec<Event>, ack: Ack) -> Result<(), Closed> {
         self.redactor.apply(&mut events, &self.stats);
         let n = events.len() as u64;
+        if let Some(memory) = &self.memory {
+            let bytes = events.iter().map(|e| e.size_hint() as u64).sum();
+            ack.hold(memory.acquire(bytes).await);
+        }
         self.fanout.send(EventBatch { events, ack }).await?;
         self.stats.count(Outcome::Sent, n);
         Ok(())

@@ -60,6 +60,17 @@ impl SinkConfig {
         }
     }
 
+    /// The buffer a sink gets when its config has no `buffer.type`. Sinks that ship over the
+    /// network should default to disk (a backend outage must not hold back the other sinks
+    /// nor lose data on a crash): add their variant here.
+    pub fn default_buffer(&self) -> crate::buffer::BufferKind {
+        match self {
+            Self::CloudWatchLogs(_) => crate::buffer::BufferKind::Disk,
+            #[allow(unreachable_patterns)]
+            _ => crate::buffer::BufferKind::Memory,
+        }
+    }
+
     /// Builds the sink (clients, files) before any data flows.
     pub async fn build(self, name: &str, stats: Stats) -> anyhow::Result<Sink> {
         // Known to `/ready` from the start (healthy until requests fail).

@@ -70,6 +70,16 @@ pub enum Outcome {
     Rejected,
     /// Events in a request that was retried.
     Retried,
+    /// Events re-sent after a restart that the backend already had, so not sent again.
+    Deduplicated,
+    /// Events written (and fsynced) to a sink's disk buffer.
+    BufferWritten,
+    /// Events read back from a disk buffer and handed to the sink.
+    BufferRead,
+    /// Delivered events whose segment files were deleted.
+    BufferReclaimed,
+    /// Undelivered events deleted because the buffer was full (`when_full = "drop_oldest"`).
+    BufferDropped,
 }
 
 impl Outcome {
@@ -86,6 +96,11 @@ impl Outcome {
             Outcome::DroppedOutOfRange => "dropped_out_of_range",
             Outcome::Rejected => "rejected",
             Outcome::Retried => "retried",
+            Outcome::Deduplicated => "deduplicated",
+            Outcome::BufferWritten => "buffer_written",
+            Outcome::BufferRead => "buffer_read",
+            Outcome::BufferReclaimed => "buffer_reclaimed",
+            Outcome::BufferDropped => "buffer_dropped",
         }
     }
 }
@@ -135,6 +150,50 @@ pub fn render_touch() {
     LazyLock::force(&EVENTS);
     LazyLock::force(&ERRORS);
     sinks::force();
+}
+
+static BUFFER_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "vigil_buffer_bytes_total",
+            "Bytes of a sink's disk buffer written, read, reclaimed or dropped.",
+        ),
+        &["component", "op"],
+    )
+    .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+});
+
+static BUFFER_SIZE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    let g = prometheus::IntGaugeVec::new(
+        Opts::new(
+            "vigil_buffer_size_bytes",
+            "Bytes of a sink's disk buffer on disk now.",
+        ),
+        &["component"],
+    )
+    .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("registered once");
+    g
+});
+
+/// Counts disk buffer bytes: `op` is `written`, `read`, `reclaimed` or `dropped`.
+pub fn buffer_bytes(component: &str, op: &str, n: u64) {
+    if n > 0 {
+        BUFFER_BYTES.with_label_values(&[component, op]).inc_by(n);
+    }
+}
+
+/// Sets the size of a disk buffer on disk.
+pub fn buffer_size(component: &str, bytes: u64) {
+    BUFFER_SIZE
+        .with_label_values(&[component])
+        .set(bytes.min(i64::MAX as u64) as i64);
 }
 
 /// Every metric in the Prometheus text format.

@@ -9,6 +9,7 @@
 
 mod config;
 mod request;
+mod resume;
 mod service;
 pub(crate) mod template;
 

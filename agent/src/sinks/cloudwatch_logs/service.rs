@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::config::{CloudWatchLogsConfig, OutOfRange};
 use super::request::Request;
+use super::resume::Resume;
 use crate::event::now_ms;
 use crate::telemetry::{Outcome, Stats};
 
@@ -98,9 +99,87 @@ impl Service {
     }
 
     /// Sends the requests of one stream, in order, until the dispatcher closes the queue.
+    /// Before the first, reads the stream's newest events so that what a crashed run already
+    /// delivered is not sent again ([`Resume`]).
     pub async fn worker(self: std::sync::Arc<Self>, id: StreamId, mut rx: mpsc::Receiver<Request>) {
-        while let Some(req) = rx.recv().await {
+        let mut resume: Option<Resume> = None;
+        let mut first = true;
+        while let Some(mut req) = rx.recv().await {
+            if first {
+                first = false;
+                let tail = self.stream_tail(&id).await;
+                if !tail.is_empty() {
+                    resume = Some(Resume::new(tail));
+                }
+            }
+            let ready = match resume.as_mut() {
+                Some(r) => {
+                    // Compare in the order the request will be sent.
+                    req.prepare(now_ms(), self.out_of_range, &self.stats);
+                    let fed = r.feed(req);
+                    if fed.skipped > 0 {
+                        self.stats.count(Outcome::Deduplicated, fed.skipped as u64);
+                        tracing::info!(sink = %self.name, group = %id.group, stream = %id.stream, events = fed.skipped,
+                            "events re-sent after a restart are already in the stream; not sending them again");
+                    }
+                    if fed.done {
+                        resume = None;
+                    }
+                    fed.send
+                }
+                None => vec![req],
+            };
+            for req in ready {
+                self.deliver(&id, req).await;
+            }
+        }
+        for req in resume.map(Resume::release).unwrap_or_default() {
             self.deliver(&id, req).await;
+        }
+    }
+
+    /// The newest events of the stream (up to 10,000), oldest first; none when the stream does
+    /// not exist. Retries like a request while the service cannot be reached.
+    async fn stream_tail(&self, id: &StreamId) -> Vec<(i64, String)> {
+        let mut attempt = 0;
+        loop {
+            let result = {
+                let _permit = self.in_flight.acquire().await;
+                self.client
+                    .get_log_events()
+                    .log_group_name(&id.group)
+                    .log_stream_name(&id.stream)
+                    .start_from_head(false)
+                    .limit(10_000)
+                    .send()
+                    .await
+            };
+            match result {
+                Ok(out) => {
+                    return out
+                        .events()
+                        .iter()
+                        .filter_map(|e| Some((e.timestamp()?, e.message()?.to_owned())))
+                        .collect();
+                }
+                Err(e) => match verdict(&e) {
+                    Verdict::Missing => return Vec::new(),
+                    Verdict::Invalid(why) => {
+                        tracing::warn!(sink = %self.name, group = %id.group, %why, "cannot read the stream's newest events; not checking for re-sent events");
+                        return Vec::new();
+                    }
+                    Verdict::AlreadyAccepted | Verdict::Retry(_) => {
+                        attempt += 1;
+                        let delay = backoff(attempt, self.max_backoff);
+                        if attempt == 1 || attempt.is_multiple_of(10) {
+                            tracing::warn!(sink = %self.name, group = %id.group, stream = %id.stream, attempt,
+                                error = %describe(&e), "GetLogEvents failed; will retry");
+                        }
+                        self.stats.error("request_failed");
+                        tokio::time::sleep(delay).await;
+                    }
+                },
+            }
         }
     }
 

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Ack, AckReceiver, AckStatus, Attributes, Event, LogEvent, ack_channel, now_ms};
+use crate::event::{
+    Ack, AckReceiver, AckStatus, Attributes, Event, LogEvent, Position, ack_channel, now_ms,
+};
 use crate::pipeline::SourceOutput;
 use crate::telemetry::Outcome;
 use checkpoint::{Checkpoints, Entry};
@@ -213,7 +215,14 @@ impl FileSource {
         for (key, text, end) in held {
             let event = line_event(&state.files[&key].attributes, text);
             if self
-                .send(&mut state, key, vec![event], end, &out, &ack_tx)
+                .send(
+                    &mut state,
+                    key,
+                    (vec![event], vec![end]),
+                    end,
+                    &out,
+                    &ack_tx,
+                )
                 .is_err()
             {
                 break;
@@ -579,6 +588,8 @@ impl FileSource {
         let mut total = 0;
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut events = Vec::new();
+        // File offset just after each event (see `Position`).
+        let mut ends = Vec::new();
         let mut batch_end = None;
         let mut replaced = false;
         loop {
@@ -658,11 +669,13 @@ impl FileSource {
                     Some(m) => {
                         if let Some((group, group_end)) = m.push(text, end, now) {
                             events.push(line_event(&t.attributes, group));
+                            ends.push(group_end);
                             batch_end = Some(group_end);
                         }
                     }
                     None => {
                         events.push(line_event(&t.attributes, text));
+                        ends.push(end);
                         batch_end = Some(end);
                     }
                 }
@@ -670,7 +683,8 @@ impl FileSource {
             if events.len() >= max_batch
                 && let Some(end) = batch_end.take()
             {
-                self.send(state, key, std::mem::take(&mut events), end, out, ack_tx)?;
+                let batch = (std::mem::take(&mut events), std::mem::take(&mut ends));
+                self.send(state, key, batch, end, out, ack_tx)?;
             }
         }
         // A multiline group that has been quiet long enough is complete.
@@ -679,10 +693,11 @@ impl FileSource {
             && let Some((group, group_end)) = m.flush_idle(now)
         {
             events.push(line_event(&t.attributes, group));
+            ends.push(group_end);
             batch_end = Some(group_end);
         }
         if let Some(end) = batch_end {
-            self.send(state, key, events, end, out, ack_tx)?;
+            self.send(state, key, (events, ends), end, out, ack_tx)?;
         }
         if replaced {
             let path = state.files[&key].path.clone();
@@ -696,7 +711,7 @@ impl FileSource {
         &mut self,
         state: &mut State,
         key: u64,
-        events: Vec<Event>,
+        (events, ends): (Vec<Event>, Vec<u64>),
         end: u64,
         out: &SourceOutput,
         ack_tx: &tokio::sync::mpsc::UnboundedSender<(u64, AckStatus)>,
@@ -706,7 +721,13 @@ impl FileSource {
         state.batch_files.insert(id, key);
         let t = state.files.get_mut(&key).expect("tracked");
         t.in_flight.push_back((id, end, None));
-        out.send_blocking(events, Ack::new(id, ack_tx.clone()), || {
+        let ack = Ack::new(id, ack_tx.clone());
+        // Lines read again after a crash are recognised by their offsets in this file.
+        ack.set_position(Position {
+            origin: format!("{}:{key:016x}", self.name),
+            ends,
+        });
+        out.send_blocking(events, ack, || {
             self.apply_acks(state);
             self.maybe_write_checkpoint(state, false);
         })

@@ -1,0 +1,351 @@
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::*;
+use crate::event::{
+    Ack, AckStatus, Event, EventBatch, LogEvent, MetricEvent, MetricValue, ack_channel,
+};
+use crate::telemetry::{Outcome, Stats};
+
+fn batch(from: u64, n: u64, ack: Ack) -> EventBatch {
+    let events = (from..from + n)
+        .map(|i| {
+            let mut log = LogEvent::new(format!("line {i:08} {}", "x".repeat(100)), i as i64);
+            log.attributes
+                .insert("seq".into(), serde_json::json!({ "n": i, "f": 1.5 }));
+            Event::Log(log)
+        })
+        .collect();
+    EventBatch { events, ack }
+}
+
+fn seqs(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Log(l) => l.timestamp_ms as u64,
+            Event::Metric(m) => m.timestamp_ms as u64,
+            Event::Span(s) => s.start_unix_nano,
+        })
+        .collect()
+}
+
+/// Runs a buffer in `dir`: sends `batches` of 10 events (acks to the returned receiver), lets
+/// the sink take `deliver` batches and acknowledge them, then stops everything.
+async fn run_once(
+    dir: &std::path::Path,
+    config: &BufferConfig,
+    name: &str,
+    batches: std::ops::Range<u64>,
+    deliver: usize,
+) -> (Vec<u64>, Vec<(u64, AckStatus)>) {
+    let stats = Stats::new(name);
+    let buffer = DiskBuffer::open(name, dir, config, stats).unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut tasks = JoinSet::new();
+    let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+    let (src_tx, mut src_acks) = ack_channel();
+    for b in batches.clone() {
+        tx.send(batch(b * 10, 10, Ack::new(b, src_tx.clone())))
+            .await
+            .unwrap();
+    }
+    let mut source_acks = Vec::new();
+    while source_acks.len() < batches.clone().count() {
+        source_acks.push(src_acks.recv().await.unwrap());
+    }
+    let mut got = Vec::new();
+    for _ in 0..deliver {
+        let b = tokio::time::timeout(Duration::from_secs(5), sink.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        got.extend(seqs(&b.events));
+        b.ack.delivered();
+    }
+    // Let the tracker persist, then "crash": the rest is never acknowledged.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(tx);
+    drop(sink);
+    while tasks.join_next().await.is_some() {}
+    (got, source_acks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_acknowledged_when_durable_and_resent_after_a_crash_until_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BufferConfig::disk(64 << 20);
+    let (got, acks) = run_once(dir.path(), &config, "t_resend", 0..20, 5).await;
+    assert!(acks.iter().all(|(_, s)| *s == AckStatus::Delivered));
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    // Second run: the 15 undelivered batches come first, then new ones, in order, once.
+    let (got, _) = run_once(dir.path(), &config, "t_resend", 20..25, 20).await;
+    assert_eq!(got, (50..250).collect::<Vec<_>>());
+    let (got, _) = run_once(dir.path(), &config, "t_resend", 25..26, 1).await;
+    assert_eq!(
+        got,
+        (250..260).collect::<Vec<_>>(),
+        "nothing delivered twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_kind_survives_the_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Stats::new("t_kinds");
+    let buffer =
+        DiskBuffer::open("t_kinds", dir.path(), &BufferConfig::disk(8 << 20), stats).unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut tasks = JoinSet::new();
+    let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+    let mut log = LogEvent::new("hello".into(), 1);
+    log.attributes.insert(
+        "nested".into(),
+        serde_json::json!({"a": [1, -2, 3.5, null, true, "x"]}),
+    );
+    log.resource = Some(std::sync::Arc::new(crate::event::Resource::default()));
+    let metric = MetricEvent::new(
+        "latency",
+        2,
+        MetricValue::Histogram {
+            temporality: crate::event::Temporality::Cumulative { start_ms: 1 },
+            count: 3,
+            sum: 4.5,
+            min: Some(0.5),
+            max: None,
+            bounds: vec![1.0, 2.0],
+            bucket_counts: vec![1, 1, 1],
+        },
+    )
+    .with_tag("route", "/a");
+    let events = vec![Event::Log(log), Event::Metric(metric)];
+    tx.send(EventBatch {
+        events: events.clone(),
+        ack: Ack::none(),
+    })
+    .await
+    .unwrap();
+    let b = sink.recv().await.unwrap();
+    assert_eq!(b.events, events);
+    b.ack.delivered();
+    drop(tx);
+    while sink.recv().await.is_some() {}
+    while tasks.join_next().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_and_damaged_records_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BufferConfig::disk(64 << 20);
+    run_once(dir.path(), &config, "t_damage", 0..10, 0).await;
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "seg") && std::fs::metadata(p).unwrap().len() > 100
+        })
+        .unwrap();
+    // Flip bytes inside the third record and append half a record (a torn write).
+    let bytes = std::fs::read(&seg).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    let record = (bytes.len() - 8) / 10;
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"garbage!", 8 + 2 * record as u64 + 40)
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&bytes[8..8 + record / 2]).unwrap();
+    drop(f);
+
+    let (got, _) = run_once(dir.path(), &config, "t_damage", 10..11, 10).await;
+    let mut expected: Vec<u64> = (0..20).chain(30..110).collect();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "the damaged batch (20..30) is skipped, the rest arrives"
+    );
+    let errors = crate::telemetry::render();
+    assert!(
+        errors.contains("vigil_component_errors_total{component=\"t_damage\",error=\"buffer_corrupt_records\"} 2"),
+        "{errors}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_makes_room_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BufferConfig {
+        kind: BufferKind::Disk,
+        max_bytes: 1 << 20,
+        when_full: WhenFull::DropOldest,
+    };
+    // ~1.8 KB per batch of 10; 3 MB in total into a 1 MiB buffer, nothing delivered.
+    let (_, acks) = run_once(dir.path(), &config, "t_drop", 0..1600, 0).await;
+    assert!(acks.iter().all(|(_, s)| *s == AckStatus::Delivered));
+    let stats = Stats::new("t_drop");
+    let dropped = stats.get(Outcome::BufferDropped);
+    assert!(dropped > 0, "some events dropped");
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= (1 << 20) + 4096, "buffer holds {on_disk} bytes");
+    // The newest data is what is left, in order.
+    let (got, _) = run_once(dir.path(), &config, "t_drop", 1600..1601, 1).await;
+    assert!(
+        got[0] > 0 && got.windows(2).all(|w| w[1] == w[0] + 1),
+        "{:?}",
+        &got[..10]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_holds_the_writer_until_deliveries_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BufferConfig::disk(1 << 20);
+    let stats = Stats::new("t_block");
+    let buffer = DiskBuffer::open("t_block", dir.path(), &config, stats).unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    let mut tasks = JoinSet::new();
+    let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+    let (src_tx, mut src_acks) = ack_channel();
+    let writer = tokio::spawn(async move {
+        for b in 0..1000u64 {
+            tx.send(batch(b * 10, 10, Ack::new(b, src_tx.clone())))
+                .await
+                .unwrap();
+        }
+    });
+    // Nothing delivered: the writer stalls near 1 MiB.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut acked = 0;
+    while src_acks.try_recv().is_ok() {
+        acked += 1;
+    }
+    assert!(
+        acked > 100 && acked < 1000,
+        "{acked} batches taken while full"
+    );
+    // Deliver everything: the rest goes through.
+    let mut got = Vec::new();
+    while got.len() < 10_000 {
+        let b = tokio::time::timeout(Duration::from_secs(30), sink.recv())
+            .await
+            .expect("the sink is fed again once deliveries free space")
+            .unwrap();
+        got.extend(seqs(&b.events));
+        b.ack.delivered();
+    }
+    assert_eq!(got, (0..10_000).collect::<Vec<_>>());
+    writer.await.unwrap();
+    drop(sink);
+    while tasks.join_next().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_read_again_after_a_crash_are_not_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BufferConfig::disk(64 << 20);
+    let with_position = |from: u64, n: u64, ack: Ack| {
+        let b = batch(from, n, ack);
+        b.ack.set_position(crate::event::Position {
+            origin: "shop:00000000000000ab".into(),
+            ends: (from..from + n).map(|i| (i + 1) * 100).collect(),
+        });
+        b
+    };
+    for (round, from, n) in [(0, 0u64, 30u64), (1, 20, 30)] {
+        let stats = Stats::new("t_reread");
+        let buffer = DiskBuffer::open("t_reread", dir.path(), &config, stats).unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        let mut tasks = JoinSet::new();
+        let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+        let (src_tx, mut src_acks) = ack_channel();
+        tx.send(with_position(from, n, Ack::new(round, src_tx)))
+            .await
+            .unwrap();
+        assert_eq!(
+            src_acks.recv().await.unwrap(),
+            (round, AckStatus::Delivered)
+        );
+        let mut got = Vec::new();
+        while got.len() < 30 {
+            let b = tokio::time::timeout(Duration::from_secs(5), sink.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            got.extend(seqs(&b.events));
+            // First run: "crash" before anything is delivered (the sink lets go of it).
+            if round == 1 {
+                b.ack.delivered();
+            }
+        }
+        if round == 1 {
+            // The undelivered 0..30 come first, then only the new 30..50 of the re-read batch.
+            got.extend(seqs(&sink.recv().await.unwrap().events));
+            assert_eq!(got, (0..50).collect::<Vec<_>>());
+            assert_eq!(Stats::new("t_reread").get(Outcome::Deduplicated), 10);
+        }
+        drop(tx);
+        drop(sink);
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+fn config_errors(text: &str) -> Vec<String> {
+    match crate::config::parse(std::path::Path::new("agent.toml"), text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const SINKS: &str = r#"
+memory_limit_bytes = 1000
+drain_timeout_ms = 0
+
+[sources.shop]
+type = "file"
+include = ["/var/log/*.log"]
+
+[sinks.cw]
+type = "cloudwatch_logs"
+inputs = ["shop"]
+log_group = "g"
+log_stream = "s"
+buffer = { max_bytes = 10, when_full = "sometimes" }
+
+[sinks.out]
+type = "console"
+inputs = ["shop"]
+
+[sinks.out.buffer]
+max_bytes = 2000000
+"#;
+
+#[test]
+fn buffer_and_memory_keys_are_checked_with_their_place() {
+    let errs = config_errors(SINKS);
+    let expected = [
+        "agent.toml:2:1: memory_limit_bytes: must be at least 4194304 (4 MiB)",
+        "agent.toml:3:1: drain_timeout_ms: must be greater than 0",
+        "agent.toml:14:28: sinks.cw.buffer.when_full: unknown variant `sometimes`, expected `block` or `drop_oldest`",
+        "agent.toml:20:12: sinks.out.buffer: max_bytes and when_full apply to disk buffers only (a memory buffer is bounded by memory_limit_bytes)",
+    ];
+    for e in expected {
+        assert!(errs.iter().any(|x| x == e), "missing {e:?} in {errs:#?}");
+    }
+    // Defaults: disk for CloudWatch Logs, memory for the console.
+    let good = SINKS
+        .replace("memory_limit_bytes = 1000\ndrain_timeout_ms = 0\n", "")
+        .replace("buffer = { max_bytes = 10, when_full = \"sometimes\" }", "")
+        .replace("[sinks.out.buffer]\nmax_bytes = 2000000\n", "");
+    let c = crate::config::parse(std::path::Path::new("agent.toml"), &good).unwrap();
+    assert_eq!(c.buffers["cw"], BufferConfig::disk(DEFAULT_MAX_BYTES));
+    assert_eq!(c.buffers["out"].kind, BufferKind::Memory);
+    assert_eq!(
+        c.memory_limit_bytes,
+        crate::config::DEFAULT_MEMORY_LIMIT_BYTES
+    );
+}
