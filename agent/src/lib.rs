@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod event;
+pub mod otlp;
 pub mod pipeline;
 pub mod processors;
 pub mod redaction;

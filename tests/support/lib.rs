@@ -6,9 +6,11 @@
 //! a log file that is printed if the test fails, so failures explain themselves.
 
 mod moto;
+mod otlp_receiver;
 mod process;
 
 pub use moto::{Moto, http_get};
+pub use otlp_receiver::{Failure, OtlpReceiver, Received};
 pub use process::{ChildGuard, free_port, wait_until};
 
 use std::path::PathBuf;

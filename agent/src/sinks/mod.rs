@@ -4,6 +4,7 @@
 pub mod cloudwatch_logs;
 pub mod console;
 pub mod encoding;
+pub mod newrelic;
 
 use tokio::sync::mpsc;
 
@@ -16,10 +17,11 @@ use crate::telemetry::Stats;
 pub enum SinkConfig {
     Console(console::ConsoleConfig),
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsConfig),
+    NewRelic(newrelic::NewRelicConfig),
 }
 
 impl SinkConfig {
-    pub const TYPES: &[&str] = &["console", "cloudwatch_logs"];
+    pub const TYPES: &[&str] = &["console", "cloudwatch_logs", "newrelic"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -38,6 +40,11 @@ impl SinkConfig {
                 c.validate(path, errs);
                 Some(Self::CloudWatchLogs(c))
             }
+            "newrelic" => {
+                let c: newrelic::NewRelicConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::NewRelic(c))
+            }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
                 None
@@ -52,6 +59,7 @@ impl SinkConfig {
             Self::CloudWatchLogs(c) => {
                 Sink::CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink::new(name, c, stats).await)
             }
+            Self::NewRelic(c) => Sink::NewRelic(newrelic::NewRelicSink::new(name, c, stats).await?),
         })
     }
 }
@@ -60,6 +68,7 @@ impl SinkConfig {
 pub enum Sink {
     Console(console::ConsoleSink),
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink),
+    NewRelic(newrelic::NewRelicSink),
 }
 
 impl Sink {
@@ -69,6 +78,7 @@ impl Sink {
         match self {
             Self::Console(s) => s.run(rx).await,
             Self::CloudWatchLogs(s) => s.run(rx).await,
+            Self::NewRelic(s) => s.run(rx).await,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! [`SourceOutput`], which redacts them and fans them out to the components that read it.
 
 pub mod file;
+pub mod otlp;
 
 use std::path::Path;
 
@@ -16,10 +17,11 @@ use crate::pipeline::SourceOutput;
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     File(file::FileSourceConfig),
+    Otlp(otlp::OtlpSourceConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &[&str] = &["file"];
+    pub const TYPES: &[&str] = &["file", "otlp"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -32,6 +34,11 @@ impl SourceConfig {
                 let c: file::FileSourceConfig = errs.deserialize(path, table.into())?;
                 c.validate(path, errs);
                 Some(Self::File(c))
+            }
+            "otlp" => {
+                let c: otlp::OtlpSourceConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::Otlp(c))
             }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
@@ -58,6 +65,14 @@ impl SourceConfig {
                     .with_context(|| format!("source `{name}`"))?;
                 tasks.spawn_blocking(move || {
                     source.run(out, stop);
+                    name
+                });
+            }
+            SourceConfig::Otlp(c) => {
+                let source = otlp::OtlpSource::new(&name, c, out)
+                    .with_context(|| format!("source `{name}`"))?;
+                tasks.spawn(async move {
+                    source.run(stop).await;
                     name
                 });
             }
