@@ -165,6 +165,23 @@ struct Agent {
 
 /// Starts the agent with an otlp source (and a file source) feeding a newrelic sink.
 fn start_agent(receiver: &OtlpReceiver, source_extra: &str, sink_extra: &str) -> Agent {
+    start_agent_with(
+        receiver,
+        source_extra,
+        sink_extra,
+        r#"{ env = "NR_TEST_LICENSE" }"#,
+        &[],
+    )
+}
+
+/// As [`start_agent`], with the license key from `license` and extra environment.
+fn start_agent_with(
+    receiver: &OtlpReceiver,
+    source_extra: &str,
+    sink_extra: &str,
+    license: &str,
+    env: &[(String, String)],
+) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let (http, grpc) = (free_port(), free_port());
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
@@ -187,7 +204,7 @@ poll_interval_ms = 50
 type = "newrelic"
 inputs = ["otlp", "files"]
 endpoint = "{endpoint}"
-license_key = {{ env = "NR_TEST_LICENSE" }}
+license_key = {license}
 batch_timeout_ms = 100
 max_backoff_ms = 5000
 resource_attributes = {{ "service.name" = "shop-logs", "deployment.environment" = "test" }}
@@ -202,7 +219,8 @@ resource_attributes = {{ "service.name" = "shop-logs", "deployment.environment" 
     cmd.args(["run", "--config"])
         .arg(&config)
         .env("NR_TEST_LICENSE", KEY)
-        .env("VIGIL_LOG", "debug");
+        .env("VIGIL_LOG", "debug")
+        .envs(env.iter().map(|(k, v)| (k, v)));
     let mut guard = ChildGuard::spawn("vigil-agent", cmd).unwrap();
     let up = wait_until(Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", http)).is_ok()
@@ -590,11 +608,11 @@ async fn spans_metrics_and_logs_over_grpc_and_http_reach_new_relic_intact() {
             matches!(&r.body, Some(AnyValue { value: Some(any_value::Value::StringValue(b)) }) if b.starts_with("file line"))
         );
         assert_eq!(str_attr(&res.attributes, "service.name"), Some("shop-logs"));
-        assert!(
-            str_attr(&r.attributes, "file").is_some()
-                || !r.attributes.is_empty()
-                || r.attributes.is_empty()
+        assert_eq!(
+            str_attr(&res.attributes, "deployment.environment"),
+            Some("test")
         );
+        assert!(r.time_unix_nano > 0);
     }
 
     let log = stop(&mut agent);
@@ -882,4 +900,79 @@ async fn bad_input_and_a_flood_get_otlp_errors_while_other_clients_are_served() 
             "counter {counter} missing from the summary:\n{log}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_license_key_comes_from_ssm_parameter_store_and_is_never_logged() {
+    let moto = vigil_test_support::Moto::start();
+    let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
+    ssm.put_parameter()
+        .name("/vigil/newrelic/license")
+        .value(KEY)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let nr = OtlpReceiver::start(KEY);
+    let mut agent = start_agent_with(
+        &nr,
+        "",
+        "",
+        r#"{ ssm_parameter = "/vigil/newrelic/license" }"#,
+        &moto.env(),
+    );
+    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{}", agent.grpc))
+        .await
+        .unwrap();
+    client.export(spans("checkout", 5, 2)).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || nr.span_count() == 2),
+        "{}",
+        agent.guard.log()
+    );
+    assert_eq!(
+        nr.violations(),
+        Vec::<String>::new(),
+        "the api-key header carried the SSM value"
+    );
+    let log = stop(&mut agent);
+    assert!(
+        !log.contains(KEY) && !log.contains("SECRET-0123"),
+        "the license key leaked into the log"
+    );
+
+    // A missing parameter stops the start with a clear message that names it.
+    let nr2 = OtlpReceiver::start(KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+data_dir = "{d}"
+[sources.otlp]
+type = "otlp"
+grpc = false
+http_address = "127.0.0.1:{port}"
+[sinks.nr]
+type = "newrelic"
+inputs = ["otlp"]
+endpoint = "{e}"
+license_key = {{ ssm_parameter = "/vigil/missing" }}
+"#,
+            d = dir.path().display(),
+            port = free_port(),
+            e = nr2.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("/vigil/missing"), "{text}");
 }
