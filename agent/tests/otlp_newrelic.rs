@@ -976,3 +976,77 @@ license_key = {{ ssm_parameter = "/vigil/missing" }}
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("/vigil/missing"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_batches_are_split_under_1_mb_and_long_values_are_cut() {
+    let nr = OtlpReceiver::start(KEY);
+    let mut agent = start_agent(&nr, "", "batch_max_events = 100000");
+    let http = reqwest::Client::new();
+    // 6 requests × 500 spans × ~1.6 KB: ~5 MB for New Relic, which takes 1 MB per request.
+    let mut sent = 0;
+    for r in 0..6u8 {
+        let mut req = spans("checkout", 10 + r, 500);
+        for sp in &mut req.resource_spans[0].scope_spans[0].spans {
+            sp.attributes.push(kv("payload", s(&"p".repeat(1500))));
+        }
+        // One over-long value and one over-long array per request.
+        let first = &mut req.resource_spans[0].scope_spans[0].spans[0];
+        first.attributes.push(kv("stack", s(&"é".repeat(5000))));
+        let values = (0..100).map(|i| int(i).unwrap()).collect();
+        first.attributes.push(kv(
+            "ids",
+            Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
+            }),
+        ));
+        sent += 500;
+        let r = http
+            .post(format!("http://127.0.0.1:{}/v1/traces", agent.http))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "gzip")
+            .body(gzip(&req.encode_to_vec()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || nr.span_count() == sent),
+        "{} of {sent}\n{}",
+        nr.span_count(),
+        agent.guard.log()
+    );
+    assert_eq!(
+        nr.violations(),
+        Vec::<String>::new(),
+        "every request within New Relic's rules"
+    );
+    let reqs = nr.requests();
+    assert!(reqs.len() >= 5, "split into {} requests", reqs.len());
+    assert!(
+        reqs.iter().all(|r| r.decoded_bytes <= 1_000_000),
+        "{:?}",
+        reqs.iter().map(|r| r.decoded_bytes).collect::<Vec<_>>()
+    );
+    let mut cut_values = 0;
+    for r in nr.traces() {
+        for sp in r
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            if let Some(v) = str_attr(&sp.attributes, "stack") {
+                assert_eq!(v.chars().count(), 4095);
+                cut_values += 1;
+            }
+            if let Some(any_value::Value::ArrayValue(a)) = attr(&sp.attributes, "ids") {
+                assert_eq!(a.values.len(), 64);
+            }
+        }
+    }
+    assert_eq!(cut_values, 6);
+    let log = stop(&mut agent);
+    assert!(log.contains("error=attribute_value_truncated"), "{log}");
+    assert!(log.contains("error=attribute_array_truncated"), "{log}");
+}
