@@ -1,5 +1,5 @@
 //! Throughput of the trace path: OTLP export requests (protobuf bytes as a client sends them)
-//! → decode → span events → [span metrics] → New Relic requests (encode under the 1 MB limit,
+//! → decode → span events → redaction → [span metrics] → New Relic requests (encode under the 1 MB limit,
 //! attribute limits, gzip), against the cost of only decoding the same payloads with prost,
 //! measured in the same run on one thread.
 //!
@@ -19,7 +19,9 @@ use prost::Message;
 use vigil_agent::event::Event;
 use vigil_agent::otlp::encode::Pending;
 use vigil_agent::otlp::{Truncations, decode};
+use vigil_agent::redaction::{RedactionConfig, Redactor};
 use vigil_agent::sinks::newrelic::{self, NewRelicConfig};
+use vigil_agent::telemetry::Stats;
 
 const MODULES: &[&str] = &[
     "proxy",
@@ -199,6 +201,9 @@ fn main() {
     // The agent's path, exactly as the otlp source and the newrelic sink run it.
     let config: NewRelicConfig = toml::from_str("").expect("defaults");
     let encoder = newrelic::encoder(&config);
+    // Every source output redacts (card numbers on by default), so the path includes it.
+    let redactor = Redactor::new(&RedactionConfig::default()).expect("default rules");
+    let stats = Stats::new("bench");
     let (w, c) = (Instant::now(), cpu_seconds());
     let (mut requests, mut gz_bytes, mut raw_bytes, mut spans_out) =
         (0usize, 0usize, 0usize, 0usize);
@@ -215,6 +220,7 @@ fn main() {
             let mut events = Vec::with_capacity(SPANS_PER_REQUEST);
             let rejected = decode::traces(req, &mut events);
             assert_eq!(rejected.count, 0);
+            redactor.apply(&mut events, &stats);
             span_metrics_hook(&mut events);
             let mut cuts = Truncations::default();
             for e in events {
