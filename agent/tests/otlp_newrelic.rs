@@ -200,9 +200,14 @@ http_address = "127.0.0.1:{http}"
 type = "file"
 include = ["{d}/logs/*.log"]
 poll_interval_ms = 50
+[processors.enrich]
+type = "enrich"
+inputs = ["files"]
+attributes = {{ module = "cart" }}
+ec2_metadata = false
 [sinks.newrelic]
 type = "newrelic"
-inputs = ["otlp", "files"]
+inputs = ["otlp", "enrich"]
 endpoint = "{endpoint}"
 license_key = {license}
 batch_timeout_ms = 100
@@ -607,7 +612,9 @@ async fn spans_metrics_and_logs_over_grpc_and_http_reach_new_relic_intact() {
         assert!(
             matches!(&r.body, Some(AnyValue { value: Some(any_value::Value::StringValue(b)) }) if b.starts_with("file line"))
         );
-        assert_eq!(str_attr(&res.attributes, "service.name"), Some("shop-logs"));
+        // From the enrich processor's attributes, then the configured ones.
+        assert_eq!(str_attr(&res.attributes, "service.name"), Some("cart"));
+        assert!(str_attr(&res.attributes, "host.name").is_some_and(|h| !h.is_empty()));
         assert_eq!(
             str_attr(&res.attributes, "deployment.environment"),
             Some("test")

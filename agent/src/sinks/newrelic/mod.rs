@@ -11,6 +11,7 @@
 
 mod config;
 mod delta;
+mod entity;
 mod secret;
 mod service;
 
@@ -19,6 +20,7 @@ pub use config::{
     NewRelicConfig, Region, US_ENDPOINT,
 };
 pub use delta::{Converted, DeltaConverter};
+pub use entity::EntityResources;
 pub use secret::LicenseKey;
 
 use std::io::Write;
@@ -126,6 +128,7 @@ impl NewRelicSink {
         let mut metrics: Building<Metric> = Building::default();
         let mut logs: Building<LogRecord> = Building::default();
         let mut delta = DeltaConverter::new(now_ms());
+        let mut entities = EntityResources::default();
         let mut ready: Vec<(Encoded, usize, Vec<Ack>)> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_millis(50).min(timeout));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,7 +158,8 @@ impl NewRelicSink {
                                 Converted::Baseline => {}
                             },
                             Event::Log(l) => {
-                                let res = l.resource.clone();
+                                // File lines carry enrich attributes instead of a resource.
+                                let res = l.resource.clone().or_else(|| entities.for_attributes(&l.attributes));
                                 let scope = log_scope(&l);
                                 let item = self.encoder.log(l, &mut cuts);
                                 self.add(&mut logs, res.as_ref(), (&scope.0, &scope.1), item, &ack, max_events, &mut ready, Pending::<LogRecord>::into_request);
