@@ -185,3 +185,81 @@ fn otlp_json_examples_of_the_spec_decode() {
     assert_eq!(s.attributes["my.span.attr"], serde_json::json!(7));
     assert_eq!(s.resource.attributes["service.name"], "my.service");
 }
+
+#[test]
+fn metrics_decode_with_exponential_histograms_made_explicit_and_bad_points_rejected() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+        exponential_histogram_data_point::Buckets, metric::Data,
+    };
+    let exp = ExponentialHistogramDataPoint {
+        time_unix_nano: 2_000_000,
+        count: 6,
+        sum: Some(20.0),
+        scale: 0, // base 2: bucket i holds (2^i, 2^(i+1)]
+        zero_count: 1,
+        positive: Some(Buckets {
+            offset: 1,
+            bucket_counts: vec![2, 3],
+        }),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "cart")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "latency".into(),
+                        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![exp],
+                            aggregation_temporality: AggregationTemporality::Delta as i32,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "orders".into(),
+                        data: Some(Data::Sum(Sum {
+                            // No temporality: refused.
+                            data_points: vec![NumberDataPoint::default()],
+                            aggregation_temporality: 0,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut events = Vec::new();
+    let rejected = decode::metrics(req, &mut events);
+    assert_eq!(rejected.count, 1);
+    assert!(rejected.message.contains("orders"), "{}", rejected.message);
+    let Event::Metric(m) = &events[0] else {
+        panic!()
+    };
+    assert_eq!(
+        m.resource.as_ref().unwrap().attributes["service.name"],
+        "cart"
+    );
+    match &m.value {
+        crate::event::MetricValue::Histogram {
+            bounds,
+            bucket_counts,
+            count,
+            ..
+        } => {
+            assert_eq!(bounds, &vec![0.0, 4.0, 8.0]);
+            assert_eq!(bucket_counts, &vec![1, 2, 3, 0]);
+            assert_eq!(*count, 6);
+        }
+        other => panic!("{other:?}"),
+    }
+}
