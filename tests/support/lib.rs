@@ -7,11 +7,13 @@
 
 mod fault_proxy;
 mod moto;
+mod otlp_receiver;
 mod process;
 mod shop_sim;
 
 pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};
 pub use moto::{Moto, http_get};
+pub use otlp_receiver::{Failure, OtlpReceiver, Received};
 pub use process::{ChildGuard, free_port, wait_until};
 pub use shop_sim::{ShopSim, SimSeries, SimSummary, xray_trace_id};
 

@@ -68,6 +68,28 @@ pub struct LogEvent {
     pub structured: bool,
     /// Who emitted it, when the source knows (OTLP); file lines get theirs from enrichment.
     pub resource: Option<Arc<Resource>>,
+    /// The OTLP record's own fields (severity, trace context, scope), for records received over
+    /// OTLP, so they leave for OTLP backends as they came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<Box<OtlpLogFields>>,
+}
+
+/// Fields of an OTLP log record that have no place in a plain log line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OtlpLogFields {
+    pub time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: String,
+    pub trace_id: Option<[u8; 16]>,
+    pub span_id: Option<[u8; 8]>,
+    pub flags: u32,
+    pub event_name: String,
+    pub scope_name: String,
+    pub scope_version: String,
+    /// The body when it was not a plain string (a map, an array, a number); `message` then
+    /// holds its JSON text.
+    pub body: Option<serde_json::Value>,
 }
 
 impl LogEvent {
@@ -78,6 +100,7 @@ impl LogEvent {
             attributes: Attributes::new(),
             structured: false,
             resource: None,
+            otlp: None,
         }
     }
 

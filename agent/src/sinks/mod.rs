@@ -6,6 +6,7 @@ pub mod cloudwatch_metrics;
 pub mod console;
 pub mod encoding;
 pub mod xray;
+pub mod newrelic;
 
 use tokio::sync::mpsc;
 
@@ -20,10 +21,11 @@ pub enum SinkConfig {
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsConfig),
     CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsConfig),
     XRay(xray::XRayConfig),
+    NewRelic(newrelic::NewRelicConfig),
 }
 
 impl SinkConfig {
-    pub const TYPES: &[&str] = &["console", "cloudwatch_logs", "cloudwatch_metrics", "xray"];
+    pub const TYPES: &[&str] = &["console", "cloudwatch_logs", "cloudwatch_metrics", "xray", "newrelic"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -52,6 +54,11 @@ impl SinkConfig {
                 let c: xray::XRayConfig = errs.deserialize(path, table.into())?;
                 c.validate(path, errs);
                 Some(Self::XRay(c))
+            }
+            "newrelic" => {
+                let c: newrelic::NewRelicConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::NewRelic(c))
             }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
@@ -84,6 +91,7 @@ impl SinkConfig {
                 cloudwatch_metrics::CloudWatchMetricsSink::new(name, c, stats).await?,
             ),
             Self::XRay(c) => Sink::XRay(xray::XRaySink::new(name, c, stats).await),
+            Self::NewRelic(c) => Sink::NewRelic(newrelic::NewRelicSink::new(name, c, stats).await?),
         })
     }
 }
@@ -94,6 +102,7 @@ pub enum Sink {
     CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSink),
     CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsSink),
     XRay(xray::XRaySink),
+    NewRelic(newrelic::NewRelicSink),
 }
 
 impl Sink {
@@ -105,6 +114,7 @@ impl Sink {
             Self::CloudWatchLogs(s) => s.run(rx).await,
             Self::CloudWatchMetrics(s) => s.run(rx).await,
             Self::XRay(s) => s.run(rx).await,
+            Self::NewRelic(s) => s.run(rx).await,
         }
     }
 }

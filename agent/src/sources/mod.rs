@@ -5,6 +5,7 @@ pub mod file;
 pub mod internal_metrics;
 pub mod host_metrics;
 pub mod prometheus_scrape;
+pub mod otlp;
 
 use std::path::Path;
 
@@ -22,10 +23,11 @@ pub enum SourceConfig {
     InternalMetrics(internal_metrics::InternalMetricsConfig),
     HostMetrics(host_metrics::HostMetricsConfig),
     PrometheusScrape(prometheus_scrape::PrometheusScrapeConfig),
+    Otlp(otlp::OtlpSourceConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &[&str] = &["file", "internal_metrics", "host_metrics", "prometheus_scrape"];
+    pub const TYPES: &[&str] = &["file", "internal_metrics", "host_metrics", "prometheus_scrape", "otlp"];
 
     pub(crate) fn parse(
         kind: &str,
@@ -55,6 +57,11 @@ impl SourceConfig {
                     errs.deserialize(path, table.into())?;
                 c.validate(path, errs);
                 Some(Self::PrometheusScrape(c))
+            }
+            "otlp" => {
+                let c: otlp::OtlpSourceConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::Otlp(c))
             }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
@@ -104,6 +111,14 @@ impl SourceConfig {
                     .with_context(|| format!("source `{name}`"))?;
                 tasks.spawn(async move {
                     source.run(out, stop).await;
+                    name
+                });
+            }
+            SourceConfig::Otlp(c) => {
+                let source = otlp::OtlpSource::new(&name, c, out)
+                    .with_context(|| format!("source `{name}`"))?;
+                tasks.spawn(async move {
+                    source.run(stop).await;
                     name
                 });
             }

@@ -1,0 +1,151 @@
+//! `[sinks.NAME]` with `type = "newrelic"`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::config::{Errors, KeyPath};
+
+/// New Relic's OTLP endpoints (OTLP/HTTP on 443; `/v1/traces` etc. are appended).
+pub const US_ENDPOINT: &str = "https://otlp.nr-data.net";
+pub const EU_ENDPOINT: &str = "https://otlp.eu01.nr-data.net";
+/// New Relic refuses payloads over 1 MB (10^6 bytes).
+pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
+/// New Relic's limits on attribute values.
+pub const MAX_VALUE_CHARS: usize = 4_095;
+pub const MAX_ARRAY_ENTRIES: usize = 64;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Region {
+    #[default]
+    Us,
+    Eu,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRelicConfig {
+    /// `us` or `eu`: which New Relic endpoint to use.
+    #[serde(default)]
+    pub region: Region,
+    /// Overrides the region's endpoint (scheme, host and port; the signal path is appended).
+    pub endpoint: Option<String>,
+    /// Where the license key comes from (default: the `NEW_RELIC_LICENSE_KEY` variable).
+    #[serde(default)]
+    pub license_key: LicenseKeySource,
+    /// Resource attributes added to every payload when the event's resource lacks them
+    /// (`service.name`, `host.name`, ... for file logs and host metrics).
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Most bytes of one request before compression (New Relic's limit is 1,000,000).
+    #[serde(default = "default_max_request_bytes")]
+    pub batch_max_bytes: usize,
+    /// Most items (spans, data points, log records) in one request.
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// How long items may wait for a fuller request.
+    #[serde(default = "default_batch_timeout_ms")]
+    pub batch_timeout_ms: u64,
+    /// Requests in flight at once; beyond that the sink stops taking input (backpressure).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Cap of the exponential backoff between retries (a `Retry-After` is honoured up to this).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+/// Exactly one of the three.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseKeySource {
+    /// An environment variable.
+    pub env: Option<String>,
+    /// A file holding the key (surrounding whitespace is ignored).
+    pub file: Option<PathBuf>,
+    /// An SSM Parameter Store parameter (SecureString, decrypted).
+    pub ssm_parameter: Option<String>,
+}
+
+pub const DEFAULT_LICENSE_ENV: &str = "NEW_RELIC_LICENSE_KEY";
+
+fn default_max_request_bytes() -> usize {
+    MAX_PAYLOAD_BYTES
+}
+fn default_batch_max_events() -> usize {
+    5_000
+}
+fn default_batch_timeout_ms() -> u64 {
+    1_000
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+fn default_request_timeout_ms() -> u64 {
+    15_000
+}
+
+impl NewRelicConfig {
+    pub fn endpoint(&self) -> String {
+        let base = match (&self.endpoint, self.region) {
+            (Some(e), _) => e.as_str(),
+            (None, Region::Us) => US_ENDPOINT,
+            (None, Region::Eu) => EU_ENDPOINT,
+        };
+        base.trim_end_matches('/').to_owned()
+    }
+
+    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+        if let Some(e) = &self.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            errs.push(&path.key("endpoint"), "must start with http:// or https://");
+        }
+        let k = &self.license_key;
+        let given = [k.env.is_some(), k.file.is_some(), k.ssm_parameter.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given > 1 {
+            errs.push(
+                &path.key("license_key"),
+                "give exactly one of env, file, ssm_parameter",
+            );
+        }
+        if !(1024..=MAX_PAYLOAD_BYTES).contains(&self.batch_max_bytes) {
+            errs.push(
+                &path.key("batch_max_bytes"),
+                format!("must be between 1024 and {MAX_PAYLOAD_BYTES}"),
+            );
+        }
+        for (key, v, lo, hi) in [
+            ("batch_max_events", self.batch_max_events, 1, 100_000),
+            ("concurrency", self.concurrency, 1, 256),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
+            }
+        }
+        for (key, v) in [
+            ("batch_timeout_ms", self.batch_timeout_ms),
+            ("max_backoff_ms", self.max_backoff_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            if v == 0 {
+                errs.push(&path.key(key), "must be greater than 0");
+            }
+        }
+        if self.resource_attributes.keys().any(|k| k.is_empty()) {
+            errs.push(
+                &path.key("resource_attributes"),
+                "attribute names must not be empty",
+            );
+        }
+    }
+}

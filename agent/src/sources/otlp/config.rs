@@ -1,0 +1,92 @@
+//! `[sources.NAME]` with `type = "otlp"`.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::config::{Errors, KeyPath};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSourceConfig {
+    /// Serve OTLP/gRPC.
+    #[serde(default = "yes")]
+    pub grpc: bool,
+    #[serde(default = "default_grpc_address")]
+    pub grpc_address: String,
+    /// Serve OTLP/HTTP (protobuf and JSON).
+    #[serde(default = "yes")]
+    pub http: bool,
+    #[serde(default = "default_http_address")]
+    pub http_address: String,
+    /// Largest request accepted, in bytes, both as received and after gzip decompression.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// How long a request may wait for room in the pipeline before the client is told to retry
+    /// (HTTP 503 with `Retry-After`, gRPC `UNAVAILABLE` with `RetryInfo`).
+    #[serde(default = "default_backpressure_wait_ms")]
+    pub backpressure_wait_ms: u64,
+    /// Requests being decoded or waiting for the pipeline at once; more are told to retry
+    /// right away, so memory stays bounded however many clients send.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Seconds the retry answer asks clients to wait.
+    #[serde(default = "default_retry_after_secs")]
+    pub retry_after_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_grpc_address() -> String {
+    "127.0.0.1:4317".to_owned()
+}
+fn default_http_address() -> String {
+    "127.0.0.1:4318".to_owned()
+}
+fn default_max_request_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_backpressure_wait_ms() -> u64 {
+    500
+}
+fn default_max_concurrent_requests() -> usize {
+    64
+}
+fn default_retry_after_secs() -> u64 {
+    1
+}
+
+impl OtlpSourceConfig {
+    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+        if !self.grpc && !self.http {
+            errs.push(path, "at least one of grpc and http must be enabled");
+        }
+        for (key, on, addr) in [
+            ("grpc_address", self.grpc, &self.grpc_address),
+            ("http_address", self.http, &self.http_address),
+        ] {
+            if on && addr.parse::<SocketAddr>().is_err() {
+                errs.push(
+                    &path.key(key),
+                    format!("`{addr}` is not an address like 127.0.0.1:4317"),
+                );
+            }
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&self.max_request_bytes) {
+            errs.push(
+                &path.key("max_request_bytes"),
+                "must be between 1024 and 268435456",
+            );
+        }
+        if !(1..=10_000).contains(&self.max_concurrent_requests) {
+            errs.push(
+                &path.key("max_concurrent_requests"),
+                "must be between 1 and 10000",
+            );
+        }
+        if self.backpressure_wait_ms > 60_000 {
+            errs.push(&path.key("backpressure_wait_ms"), "must be at most 60000");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `type = "otlp"`: receives OTLP traces, metrics and logs over gRPC (default
+//! `127.0.0.1:4317`) and HTTP (default `127.0.0.1:4318`, protobuf and JSON).
+//!
+//! When a request is answered: success means its items are decoded into events and handed to
+//! the pipeline's queues (the queue of every component reading this source has them). From
+//! there on delivery is the pipeline's job (and, with a disk buffer, survives a restart);
+//! before, nothing is kept, so an error answer always means "not taken".
+//!
+//! Backpressure follows the OTLP spec: a request waits at most `backpressure_wait_ms` for room
+//! in the queues; if the pipeline is still full the client is told to retry later (HTTP 503
+//! with `Retry-After`, gRPC `UNAVAILABLE` with `RetryInfo`). At most `max_concurrent_requests`
+//! are decoded or waiting at once; more get the same answer immediately. So memory stays
+//! bounded however much clients send.
+//!
+//! Items that cannot become events (malformed ids, points without values) are left out and
+//! reported in the answer's `partial_success`; a body that cannot be decoded at all is refused
+//! (HTTP 400, gRPC `INVALID_ARGUMENT`).
+
+mod config;
+mod grpc;
+mod http;
+
+pub use config::OtlpSourceConfig;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Ack, Event};
+use crate::otlp::Rejected;
+use crate::pipeline::SourceOutput;
+use crate::telemetry::{Outcome, Stats};
+
+/// The signals OTLP carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+/// Why a request was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The pipeline stayed full (or too many requests are waiting): retry later.
+    Busy,
+    /// The agent is shutting down: retry later (elsewhere).
+    ShuttingDown,
+}
+
+/// What both servers share: the pipeline entry and its limits.
+pub struct Ingest {
+    out: SourceOutput,
+    stats: Stats,
+    wait: Duration,
+    slots: Semaphore,
+    pub max_request_bytes: usize,
+    pub retry_after: Duration,
+}
+
+impl Ingest {
+    /// A slot for one request, or `Busy` when `max_concurrent_requests` are already in.
+    pub fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refusal> {
+        self.slots.try_acquire().map_err(|_| {
+            self.stats.error("too_many_requests");
+            Refusal::Busy
+        })
+    }
+
+    /// Hands decoded events to the pipeline, waiting a bounded time for room.
+    pub async fn accept(&self, events: Vec<Event>, rejected: &Rejected) -> Result<(), Refusal> {
+        let n = events.len() as u64;
+        self.stats.count(Outcome::Received, n + rejected.count);
+        if rejected.count > 0 {
+            self.stats.count(Outcome::Rejected, rejected.count);
+            self.stats.error("items_rejected");
+            tracing::debug!(rejected = rejected.count, reason = %rejected.message, "OTLP items left out");
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        // The OTLP source needs no acknowledgement: its answer to the client is given once the
+        // events are queued, and the client keeps nothing to resend after that.
+        match tokio::time::timeout(self.wait, self.out.send(events, Ack::none())).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Refusal::ShuttingDown),
+            Err(_) => {
+                self.stats.count(Outcome::Retried, n);
+                self.stats.error("pipeline_full");
+                Err(Refusal::Busy)
+            }
+        }
+    }
+
+    pub fn malformed(&self, what: &str) {
+        self.stats.error("malformed_request");
+        tracing::debug!(error = what, "malformed OTLP request refused");
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+/// Decodes a request body of `signal` into events (protobuf or JSON already parsed).
+pub fn decode_into(
+    signal: Signal,
+    body: &[u8],
+    json: bool,
+) -> Result<(Vec<Event>, Rejected), String> {
+    use crate::otlp::{decode, proto};
+    use prost::Message;
+    let mut events = Vec::new();
+    let rejected = match (signal, json) {
+        (Signal::Traces, false) => decode::traces(
+            proto::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                .map_err(|e| e.to_string())?,
+            &mut events,
+        ),
+        (Signal::Traces, true) => decode::traces(
+            serde_json::from_slice(body).map_err(|e| e.to_string())?,
+            &mut events,
+        ),
+        (Signal::Metrics, false) => decode::metrics(
+            proto::collector::metrics::v1::ExportMetricsServiceRequest::decode(body)
+                .map_err(|e| e.to_string())?,
+            &mut events,
+        ),
+        (Signal::Metrics, true) => decode::metrics(
+            serde_json::from_slice(body).map_err(|e| e.to_string())?,
+            &mut events,
+        ),
+        (Signal::Logs, false) => decode::logs(
+            proto::collector::logs::v1::ExportLogsServiceRequest::decode(body)
+                .map_err(|e| e.to_string())?,
+            &mut events,
+        ),
+        (Signal::Logs, true) => decode::logs(
+            serde_json::from_slice(body).map_err(|e| e.to_string())?,
+            &mut events,
+        ),
+    };
+    Ok((events, rejected))
+}
+
+pub struct OtlpSource {
+    name: String,
+    grpc: Option<std::net::TcpListener>,
+    http: Option<std::net::TcpListener>,
+    ingest: Arc<Ingest>,
+}
+
+fn bind(addr: &str, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{what} address `{addr}`"))?;
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+impl OtlpSource {
+    /// Binds the listeners now, so a taken port fails the start with a clear error.
+    pub fn new(name: &str, config: OtlpSourceConfig, out: SourceOutput) -> anyhow::Result<Self> {
+        let grpc = config
+            .grpc
+            .then(|| bind(&config.grpc_address, "OTLP/gRPC"))
+            .transpose()?;
+        let http = config
+            .http
+            .then(|| bind(&config.http_address, "OTLP/HTTP"))
+            .transpose()?;
+        for (l, what) in [(&grpc, "OTLP/gRPC"), (&http, "OTLP/HTTP")] {
+            if let Some(addr) = l.as_ref().and_then(|l| l.local_addr().ok()) {
+                tracing::info!(source = name, %addr, "listening for {what}");
+            }
+        }
+        let stats = out.stats.clone();
+        Ok(Self {
+            name: name.to_owned(),
+            grpc,
+            http,
+            ingest: Arc::new(Ingest {
+                out,
+                stats,
+                wait: Duration::from_millis(config.backpressure_wait_ms),
+                slots: Semaphore::new(config.max_concurrent_requests),
+                max_request_bytes: config.max_request_bytes,
+                retry_after: Duration::from_secs(config.retry_after_secs),
+            }),
+        })
+    }
+
+    /// Serves until `stop`; in-flight requests are finished first.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut servers = JoinSet::new();
+        if let Some(l) = self.grpc {
+            let ingest = Arc::clone(&self.ingest);
+            let stop = stop.clone();
+            let name = self.name.clone();
+            servers.spawn(async move {
+                if let Err(e) = grpc::serve(l, ingest, stop).await {
+                    tracing::error!(source = %name, error = %e, "OTLP/gRPC server stopped");
+                }
+            });
+        }
+        if let Some(l) = self.http {
+            let ingest = Arc::clone(&self.ingest);
+            let name = self.name.clone();
+            servers.spawn(async move {
+                if let Err(e) = http::serve(l, ingest, stop).await {
+                    tracing::error!(source = %name, error = %e, "OTLP/HTTP server stopped");
+                }
+            });
+        }
+        while servers.join_next().await.is_some() {}
+    }
+}
