@@ -9,4 +9,5 @@ pub mod processors;
 pub mod redaction;
 pub mod sinks;
 pub mod sources;
+pub mod supervisor;
 pub mod telemetry;

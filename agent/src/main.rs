@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use vigil_common::logging::{self, LogFormat};
 
 #[derive(Parser)]
@@ -24,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline described by a config file until SIGTERM or Ctrl-C.
+    /// Run the pipeline described by a config file until SIGTERM or Ctrl-C; SIGHUP re-reads
+    /// the config and applies it if it is valid.
     Run {
         #[arg(
             long,
@@ -94,10 +94,9 @@ fn main() -> ExitCode {
                 }
             };
             let result = runtime.block_on(async {
-                let shutdown = CancellationToken::new();
-                tokio::spawn(stop_on_signal(shutdown.clone()));
                 tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "vigil-agent starting");
-                let result = vigil_agent::pipeline::run(loaded, shutdown, Duration::from_millis(drain_timeout_ms)).await;
+                let drain = Duration::from_millis(drain_timeout_ms);
+                let result = vigil_agent::supervisor::run(config, loaded, drain).await;
                 vigil_agent::telemetry::log_summary();
                 result
             });
@@ -113,20 +112,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
 }
