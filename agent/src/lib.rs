@@ -12,4 +12,6 @@ pub mod processors;
 pub mod redaction;
 pub mod sinks;
 pub mod sources;
+pub mod supervisor;
 pub mod telemetry;
+pub mod top;

@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline described by a config file until SIGTERM or Ctrl-C.
+    /// Run the pipeline described by a config file until SIGTERM or Ctrl-C; SIGHUP re-reads
+    /// the config and applies it if it is valid.
     Run {
         #[arg(
             long,
@@ -38,6 +39,19 @@ enum Command {
         /// start). Overrides the config's `drain_timeout_ms` (default 10,000).
         #[arg(long)]
         drain_timeout_ms: Option<u64>,
+    },
+    /// A live view of a running agent, from its metrics endpoint: events per second in and out
+    /// of every component, errors, retries, drops, disk buffer size and file lag.
+    Top {
+        /// The agent's metrics endpoint (`[api] address` in its config).
+        #[arg(long, default_value = "http://127.0.0.1:9598/metrics")]
+        url: String,
+        /// Time between readings.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Print one table (two readings one interval apart) and exit, for scripts.
+        #[arg(long)]
+        once: bool,
     },
     /// Check a config file and report every problem with its file, line and key.
     Validate {
@@ -72,6 +86,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Top {
+            url,
+            interval_ms,
+            once,
+        } => {
+            let interval = Duration::from_millis(interval_ms.max(100));
+            let result = if once {
+                vigil_agent::top::once(&url, interval).map(|table| print!("{table}"))
+            } else {
+                vigil_agent::top::live(&url, interval)
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vigil-agent top: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             config,
             drain_timeout_ms,
@@ -96,13 +129,13 @@ fn main() -> ExitCode {
             };
             let drain_timeout_ms = drain_timeout_ms.unwrap_or(loaded.drain_timeout_ms);
             let result = runtime.block_on(async {
-                let shutdown = CancellationToken::new();
-                tokio::spawn(stop_on_signal(shutdown.clone()));
                 tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "vigil-agent starting");
-                // The endpoint outlives the pipeline's drain so `/ready` can be watched during it.
+                // The endpoint outlives the pipelines (reloads, drains) so `/ready` can be watched
+                // throughout; its address is read once, at start.
                 let api_stop = CancellationToken::new();
                 let api = vigil_agent::api::serve(&loaded.api, api_stop.clone()).await;
-                let result = vigil_agent::pipeline::run(loaded, shutdown, Duration::from_millis(drain_timeout_ms)).await;
+                let drain = Duration::from_millis(drain_timeout_ms);
+                let result = vigil_agent::supervisor::run(config, loaded, drain).await;
                 api_stop.cancel();
                 if let Some(api) = api {
                     let _ = api.await;
@@ -125,20 +158,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
 }

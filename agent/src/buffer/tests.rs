@@ -121,7 +121,45 @@ async fn every_event_kind_survives_the_round_trip() {
         },
     )
     .with_tag("route", "/a");
-    let events = vec![Event::Log(log), Event::Metric(metric)];
+    // An OTLP log (its optional fields present) and a span, between the others.
+    let mut otlp_log = LogEvent::new("from otlp".into(), 3);
+    otlp_log.otlp = Some(Box::new(crate::event::OtlpLogFields {
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        trace_id: Some([7; 16]),
+        body: Some(serde_json::json!({"k": 1})),
+        ..Default::default()
+    }));
+    let span = crate::event::SpanEvent {
+        resource: std::sync::Arc::new(crate::event::Resource::default()),
+        scope_name: "shop".into(),
+        scope_version: String::new(),
+        trace_id: [1; 16],
+        span_id: [2; 8],
+        parent_span_id: Some([3; 8]),
+        trace_state: String::new(),
+        name: "POST /checkout".into(),
+        kind: crate::event::SpanKind::Server,
+        start_unix_nano: 10,
+        end_unix_nano: 20,
+        attributes: serde_json::Map::from_iter([("http.route".to_owned(), "/checkout".into())]),
+        events: vec![crate::event::SpanEventRecord {
+            time_unix_nano: 15,
+            name: "exception".into(),
+            attributes: Default::default(),
+        }],
+        links: vec![],
+        status: crate::event::SpanStatus {
+            code: crate::event::StatusCode::Error,
+            message: "boom".into(),
+        },
+    };
+    let events = vec![
+        Event::Log(log),
+        Event::Log(otlp_log),
+        Event::Span(span),
+        Event::Metric(metric),
+    ];
     tx.send(EventBatch {
         events: events.clone(),
         ack: Ack::none(),

@@ -32,7 +32,7 @@ struct Shared {
     /// holds events): they settle as this one does.
     held: Vec<Ack>,
     /// Released with the batch (a share of the memory limit).
-    guard: OnceLock<Box<dyn Send + Sync>>,
+    guard: std::sync::Mutex<Option<Box<dyn Send + Sync>>>,
     position: OnceLock<Position>,
 }
 
@@ -81,7 +81,7 @@ impl Ack {
                 failed: AtomicBool::new(false),
                 notify: Some(notify),
                 held: Vec::new(),
-                guard: OnceLock::new(),
+                guard: std::sync::Mutex::new(None),
                 position: OnceLock::new(),
             }),
             settled: false,
@@ -96,7 +96,7 @@ impl Ack {
                 failed: AtomicBool::new(false),
                 notify: None,
                 held: Vec::new(),
-                guard: OnceLock::new(),
+                guard: std::sync::Mutex::new(None),
                 position: OnceLock::new(),
             }),
             settled: false,
@@ -107,13 +107,21 @@ impl Ack {
     /// copy of it is delivered, each of `inputs` is delivered; if any copy is dropped unsent,
     /// every input is undelivered.
     pub fn merged(inputs: Vec<Ack>) -> Self {
+        // The inputs' events were consumed (counted, or moved into this batch, which gets its
+        // own share when it is buffered): holding their memory share until a window of span
+        // metrics is delivered would stall sources for a whole window at the memory limit.
+        for input in &inputs {
+            if let Ok(mut slot) = input.shared.guard.lock() {
+                slot.take();
+            }
+        }
         Self {
             shared: Arc::new(Shared {
                 id: 0,
                 failed: AtomicBool::new(false),
                 notify: None,
                 held: inputs,
-                guard: OnceLock::new(),
+                guard: std::sync::Mutex::new(None),
                 position: OnceLock::new(),
             }),
             settled: false,
@@ -128,7 +136,11 @@ impl Ack {
     /// Keeps `guard` alive until every copy of the batch is settled (e.g. the batch's share of
     /// the memory limit). A batch holds one guard; later ones are dropped at once.
     pub fn hold(&self, guard: impl Send + Sync + 'static) {
-        let _ = self.shared.guard.set(Box::new(guard));
+        if let Ok(mut slot) = self.shared.guard.lock()
+            && slot.is_none()
+        {
+            *slot = Some(Box::new(guard));
+        }
     }
 
     /// Records where the batch's events were read (see [`Position`]); set once, by the source.

@@ -111,12 +111,16 @@ pub async fn run(
             name
         });
     }
-    // Sources last: everything they feed is already listening.
+    // Sources last: everything they feed is already listening. They are joined apart from the
+    // rest: after a drain timeout the sinks are abandoned, but a source is always waited for
+    // (it stops in bounded time), so its final checkpoint is written before this returns and a
+    // reloaded pipeline never reads the same files alongside an old source.
+    let mut sources = tokio::task::JoinSet::new();
     for (name, source) in config.sources {
         let out = SourceOutput::new(&name, fanout_of(&name), Arc::clone(&redactor))
             .with_memory_limit(source_memory.clone());
         let source: SourceConfig = source;
-        source.spawn(name, &config.data_dir, out, shutdown.clone(), &mut tasks)?;
+        source.spawn(name, &config.data_dir, out, shutdown.clone(), &mut sources)?;
     }
     // Queues with no writer left must close when their writers finish.
     drop(senders);
@@ -124,12 +128,8 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down: sources stop, queues drain, sinks flush");
     let drained = tokio::time::timeout(drain_timeout, async {
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(name) => tracing::debug!(component = %name, "stopped"),
-                Err(e) => tracing::error!(error = %e, "a component task failed"),
-            }
-        }
+        join_all(&mut sources).await;
+        join_all(&mut tasks).await;
     })
     .await;
     if drained.is_err() {
@@ -137,6 +137,22 @@ pub async fn run(
             timeout_ms = drain_timeout.as_millis() as u64,
             "drain timeout: stopping with data undelivered; it was not acknowledged and will be read again"
         );
+        // Abandoned batches report themselves undelivered, which lets the sources finish.
+        tasks.abort_all();
+        join_all(&mut sources).await;
+        // Aborted tasks end at their next await; wait (bounded) so a reloaded pipeline never
+        // opens a disk buffer an old writer still has open.
+        let _ = tokio::time::timeout(Duration::from_secs(5), join_all(&mut tasks)).await;
     }
     Ok(())
+}
+
+async fn join_all(set: &mut tokio::task::JoinSet<String>) {
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(name) => tracing::debug!(component = %name, "stopped"),
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => tracing::error!(error = %e, "a component task failed"),
+        }
+    }
 }

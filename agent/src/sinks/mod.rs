@@ -5,8 +5,8 @@ pub mod cloudwatch_logs;
 pub mod cloudwatch_metrics;
 pub mod console;
 pub mod encoding;
-pub mod xray;
 pub mod newrelic;
+pub mod xray;
 
 use tokio::sync::mpsc;
 
@@ -25,7 +25,13 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
-    pub const TYPES: &[&str] = &["console", "cloudwatch_logs", "cloudwatch_metrics", "xray", "newrelic"];
+    pub const TYPES: &[&str] = &[
+        "console",
+        "cloudwatch_logs",
+        "cloudwatch_metrics",
+        "xray",
+        "newrelic",
+    ];
 
     pub(crate) fn parse(
         kind: &str,
@@ -72,9 +78,12 @@ impl SinkConfig {
     /// nor lose data on a crash): add their variant here.
     pub fn default_buffer(&self) -> crate::buffer::BufferKind {
         match self {
-            Self::CloudWatchLogs(_) => crate::buffer::BufferKind::Disk,
-            #[allow(unreachable_patterns)]
-            _ => crate::buffer::BufferKind::Memory,
+            // Network sinks: what they have not delivered survives a crash or a long outage.
+            Self::CloudWatchLogs(_)
+            | Self::CloudWatchMetrics(_)
+            | Self::XRay(_)
+            | Self::NewRelic(_) => crate::buffer::BufferKind::Disk,
+            Self::Console(_) => crate::buffer::BufferKind::Memory,
         }
     }
 

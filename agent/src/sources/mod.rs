@@ -2,10 +2,10 @@
 //! [`SourceOutput`], which redacts them and fans them out to the components that read it.
 
 pub mod file;
-pub mod internal_metrics;
 pub mod host_metrics;
-pub mod prometheus_scrape;
+pub mod internal_metrics;
 pub mod otlp;
+pub mod prometheus_scrape;
 
 use std::path::Path;
 
@@ -27,7 +27,13 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
-    pub const TYPES: &[&str] = &["file", "internal_metrics", "host_metrics", "prometheus_scrape", "otlp"];
+    pub const TYPES: &[&str] = &[
+        "file",
+        "internal_metrics",
+        "host_metrics",
+        "prometheus_scrape",
+        "otlp",
+    ];
 
     pub(crate) fn parse(
         kind: &str,
