@@ -34,7 +34,7 @@ pub fn draw(frame: &mut Frame, view: Option<&View>, url: &str, status: &str) {
         Line::from(format!("{status}   (q to quit)")),
     ];
     frame.render_widget(Paragraph::new(header), head);
-    let rows = view
+    let rows: Vec<TableRow> = view
         .map(|v| v.rows.iter().map(|r| TableRow::new(r.cells())).collect())
         .unwrap_or_default();
     let table = Table::new(rows, WIDTHS.map(Constraint::Length))
