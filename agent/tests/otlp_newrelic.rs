@@ -675,7 +675,9 @@ async fn bad_input_and_a_flood_get_otlp_errors_while_other_clients_are_served() 
     let mut agent = start_agent(
         &nr,
         "max_request_bytes = 65536\nbackpressure_wait_ms = 200\nmax_concurrent_requests = 16",
-        "concurrency = 1\nbatch_max_events = 50",
+        // A small disk buffer that blocks when full: the flood must reach the clients as
+        // "retry later" once it is full, not fill the host's disk.
+        "concurrency = 1\nbatch_max_events = 50\nbuffer = { type = \"disk\", max_bytes = 1048576, when_full = \"block\" }",
     );
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://127.0.0.1:{}{p}", agent.http);

@@ -143,6 +143,7 @@ impl Service {
     async fn stream_tail(&self, id: &StreamId) -> Vec<(i64, String)> {
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             let result = {
                 let _permit = self.in_flight.acquire().await;
                 self.client
@@ -154,6 +155,14 @@ impl Service {
                     .send()
                     .await
             };
+            // A request to the backend like any other: it counts for `/ready`.
+            self.stats.request(
+                started.elapsed(),
+                result.is_ok()
+                    || result
+                        .as_ref()
+                        .is_err_and(|e| matches!(verdict(e), Verdict::Missing)),
+            );
             match result {
                 Ok(out) => {
                     return out
@@ -176,6 +185,7 @@ impl Service {
                                 error = %describe(&e), "GetLogEvents failed; will retry");
                         }
                         self.stats.error("request_failed");
+                        self.stats.retry();
                         tokio::time::sleep(delay).await;
                     }
                 },
