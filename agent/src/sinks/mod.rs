@@ -6,6 +6,7 @@ pub mod cloudwatch_metrics;
 pub mod console;
 pub mod encoding;
 pub mod newrelic;
+pub mod retry;
 pub mod xray;
 
 use tokio::sync::mpsc;

@@ -3,6 +3,7 @@
 //! full-jitter exponential backoff until the request is accepted. Workers of different streams
 //! run side by side, so one throttled stream never blocks the others.
 
+use crate::sinks::retry::{backoff, describe};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -373,23 +374,4 @@ impl Service {
             Err(e) => Err(format!("create log stream: {}", describe(&e))),
         }
     }
-}
-
-fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> String {
-    match e.code() {
-        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
-        None => format!("{e:?}"),
-    }
-}
-
-/// Full-jitter exponential backoff: uniform in [0, min(cap, 100 ms × 2^attempt)].
-fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(cap);
-    ceiling
-        .mul_f64(fastrand::f64())
-        .max(Duration::from_millis(10))
 }

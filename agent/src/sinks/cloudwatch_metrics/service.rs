@@ -3,13 +3,14 @@
 //! content is halved until the refused datum is alone, which is then counted and left out, so
 //! one bad value never fails the others.
 
+use crate::sinks::retry::{backoff, describe};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::retry::RetryConfig;
 use aws_sdk_cloudwatch::config::timeout::TimeoutConfig;
-use aws_sdk_cloudwatch::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 
 use super::config::CloudWatchMetricsConfig;
 use super::request::Request;
@@ -122,25 +123,6 @@ impl Service {
         }
         refused
     }
-}
-
-fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> String {
-    match e.code() {
-        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
-        None => format!("{e:?}"),
-    }
-}
-
-/// Full-jitter exponential backoff: uniform in [0, min(cap, 100 ms × 2^attempt)].
-fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(cap);
-    ceiling
-        .mul_f64(fastrand::f64())
-        .max(Duration::from_millis(10))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! rejected and logged with New Relic's answer). A 2xx may report a partial success, whose
 //! rejected items are counted too.
 
+use crate::sinks::retry::backoff;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -196,16 +197,6 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
     let ms = when.timestamp_millis() - crate::event::now_ms();
     Some(Duration::from_millis(ms.max(0) as u64))
-}
-
-/// Full-jitter exponential backoff: uniform in [0, min(cap, 200 ms · 2^attempt)].
-fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_millis(200)
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(cap);
-    ceiling
-        .mul_f64(fastrand::f64())
-        .max(Duration::from_millis(10))
 }
 
 #[cfg(test)]

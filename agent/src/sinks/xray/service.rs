@@ -3,13 +3,14 @@
 //! documents X-Ray returns as unprocessed are sent again (a few times, then counted as
 //! rejected); a call refused as invalid is halved until the document at fault is isolated.
 
+use crate::sinks::retry::{backoff, describe};
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use aws_sdk_xray::Client;
 use aws_sdk_xray::config::retry::RetryConfig;
 use aws_sdk_xray::config::timeout::TimeoutConfig;
-use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_xray::error::ProvideErrorMetadata;
 
 use super::config::XRayConfig;
 use crate::event::Ack;
@@ -149,23 +150,4 @@ impl Service {
             }
         }
     }
-}
-
-fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> String {
-    match e.code() {
-        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
-        None => format!("{e:?}"),
-    }
-}
-
-/// Full-jitter exponential backoff: uniform in [10 ms, min(cap, 100 ms × 2^attempt)].
-fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(cap);
-    ceiling
-        .mul_f64(fastrand::f64())
-        .max(Duration::from_millis(10))
 }
