@@ -266,6 +266,7 @@ impl DiskBuffer {
 impl Shared {
     fn publish_size(&self, bytes: u64) {
         crate::telemetry::buffer_size(self.stats.component(), bytes);
+        crate::telemetry::buffer_max(self.stats.component(), self.max_bytes);
     }
 }
 

@@ -189,6 +189,28 @@ pub fn buffer_bytes(component: &str, op: &str, n: u64) {
     }
 }
 
+static BUFFER_MAX: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    let g = prometheus::IntGaugeVec::new(
+        Opts::new(
+            "vigil_buffer_max_bytes",
+            "The cap of a sink's disk buffer (its max_bytes).",
+        ),
+        &["component"],
+    )
+    .expect("static metric definition");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("registered once");
+    g
+});
+
+/// Sets the cap of a disk buffer, so its fill can be read as a share.
+pub fn buffer_max(component: &str, bytes: u64) {
+    BUFFER_MAX
+        .with_label_values(&[component])
+        .set(bytes.min(i64::MAX as u64) as i64);
+}
+
 /// Sets the size of a disk buffer on disk.
 pub fn buffer_size(component: &str, bytes: u64) {
     BUFFER_SIZE

@@ -57,6 +57,7 @@ impl Reading {
                 "vigil_component_errors_total" => t.errors += value,
                 // The disk buffer's files; memory buffers are bounded queues and not shown.
                 "vigil_buffer_size_bytes" => *t.buffer_bytes.get_or_insert(0.0) += value,
+                "vigil_buffer_max_bytes" => *t.buffer_max_bytes.get_or_insert(0.0) += value,
                 "vigil_file_lag_bytes" => *t.lag_bytes.get_or_insert(0.0) += value,
                 _ => {}
             }
