@@ -90,42 +90,11 @@ async fn read_back(
 ) -> HashMap<String, Vec<String>> {
     let mut out = HashMap::new();
     for m in MODULES {
-        let group = format!("{group_prefix}/{m}");
-        let Ok(streams) = logs
-            .describe_log_streams()
-            .log_group_name(&group)
-            .send()
-            .await
-        else {
-            continue;
-        };
-        let mut messages = Vec::new();
-        for s in streams.log_streams() {
-            let mut token: Option<String> = None;
-            loop {
-                let page = logs
-                    .get_log_events()
-                    .log_group_name(&group)
-                    .log_stream_name(s.log_stream_name().unwrap_or_default())
-                    .start_from_head(true)
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .expect("get log events");
-                let n = page.events().len();
-                messages.extend(
-                    page.events()
-                        .iter()
-                        .filter_map(|e| e.message().map(str::to_owned)),
-                );
-                let next = page.next_forward_token().map(str::to_owned);
-                if n == 0 || next == token {
-                    break;
-                }
-                token = next;
-            }
+        let messages =
+            vigil_test_support::log_group_messages(logs, &format!("{group_prefix}/{m}")).await;
+        if !messages.is_empty() {
+            out.insert(m.to_owned(), messages);
         }
-        out.insert(m.to_owned(), messages);
     }
     out
 }

@@ -100,3 +100,43 @@ fn agent() -> ureq::Agent {
 pub fn http_get(url: &str) -> Result<String, ureq::Error> {
     agent().get(url).call()?.body_mut().read_to_string()
 }
+
+/// Every message of every stream of a CloudWatch Logs group, stream by stream in the order the
+/// service returns them (all pages); empty when the group does not exist.
+pub async fn log_group_messages(logs: &aws_sdk_cloudwatchlogs::Client, group: &str) -> Vec<String> {
+    let Ok(streams) = logs
+        .describe_log_streams()
+        .log_group_name(group)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut messages = Vec::new();
+    for s in streams.log_streams() {
+        let mut token: Option<String> = None;
+        loop {
+            let page = logs
+                .get_log_events()
+                .log_group_name(group)
+                .log_stream_name(s.log_stream_name().unwrap_or_default())
+                .start_from_head(true)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .expect("get log events");
+            let n = page.events().len();
+            messages.extend(
+                page.events()
+                    .iter()
+                    .filter_map(|e| e.message().map(str::to_owned)),
+            );
+            let next = page.next_forward_token().map(str::to_owned);
+            if n == 0 || next == token {
+                break;
+            }
+            token = next;
+        }
+    }
+    messages
+}
