@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -225,6 +225,7 @@ impl DiskBuffer {
         self,
         input: mpsc::Receiver<EventBatch>,
         memory: MemoryLimit,
+        abandon: tokio_util::sync::CancellationToken,
         tasks: &mut JoinSet<String>,
     ) -> mpsc::Receiver<EventBatch> {
         let (to_sink, sink_rx) = mpsc::channel(SINK_QUEUE);
@@ -236,6 +237,8 @@ impl DiskBuffer {
             unsynced: Vec::new(),
             unsynced_bytes: 0,
             positions: self.positions,
+            broken: false,
+            abandon,
         };
         tasks.spawn_blocking({
             let name = format!("{name} (buffer writer)");
@@ -277,11 +280,29 @@ struct Writer {
     unsynced: Vec<(Ack, u64)>,
     unsynced_bytes: u64,
     positions: HashMap<String, u64>,
+    /// A failed write could be neither cut off nor left behind for a new segment: nothing is
+    /// written (or acknowledged) until `recover` succeeds.
+    broken: bool,
+    /// Cancelled when the pipeline stops without waiting any longer (drain timeout): the
+    /// writer stops at once, even while waiting for room, and what it holds is not
+    /// acknowledged (its sources read it again next start).
+    abandon: tokio_util::sync::CancellationToken,
 }
 
 impl Writer {
     fn run(mut self, mut input: mpsc::Receiver<EventBatch>) {
-        while let Some(first) = input.blocking_recv() {
+        let runtime = tokio::runtime::Handle::current();
+        let abandon = self.abandon.clone();
+        'input: while let Some(first) = runtime.block_on(async {
+            tokio::select! {
+                biased;
+                batch = input.recv() => batch,
+                () = abandon.cancelled() => None,
+            }
+        }) {
+            if self.abandon.is_cancelled() {
+                break; // `first` and the rest of the queue are not acknowledged
+            }
             let mut group = vec![first];
             let mut size: usize = group[0].events.iter().map(|e| e.size_hint()).sum();
             while size < GROUP_BYTES {
@@ -291,6 +312,9 @@ impl Writer {
             }
             for batch in group {
                 if let Err(e) = self.append(batch) {
+                    if self.abandon.is_cancelled() {
+                        break 'input;
+                    }
                     self.failed(&e);
                 }
             }
@@ -298,19 +322,91 @@ impl Writer {
                 self.failed(&e);
             }
         }
-        let _ = self.sync();
+        if !self.abandon.is_cancelled() {
+            let _ = self.sync();
+        }
         lock(&self.shared.state).closed = true;
         self.shared.changed.notify_all();
     }
 
     /// A write or fsync failed (disk full, I/O error): the batches since the last fsync are not
-    /// acknowledged (their sources keep them), and the next append retries on a new segment.
+    /// acknowledged (their sources keep them and send them again), and what they left in the
+    /// file is cut off so that the next record follows the last good one.
     fn failed(&mut self, e: &std::io::Error) {
         self.shared.stats.error("buffer_write_failed");
         tracing::error!(buffer = %self.shared.name, error = %e, "disk buffer write failed; the batches are not acknowledged");
         self.unsynced.clear();
         self.unsynced_bytes = 0;
+        self.recover();
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Makes the buffer writable again after a failure. The active segment is cut back to its
+    /// last fsynced record (what the reader may read ends there anyway; record ids are never
+    /// reused, so nothing written past it can be taken for a later record). Then, if it holds
+    /// records, writing goes on in a new segment, so that once those are delivered the old
+    /// one can be deleted: on a full disk that is the only way space comes back. If even the
+    /// new segment cannot be made, and the old one is fully delivered, the old one is deleted
+    /// first; until something works nothing is written or acknowledged.
+    fn recover(&mut self) {
+        let header = FILE_HEADER.len() as u64;
+        let synced = lock(&self.shared.state)
+            .segments
+            .back()
+            .map_or(header, |s| s.bytes);
+        let cut = self
+            .file
+            .set_len(synced)
+            .and_then(|()| self.file.seek(SeekFrom::Start(synced)).map(drop));
+        if cut.is_ok() && synced <= header {
+            self.broken = false;
+            return;
+        }
+        let id = lock(&self.shared.state).next_id;
+        if self.broken {
+            let mut st = lock(&self.shared.state);
+            let done = st.delivered + 1 >= id;
+            if done && st.segments.len() == 1 {
+                let old = st.segments.pop_back().expect("one segment");
+                st.total_bytes -= old.bytes;
+                let _ = std::fs::remove_file(&old.path);
+                self.shared
+                    .stats
+                    .count(Outcome::BufferReclaimed, old.events.unwrap_or(0));
+            }
+        }
+        match segment::create_segment(&self.shared.dir, id) {
+            Ok((path, file)) => {
+                self.file = file;
+                let mut guard = lock(&self.shared.state);
+                let st = &mut *guard;
+                let same = st.segments.back().is_some_and(|s| s.first_id == id);
+                if same {
+                    // The active segment had nothing confirmed: it was just made anew.
+                    let seg = st.segments.back_mut().expect("checked");
+                    st.total_bytes -= seg.bytes - header;
+                    seg.bytes = header;
+                } else {
+                    st.segments.push_back(Seg {
+                        first_id: id,
+                        path,
+                        bytes: header,
+                        events: Some(0),
+                    });
+                    st.total_bytes += header;
+                }
+                drop(guard);
+                self.shared.changed.notify_all();
+                self.broken = false;
+            }
+            Err(e) => {
+                if !self.broken {
+                    tracing::error!(buffer = %self.shared.name, error = %e,
+                        "disk buffer cannot start a new segment; nothing is written until it can");
+                }
+                self.broken = true;
+            }
+        }
     }
 
     /// Drops the leading events of a batch that this buffer already stored (a source read
@@ -338,6 +434,14 @@ impl Writer {
     }
 
     fn append(&mut self, mut batch: EventBatch) -> std::io::Result<()> {
+        if self.broken {
+            self.recover();
+            if self.broken {
+                return Err(std::io::Error::other(
+                    "the disk buffer's last write could not be undone",
+                ));
+            }
+        }
         let origin = self.dedupe(&mut batch);
         if batch.events.is_empty() {
             // Everything was stored already: as durable as it gets.
@@ -356,6 +460,23 @@ impl Writer {
             }
         };
         let len = record.len() as u64;
+        if len > segment::MAX_RECORD {
+            // The reader would take it for damage: store it as two records.
+            if batch.events.len() > 1 {
+                let rest = batch.events.split_off(batch.events.len() / 2);
+                let second = EventBatch {
+                    events: rest,
+                    ack: batch.ack.clone(),
+                };
+                self.append(batch)?;
+                return self.append(second);
+            }
+            self.shared.stats.error("buffer_encode_failed");
+            tracing::error!(buffer = %self.shared.name, bytes = len, "one event is larger than a disk buffer record may be; it is dropped");
+            // Settled, or its source would offer it again forever.
+            batch.ack.delivered();
+            return Ok(());
+        }
         self.make_room(len)?;
         let active_bytes = lock(&self.shared.state)
             .segments
@@ -444,6 +565,12 @@ impl Writer {
         let mut warned = false;
         let mut st = lock(&self.shared.state);
         while !fits(&st, 0) {
+            if self.abandon.is_cancelled() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "stopping while the buffer is full",
+                ));
+            }
             match self.shared.when_full {
                 WhenFull::Block => {
                     if !warned {
@@ -613,12 +740,14 @@ fn reader(
                     return; // everything written was handed to the sink
                 }
                 let st = lock(&shared.state);
-                let grown = st
-                    .segments
-                    .iter()
-                    .find(|s| s.first_id == *first_id)
-                    .is_some_and(|s| s.bytes > *offset);
-                if !grown && st.segments.back().map(|s| s.first_id) == Some(*first_id) {
+                let listed = st.segments.iter().find(|s| s.first_id == *first_id);
+                let grown = listed.is_some_and(|s| s.bytes > *offset);
+                // Wait for more in the newest segment, or for the segment that follows one
+                // deleted under us (the writer recovering from a full disk).
+                if !grown
+                    && (listed.is_none()
+                        || st.segments.back().map(|s| s.first_id) == Some(*first_id))
+                {
                     let _ = shared.changed.wait_timeout(st, Duration::from_millis(100));
                 }
             }
