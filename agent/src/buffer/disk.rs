@@ -236,6 +236,7 @@ impl DiskBuffer {
             file: self.active,
             unsynced: Vec::new(),
             unsynced_bytes: 0,
+            failures: 0,
             positions: self.positions,
             broken: false,
             abandon,
@@ -276,9 +277,13 @@ impl Shared {
 struct Writer {
     shared: Arc<Shared>,
     file: File,
-    /// Acknowledgements of batches written but not yet fsynced, with their event counts.
-    unsynced: Vec<(Ack, u64)>,
+    /// Batches taken but not yet fsynced, oldest first: written, or still to be written after
+    /// a failed write (they keep their encoded record until they are durable).
+    unsynced: Vec<Pending>,
+    /// Bytes of the written ones.
     unsynced_bytes: u64,
+    /// Failed writes in a row (the log says so on the first and then now and then).
+    failures: u64,
     positions: HashMap<String, u64>,
     /// A failed write could be neither cut off nor left behind for a new segment: nothing is
     /// written (or acknowledged) until `recover` succeeds.
@@ -287,6 +292,14 @@ struct Writer {
     /// writer stops at once, even while waiting for room, and what it holds is not
     /// acknowledged (its sources read it again next start).
     abandon: tokio_util::sync::CancellationToken,
+}
+
+/// A batch between being taken and being durable.
+struct Pending {
+    ack: Ack,
+    events: u64,
+    record: Vec<u8>,
+    written: bool,
 }
 
 impl Writer {
@@ -311,15 +324,16 @@ impl Writer {
                 group.push(b);
             }
             for batch in group {
-                if let Err(e) = self.append(batch) {
-                    if self.abandon.is_cancelled() {
-                        break 'input;
-                    }
-                    self.failed(&e);
+                if let Err(e) = self.append(batch)
+                    && !self.retry(e)
+                {
+                    break 'input;
                 }
             }
-            if let Err(e) = self.sync() {
-                self.failed(&e);
+            if let Err(e) = self.sync()
+                && !self.retry(e)
+            {
+                break;
             }
         }
         if !self.abandon.is_cancelled() {
@@ -329,16 +343,41 @@ impl Writer {
         self.shared.changed.notify_all();
     }
 
-    /// A write or fsync failed (disk full, I/O error): the batches since the last fsync are not
-    /// acknowledged (their sources keep them and send them again), and what they left in the
-    /// file is cut off so that the next record follows the last good one.
+    /// A write or fsync failed (disk full, I/O error): what was written since the last fsync is
+    /// cut off, and every batch taken since is written again, until it is durable — a full
+    /// disk holds the sources back like a full buffer does, and nothing taken is dropped.
+    /// `false`: given up because the pipeline is abandoned (those batches are not
+    /// acknowledged; their sources read them again next start).
+    fn retry(&mut self, mut e: std::io::Error) -> bool {
+        loop {
+            if self.abandon.is_cancelled() {
+                return false;
+            }
+            self.failed(&e);
+            match self.write_pending().and_then(|()| self.sync()) {
+                Ok(()) => {
+                    tracing::info!(buffer = %self.shared.name, failures = self.failures, "disk buffer writes again");
+                    self.failures = 0;
+                    return true;
+                }
+                Err(again) => e = again,
+            }
+        }
+    }
+
     fn failed(&mut self, e: &std::io::Error) {
         self.shared.stats.error("buffer_write_failed");
-        tracing::error!(buffer = %self.shared.name, error = %e, "disk buffer write failed; the batches are not acknowledged");
-        self.unsynced.clear();
+        if self.failures.is_multiple_of(100) {
+            tracing::error!(buffer = %self.shared.name, error = %e, failures = self.failures + 1,
+                "disk buffer write failed; sources wait while it is retried");
+        }
+        self.failures += 1;
+        for p in &mut self.unsynced {
+            p.written = false;
+        }
         self.unsynced_bytes = 0;
-        self.recover();
         std::thread::sleep(Duration::from_millis(100));
+        self.recover();
     }
 
     /// Makes the buffer writable again after a failure. The active segment is cut back to its
@@ -434,14 +473,6 @@ impl Writer {
     }
 
     fn append(&mut self, mut batch: EventBatch) -> std::io::Result<()> {
-        if self.broken {
-            self.recover();
-            if self.broken {
-                return Err(std::io::Error::other(
-                    "the disk buffer's last write could not be undone",
-                ));
-            }
-        }
         let origin = self.dedupe(&mut batch);
         if batch.events.is_empty() {
             // Everything was stored already: as durable as it gets.
@@ -477,30 +508,69 @@ impl Writer {
             batch.ack.delivered();
             return Ok(());
         }
-        self.make_room(len)?;
-        let active_bytes = lock(&self.shared.state)
-            .segments
-            .back()
-            .map_or(0, |s| s.bytes)
-            + self.unsynced_bytes;
-        if active_bytes + len > self.shared.segment_bytes && active_bytes > FILE_HEADER.len() as u64
-        {
-            self.roll()?;
+        self.unsynced.push(Pending {
+            ack: batch.ack,
+            events: batch.events.len() as u64,
+            record,
+            written: false,
+        });
+        self.write_pending()
+    }
+
+    /// Writes the taken batches not written yet, in order, each under the next record id.
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.broken {
+            self.recover();
+            if self.broken {
+                return Err(std::io::Error::other(
+                    "the disk buffer cannot start a new segment",
+                ));
+            }
         }
-        self.file.write_all(&record)?;
-        lock(&self.shared.state).next_id = id + 1;
-        self.unsynced_bytes += len;
-        self.unsynced.push((batch.ack, batch.events.len() as u64));
+        while let Some(i) = self.unsynced.iter().position(|p| !p.written) {
+            let len = self.unsynced[i].record.len() as u64;
+            self.make_room(len)?;
+            let active_bytes = lock(&self.shared.state)
+                .segments
+                .back()
+                .map_or(0, |s| s.bytes)
+                + self.unsynced_bytes;
+            if active_bytes + len > self.shared.segment_bytes
+                && active_bytes > FILE_HEADER.len() as u64
+            {
+                self.roll()?;
+            }
+            // `roll` made the written ones durable and let them go: find ours again.
+            let i = self
+                .unsynced
+                .iter()
+                .position(|p| !p.written)
+                .expect("still pending");
+            let id = lock(&self.shared.state).next_id;
+            let pending = &mut self.unsynced[i];
+            if segment::record_id(&pending.record) != id {
+                segment::set_id(&mut pending.record, id);
+            }
+            self.file.write_all(&pending.record)?;
+            pending.written = true;
+            lock(&self.shared.state).next_id = id + 1;
+            self.unsynced_bytes += len;
+        }
         Ok(())
     }
 
     /// fsyncs what was written, makes it visible to the reader and acknowledges it.
     fn sync(&mut self) -> std::io::Result<()> {
-        if self.unsynced.is_empty() {
+        if !self.unsynced.iter().any(|p| p.written) {
             return Ok(());
         }
         self.file.sync_data()?;
-        let events: u64 = self.unsynced.iter().map(|(_, n)| n).sum();
+        let events: u64 = self
+            .unsynced
+            .iter()
+            .filter(|p| p.written)
+            .map(|p| p.events)
+            .sum();
         let bytes = self.unsynced_bytes;
         let total = {
             let mut st = lock(&self.shared.state);
@@ -516,8 +586,12 @@ impl Writer {
         stats.count(Outcome::BufferWritten, events);
         crate::telemetry::buffer_bytes(stats.component(), "written", bytes);
         self.unsynced_bytes = 0;
-        for (ack, _) in self.unsynced.drain(..) {
-            ack.delivered();
+        let (durable, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.unsynced)
+            .into_iter()
+            .partition(|p| p.written);
+        self.unsynced = waiting;
+        for p in durable {
+            p.ack.delivered();
         }
         Ok(())
     }

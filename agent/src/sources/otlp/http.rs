@@ -143,19 +143,38 @@ async fn export(
         }
     };
     // Decompressing and decoding take CPU: off the async workers.
-    let (limit, budget) = (ingest.max_request_bytes, admission.budget);
-    let decoded =
-        tokio::task::spawn_blocking(move || decode_body(body, gzip, limit, signal, json, budget))
-            .await
-            .unwrap_or_else(|e| Err(Undecodable::Invalid(format!("decoder failed: {e}"))));
+    let limit = ingest.max_request_bytes;
+    let body = if gzip {
+        let unzipped = tokio::task::spawn_blocking(move || gunzip(&body, limit)).await;
+        match unzipped {
+            Ok(Ok(b)) => Bytes::from(b),
+            Ok(Err(Gunzip::TooLarge)) => return too_large(&ingest, as_json),
+            Ok(Err(Gunzip::Invalid(why))) => {
+                let why = format!("invalid gzip body: {why}");
+                ingest.malformed(&why);
+                return status(StatusCode::BAD_REQUEST, as_json, &why);
+            }
+            Err(e) => return status(StatusCode::BAD_REQUEST, as_json, &e.to_string()),
+        }
+    } else {
+        body
+    };
+    // The share was sized from the compressed body; the decoded one needs room for its own.
+    if let Err(r) = ingest.grow(&mut admission, body.len()) {
+        return refused(&ingest, r, as_json);
+    }
+    let budget = admission.budget;
+    let decoded = tokio::task::spawn_blocking(move || decode_into(signal, &body, json, budget))
+        .await
+        .unwrap_or_else(|e| Err(DecodeError::Malformed(format!("decoder failed: {e}"))));
     let (events, rejected) = match decoded {
         Ok(d) => d,
-        Err(Undecodable::TooLarge) => return too_large(&ingest, as_json),
-        Err(Undecodable::OverBudget) => {
+        Err(DecodeError::OverBudget) => {
             let why = ingest.over_budget(budget);
             return status(StatusCode::PAYLOAD_TOO_LARGE, json, &why);
         }
-        Err(Undecodable::Invalid(why)) => {
+        Err(DecodeError::Malformed(why)) => {
+            let why = format!("cannot decode the request: {why}");
             ingest.malformed(&why);
             return status(StatusCode::BAD_REQUEST, json, &why);
         }
@@ -166,42 +185,6 @@ async fn export(
         return refused(&ingest, r, json);
     }
     success(signal, json, rejected.count as i64, rejected.message)
-}
-
-/// Why a body did not become events.
-enum Undecodable {
-    /// Over `max_request_bytes` once decompressed.
-    TooLarge,
-    /// Decodes into more than the request's memory share.
-    OverBudget,
-    Invalid(String),
-}
-
-fn decode_body(
-    body: Bytes,
-    gzip: bool,
-    limit: usize,
-    signal: Signal,
-    json: bool,
-    budget: usize,
-) -> Result<(Vec<crate::event::Event>, crate::otlp::Rejected), Undecodable> {
-    let body = if gzip {
-        match gunzip(&body, limit) {
-            Ok(b) => Bytes::from(b),
-            Err(Gunzip::TooLarge) => return Err(Undecodable::TooLarge),
-            Err(Gunzip::Invalid(why)) => {
-                return Err(Undecodable::Invalid(format!("invalid gzip body: {why}")));
-            }
-        }
-    } else {
-        body
-    };
-    decode_into(signal, &body, json, budget).map_err(|e| match e {
-        DecodeError::Malformed(why) => {
-            Undecodable::Invalid(format!("cannot decode the request: {why}"))
-        }
-        DecodeError::OverBudget => Undecodable::OverBudget,
-    })
 }
 
 /// Whether reading a body failed on its length limit.

@@ -68,7 +68,7 @@ pub struct Ingest {
 /// limit, taken before its body is read and held until its events are decoded.
 pub struct Admission<'a> {
     _slot: tokio::sync::SemaphorePermit<'a>,
-    memory: Option<tokio::sync::OwnedSemaphorePermit>,
+    memory: Vec<tokio::sync::OwnedSemaphorePermit>,
     /// Bytes the request may decode into (its memory share).
     pub budget: usize,
 }
@@ -77,7 +77,7 @@ impl Admission<'_> {
     /// Gives the memory share back (the decoded events take their own when queued); the slot
     /// stays taken until the request is answered.
     pub fn release_memory(&mut self) {
-        self.memory = None;
+        self.memory.clear();
     }
 }
 
@@ -93,23 +93,35 @@ impl Ingest {
             self.stats.error("too_many_requests");
             Refusal::Busy
         })?;
+        let mut admission = Admission {
+            _slot: slot,
+            memory: Vec::new(),
+            budget: 0,
+        };
+        self.grow(&mut admission, body_bytes)?;
+        Ok(admission)
+    }
+
+    /// Enlarges a request's memory share for a body of `body_bytes` (a gzip body, once
+    /// decompressed); `Busy` when that much is not free now.
+    pub fn grow(&self, admission: &mut Admission<'_>, body_bytes: usize) -> Result<(), Refusal> {
         let want = body_bytes.max(64 << 10).saturating_mul(DECODE_FACTOR);
-        let (memory, budget) = match self.out.memory() {
-            Some(limit) => {
-                let budget = want.min(limit.total() as usize);
-                let permit = limit.try_acquire(budget as u64).ok_or_else(|| {
+        let Some(limit) = self.out.memory() else {
+            admission.budget = admission.budget.max(want);
+            return Ok(());
+        };
+        let want = want.min(limit.total() as usize);
+        if want > admission.budget {
+            let permit = limit
+                .try_acquire((want - admission.budget) as u64)
+                .ok_or_else(|| {
                     self.stats.error("memory_limit");
                     Refusal::Busy
                 })?;
-                (Some(permit), budget)
-            }
-            None => (None, want),
-        };
-        Ok(Admission {
-            _slot: slot,
-            memory,
-            budget,
-        })
+            admission.memory.push(permit);
+            admission.budget = want;
+        }
+        Ok(())
     }
 
     /// A request that decoded past its budget.
