@@ -97,7 +97,12 @@ fn main() {
         .unwrap();
         let (tx, rx) = mpsc::channel(8);
         let mut tasks = JoinSet::new();
-        let out = buffer.start(rx, MemoryLimit::new(256 << 20), &mut tasks);
+        let out = buffer.start(
+            rx,
+            MemoryLimit::new(256 << 20),
+            tokio_util::sync::CancellationToken::new(),
+            &mut tasks,
+        );
         let disk = drive(tx, out, &batches).await;
         while tasks.join_next().await.is_some() {}
 

@@ -14,4 +14,5 @@ pub mod sinks;
 pub mod sources;
 pub mod supervisor;
 pub mod telemetry;
+pub mod text;
 pub mod top;

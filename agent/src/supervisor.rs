@@ -66,7 +66,8 @@ impl Signals {
     }
 }
 
-/// Runs until SIGTERM or SIGINT. Fails only when the first config cannot be started.
+/// Runs until SIGTERM or SIGINT. Fails when the first config cannot be started, or when a
+/// component dies (exit non-zero, for the service manager to restart the agent).
 pub async fn run(
     path: PathBuf,
     config: AgentConfig,
@@ -86,6 +87,9 @@ pub async fn run(
                     Err(e) => e,
                     Ok(()) => anyhow::anyhow!("the pipeline stopped unexpectedly"),
                 };
+                if error.is::<pipeline::ComponentDied>() {
+                    return Err(error);
+                }
                 match previous.take() {
                     Some(last_good) => {
                         tracing::error!(

@@ -170,7 +170,7 @@ request_timeout_ms = 5000
                 throttle: 0.15,
                 server_error: 0.05,
                 delay: Duration::from_millis(20),
-                down: false,
+                ..Faults::default()
             }),
             10 => proxy.set(Faults::default()),
             _ => {}
@@ -540,5 +540,118 @@ max_backoff_ms = 500
         "{total} lines: SIGTERM with the backend down took {:.1} s ({:.1} MB left on disk); all delivered after the restart",
         took.as_secs_f64(),
         buffered as f64 / 1e6
+    );
+}
+
+/// The worst moment to stop: the disk buffer is full (`when_full = "block"`), the backend is
+/// down and the source is blocked on it. A reload must still swap pipelines and SIGTERM must
+/// still exit within `drain_timeout_ms` plus a few seconds; nothing is lost for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_and_sigterm_with_a_full_blocking_buffer_and_the_backend_down_finish_in_time() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint);
+    proxy.down();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let write_config = |env: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+data_dir = "{dir}/data"
+drain_timeout_ms = 2000
+
+[sources.shop]
+type = "file"
+include = ["{dir}/logs/*/*.log"]
+path_fields = '/logs/(?P<module>[^/]+)/'
+poll_interval_ms = 50
+
+[processors.tag]
+type = "enrich"
+inputs = ["shop"]
+attributes = {{ env = "{env}" }}
+ec2_metadata = false
+
+[sinks.cloudwatch]
+type = "cloudwatch_logs"
+inputs = ["tag"]
+log_group = "/shop/full/{{module}}"
+log_stream = "s"
+encoding = "text"
+batch_timeout_ms = 200
+max_backoff_ms = 500
+buffer = {{ type = "disk", max_bytes = 1048576, when_full = "block" }}
+"#,
+                dir = dir.path().display()
+            ),
+        )
+        .unwrap()
+    };
+    write_config("one");
+    let mut agent = start_agent(&proxy.env(), &config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(
+        dir.path().to_path_buf(),
+        10,
+        Duration::from_secs(3600),
+        Arc::clone(&stop),
+    );
+    let full = vigil_test_support::wait_until(Duration::from_secs(60), || {
+        agent.log().contains("disk buffer is full")
+    });
+    assert!(full, "the buffer never filled:\n{}", agent.log());
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    let total: u64 = written.values().sum();
+
+    // SIGHUP: the old pipeline gives up after its drain timeout, the new one starts.
+    write_config("two");
+    let asked = Instant::now();
+    agent.signal(libc::SIGHUP);
+    let reloaded = vigil_test_support::wait_until(Duration::from_secs(20), || {
+        agent.log().contains("starting the new pipeline")
+    });
+    let took_reload = asked.elapsed();
+    assert!(reloaded, "no new pipeline:\n{}", agent.log());
+    assert!(agent.is_running(), "{}", agent.log());
+    assert!(
+        took_reload < Duration::from_secs(9),
+        "reload took {took_reload:?} with a 2 s drain timeout"
+    );
+
+    // SIGTERM while the new pipeline is blocked the same way.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(30));
+    let took = asked.elapsed();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "agent did not stop cleanly:\n{}",
+        agent.log()
+    );
+    assert!(
+        took < Duration::from_secs(9),
+        "stopping took {took:?} with a 2 s drain timeout"
+    );
+
+    // Next start, backend up: every line arrives.
+    proxy.up();
+    let agent = start_agent(&proxy.env(), &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = read_back(&logs, "/shop/full").await;
+        if unique(&got) >= total || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(unique(&got), total, "every line arrives\n{}", agent.log());
+    eprintln!(
+        "{total} lines: reload took {:.1} s and SIGTERM {:.1} s with a full blocking buffer and the backend down",
+        took_reload.as_secs_f64(),
+        took.as_secs_f64()
     );
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vigil_test_support::{ChildGuard, Moto};
+use vigil_test_support::{ChildGuard, FaultProxy, Faults, Moto};
 
 const MODULES: [&str; 7] = [
     "proxy",
@@ -149,14 +149,16 @@ max_backoff_ms = 1000
 }
 
 fn start_agent(moto: &Moto, config: &Path) -> ChildGuard {
+    start_agent_with(&moto.env(), config)
+}
+
+fn start_agent_with(env: &[(String, String)], config: &Path) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
     cmd.args(["run", "--config"]).arg(config).env(
         "VIGIL_LOG",
         std::env::var("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
     );
-    for (k, v) in moto.env() {
-        cmd.env(k, v);
-    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     ChildGuard::spawn("vigil-agent", cmd).expect("start vigil-agent")
 }
 
@@ -351,6 +353,101 @@ async fn nothing_is_lost_and_only_in_flight_lines_repeat_after_sigkill() {
         "{total} duplicates of 200,000 lines after one SIGKILL ({:.2}%)",
         total as f64 / 2_000.0
     );
+}
+
+/// Most agent policies (AWS's `CloudWatchAgentServerPolicy` among them) do not grant
+/// `logs:GetLogEvents`, which the sink uses only to check a stream's tail after a crash: denied,
+/// it warns once and ships anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_goes_ahead_without_the_optional_get_log_events_permission() {
+    let moto = Moto::start();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
+    let proxy = FaultProxy::start(&moto.endpoint);
+    proxy.set(Faults {
+        deny_operations: vec!["GetLogEvents".into()],
+        ..Faults::default()
+    });
+    let mut shop = Shop::new();
+    shop.write(100);
+    let mut agent = start_agent_with(&proxy.env(), &shop.config());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let arrived = loop {
+        let arrived: usize = read_back(&logs).await.values().map(Vec::len).sum();
+        if arrived as u64 >= shop.total() || Instant::now() > deadline {
+            break arrived;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(arrived as u64, shop.total(), "{}", agent.log());
+    assert!(proxy.counts().denied >= 1, "{:?}", proxy.counts());
+    stop(&mut agent);
+    let log = agent.log();
+    assert_eq!(
+        log.matches("cannot call logs:GetLogEvents").count(),
+        1,
+        "one warning naming the permission:\n{log}"
+    );
+}
+
+/// Names come from the data: a stream name of 600 two-byte characters is cut to CloudWatch's
+/// 512 characters on a character boundary (it once panicked the sink's task, silently), and
+/// the line is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_non_ascii_stream_name_is_cut_and_the_line_delivered() {
+    let moto = Moto::start();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
+    let dir = tempfile::tempdir().unwrap();
+    let long = "é".repeat(600);
+    std::fs::write(
+        dir.path().join("app.log"),
+        format!("{{\"stream\":\"{long}\",\"msg\":\"hello\"}}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+data_dir = "{dir}/data"
+[sources.app]
+type = "file"
+include = ["{dir}/*.log"]
+poll_interval_ms = 50
+[processors.parse]
+type = "json_parse"
+inputs = ["app"]
+[sinks.cloudwatch]
+type = "cloudwatch_logs"
+inputs = ["parse"]
+log_group = "/shop/names"
+log_stream = "{{stream}}"
+batch_timeout_ms = 100
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut agent = start_agent(&moto, &config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = vigil_test_support::log_group_messages(&logs, "/shop/names").await;
+        if !got.is_empty() || Instant::now() > deadline || !agent.is_running() {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(got.len(), 1, "{}", agent.log());
+    assert!(got[0].contains("hello"));
+    let streams = logs
+        .describe_log_streams()
+        .log_group_name("/shop/names")
+        .send()
+        .await
+        .unwrap();
+    let name = streams.log_streams()[0].log_stream_name().unwrap();
+    assert_eq!(name.chars().count(), 512);
+    assert!(name.chars().all(|c| c == 'é'));
+    stop(&mut agent);
 }
 
 #[test]

@@ -351,8 +351,11 @@ fn broken_exporters_are_marked_failed_while_a_good_one_keeps_flowing() {
         std::thread::sleep(Duration::from_secs(120));
     });
     let refused = free_port();
+    // Refused too, and its URL carries credentials.
+    let secret_port = free_port();
 
     let url = |p: u16| format!("http://127.0.0.1:{p}/metrics");
+    let with_password = format!("http://scraper:S3cr3tPw@127.0.0.1:{secret_port}/metrics");
     let out = dir.path().join("out.jsonl");
     let mut agent = agent(
         dir.path(),
@@ -378,6 +381,8 @@ max_body_bytes = 67108864
 url = "{hung}"
 [[sources.apps.targets]]
 url = "{refused}"
+[[sources.apps.targets]]
+url = "{with_password}"
 [sinks.out]
 type = "console"
 inputs = ["apps"]
@@ -391,6 +396,7 @@ path = "{out}"
             million = url(million),
             hung = url(hung),
             refused = url(refused),
+            with_password = with_password,
         ),
     );
     let good_instance = format!("127.0.0.1:{good}");
@@ -432,6 +438,7 @@ path = "{out}"
         (million, "too_many_series"),
         (hung, "timeout"),
         (refused, "connection"),
+        (secret_port, "connection"),
     ] {
         let target = format!("target={}", url(port));
         assert!(
@@ -449,6 +456,8 @@ path = "{out}"
         );
     }
     assert!(log.contains("line 2"), "the syntax error names its line");
+    // Credentials in a target URL appear in no label and no log line.
+    assert!(!log.contains("S3cr3tPw"), "{log}");
     assert!(
         !log.lines()
             .any(|l| l.contains("vigil_scrape_failures_total")

@@ -209,6 +209,7 @@ ec2_metadata = false
 type = "newrelic"
 inputs = ["otlp", "enrich"]
 endpoint = "{endpoint}"
+allow_insecure_http = true
 license_key = {license}
 batch_timeout_ms = 100
 max_backoff_ms = 5000
@@ -967,6 +968,7 @@ http_address = "127.0.0.1:{port}"
 type = "newrelic"
 inputs = ["otlp"]
 endpoint = "{e}"
+allow_insecure_http = true
 license_key = {{ ssm_parameter = "/vigil/missing" }}
 "#,
             d = dir.path().display(),

@@ -179,6 +179,7 @@ inputs = ["sample"]
 type = "newrelic"
 inputs = ["sample", "parse", "host"]
 endpoint = "{nr}"
+allow_insecure_http = true
 license_key = {{ env = "E2E_NR_KEY" }}
 batch_timeout_ms = 200
 "#,

@@ -25,6 +25,13 @@ pub struct Faults {
     pub delay: Duration,
     /// Refuse connections (the backend is down).
     pub down: bool,
+    /// Forward one request at a time, so the backend sees them strictly in turn. moto's
+    /// DynamoDB evaluates conditional writes non-atomically under load (two winners of one
+    /// `attribute_not_exists` race were measured); in turn, each write is atomic, as in AWS.
+    pub one_at_a_time: bool,
+    /// Operations (the `X-Amz-Target` suffix, e.g. `GetLogEvents`) answered
+    /// `400 AccessDeniedException`, as for credentials whose policy does not grant them.
+    pub deny_operations: Vec<String>,
 }
 
 /// How many requests were handled, by outcome.
@@ -35,6 +42,8 @@ pub struct ProxyCounts {
     pub server_errors: u64,
     /// Connections cut because the proxy was down.
     pub cut: u64,
+    /// Requests answered AccessDenied (`deny_operations`).
+    pub denied: u64,
 }
 
 #[derive(Default)]
@@ -43,6 +52,7 @@ struct Counters {
     throttled: AtomicU64,
     server_errors: AtomicU64,
     cut: AtomicU64,
+    denied: AtomicU64,
 }
 
 struct Inner {
@@ -52,6 +62,8 @@ struct Inner {
     stop: AtomicBool,
     /// xorshift state for the fault draws.
     rng: Mutex<u64>,
+    /// Held while forwarding when `one_at_a_time`.
+    turn: Mutex<()>,
 }
 
 /// A running proxy; stops when dropped.
@@ -80,6 +92,7 @@ impl FaultProxy {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             rng: Mutex::new(seed),
+            turn: Mutex::new(()),
         });
         let (listener, port) = (0..20)
             .find_map(|_| {
@@ -133,6 +146,7 @@ impl FaultProxy {
             throttled: c.throttled.load(Ordering::Relaxed),
             server_errors: c.server_errors.load(Ordering::Relaxed),
             cut: c.cut.load(Ordering::Relaxed),
+            denied: c.denied.load(Ordering::Relaxed),
         }
     }
 
@@ -276,7 +290,25 @@ fn handle(inner: &Inner, mut client: TcpStream) -> std::io::Result<()> {
         return Ok(());
     }
     let roll = draw(inner);
-    let canned = if roll < faults.throttle {
+    let target = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("x-amz-target"))
+        .map(|(_, v)| v.trim().to_owned());
+    let denied = target.as_deref().is_some_and(|t| {
+        faults
+            .deny_operations
+            .iter()
+            .any(|op| t.rsplit('.').next() == Some(op.as_str()))
+    });
+    let canned = if denied {
+        inner.counters.denied.fetch_add(1, Ordering::Relaxed);
+        Some((
+            "400 Bad Request",
+            "AccessDeniedException",
+            "User is not authorized to perform this action (injected by the test proxy)",
+        ))
+    } else if roll < faults.throttle {
         inner.counters.throttled.fetch_add(1, Ordering::Relaxed);
         Some((
             "400 Bad Request",
@@ -303,6 +335,9 @@ fn handle(inner: &Inner, mut client: TcpStream) -> std::io::Result<()> {
         let _ = client.shutdown(Shutdown::Both);
         return Ok(());
     }
+    let _turn = faults
+        .one_at_a_time
+        .then(|| inner.turn.lock().unwrap_or_else(|e| e.into_inner()));
     let mut upstream = match TcpStream::connect(&inner.upstream) {
         Ok(s) => s,
         Err(_) => {

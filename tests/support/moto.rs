@@ -3,12 +3,19 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::fault_proxy::{FaultProxy, Faults};
 use crate::{ChildGuard, free_port, venv_bin, wait_until};
 
 /// One moto server on its own port, for one test.
+///
+/// DynamoDB requests from programs under test (through [`Moto::env`]) pass a proxy that
+/// forwards them one at a time: moto's conditional writes are not atomic when requests
+/// overlap, AWS's are, and the tests are about Vigil's use of them, not moto's.
 pub struct Moto {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
+    /// The in-turn proxy in front of moto for DynamoDB.
+    dynamodb: FaultProxy,
     guard: ChildGuard,
 }
 
@@ -29,7 +36,16 @@ impl Moto {
                 http_get(&format!("{endpoint}/moto-api/data.json")).is_ok()
             });
             if ready && guard.is_running() {
-                return Moto { endpoint, guard };
+                let dynamodb = FaultProxy::start(&endpoint);
+                dynamodb.set(Faults {
+                    one_at_a_time: true,
+                    ..Faults::default()
+                });
+                return Moto {
+                    endpoint,
+                    dynamodb,
+                    guard,
+                };
             }
             eprintln!(
                 "moto did not start on port {port} (attempt {attempt}):\n{}",
@@ -40,10 +56,12 @@ impl Moto {
         panic!("moto_server did not start after 5 attempts");
     }
 
-    /// Environment for a process under test: the SDK's standard variables only.
+    /// Environment for a process under test: the SDK's standard variables only (DynamoDB's
+    /// service-specific endpoint is the in-turn proxy).
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb.endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),

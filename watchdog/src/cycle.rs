@@ -6,7 +6,8 @@ use crate::aws::Aws;
 use crate::evaluate::{Evaluation, Scope, evaluate};
 use crate::notify::{Delivery, Held, Notifier, Outcome};
 use crate::spec::Spec;
-use crate::state::{AlertState, Decision, decide_stateless};
+use crate::state::fallback::Ledger;
+use crate::state::{AlertState, Cause, Decided, Decision, decide_stateless};
 
 /// Everything one cycle produced: the findings (what is true) and the decisions (what the
 /// notifier should send). This JSON is the contract with the notifier.
@@ -44,6 +45,7 @@ pub fn alert_state(spec: &Spec, aws: &Aws, table_override: Option<&str>) -> Opti
             || crate::spec::Span::from_secs(30 * 86_400),
             |s| s.keep_resolved_for,
         ),
+        unreadable_repeat: settings.map_or(3_600, |s| s.unreadable_repeat.as_secs()),
     })
 }
 
@@ -64,14 +66,18 @@ pub async fn run(
     trigger: String,
     dry_run: bool,
 ) -> Report {
-    let evaluation = evaluate(spec, aws, scope).await;
+    let mut evaluation = evaluate(spec, aws, scope).await;
+    let now = evaluation.evaluated_at;
     let decisions = match state {
-        Some(state) => {
-            state
-                .decide(&evaluation.findings, evaluation.evaluated_at, dry_run)
-                .await
-        }
-        None => decide_stateless(&evaluation.findings, "no alert state table configured"),
+        Some(state) => match state.decide(&evaluation.findings, now, dry_run).await {
+            Decided::Decisions(decisions) => decisions,
+            Decided::Unreadable(error) if dry_run => {
+                decide_stateless(&evaluation.findings, &Cause::StateUnreadable { error })
+            }
+            Decided::Unreadable(error) => Ledger::for_table(&state.table, state.unreadable_repeat)
+                .decide(&mut evaluation.findings, &state.table, &error, now),
+        },
+        None => decide_stateless(&evaluation.findings, &Cause::NoStateTable),
     };
     for d in &decisions {
         tracing::info!(fingerprint = %d.fingerprint, action = ?d.action, severity = %d.severity, reason = %d.reason, "decision");

@@ -45,6 +45,16 @@ fn write_spec(dir: &Path, text: &str) {
 fn watchdog(moto: &Moto, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).envs(moto.env()).env("VIGIL_LOG", "warn");
+    // What an unreadable state table makes the watchdog remember lives per run here, never in
+    // a file shared by tests (or by later runs of the suite).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    cmd.env(
+        "VIGIL_FALLBACK_LEDGER",
+        std::env::temp_dir().join(format!("vigil-ledger-{}-{nanos}.json", std::process::id())),
+    );
     cmd
 }
 
@@ -1137,14 +1147,16 @@ fn an_unreachable_service_is_an_unknown_finding_and_the_rest_still_run() {
             .unwrap()
             .contains("only 3 InService and Healthy")
     );
-    // Without readable state the watchdog still decides (a repeated page beats a missed one).
+    // Without readable state the watchdog still decides (a repeated page beats a missed one),
+    // and reports the outage of its own state as a third finding.
     let reasons: Vec<&str> = report["decisions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    finding(&report, "watchdog:watchdog:state:alert-state");
     assert!(
         reasons.iter().all(|r| r.contains("alert state unreadable")),
         "{reasons:?}"
@@ -1400,6 +1412,8 @@ struct SlackStandIn {
     requests: std::sync::Arc<std::sync::Mutex<Vec<SlackRequest>>>,
     /// (path, status, Retry-After seconds): the next request to `path` gets this answer.
     script: std::sync::Arc<std::sync::Mutex<Vec<Scripted>>>,
+    /// How long every answer takes (a slow Slack widens every race window).
+    delay: std::sync::Arc<std::sync::Mutex<Duration>>,
 }
 
 /// A scripted answer: (path, status, Retry-After seconds).
@@ -1460,12 +1474,15 @@ impl SlackStandIn {
         let port = listener.local_addr().unwrap().port();
         let requests: Arc<Mutex<Vec<SlackRequest>>> = Arc::default();
         let script: Arc<Mutex<Vec<Scripted>>> = Arc::default();
-        let (recorded, scripted) = (requests.clone(), script.clone());
+        let delay: Arc<Mutex<Duration>> = Arc::default();
+        let (recorded, scripted, slow) = (requests.clone(), script.clone(), delay.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let (recorded, scripted) = (recorded.clone(), scripted.clone());
+                let slow = *slow.lock().unwrap();
                 std::thread::spawn(move || {
+                    std::thread::sleep(slow);
                     let mut data = Vec::new();
                     let mut buf = [0u8; 8192];
                     let header_end = loop {
@@ -1554,7 +1571,13 @@ impl SlackStandIn {
             port,
             requests,
             script,
+            delay,
         }
+    }
+
+    /// Every answer from now on takes `delay`.
+    fn answer_slowly(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
     }
 
     fn answer_next(&self, path: &str, status: u16, retry_after: Option<u64>) {
@@ -1651,8 +1674,8 @@ const STANDARD_SPEC: &str = r##"settings:
     dashboard_url: https://grafana.example/d/shop
     event_bus: vigil
     receivers:
-      oncall-bot: { slack_bot: { token: { ssm: /vigil/slack/bot-token }, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api" } }
-      oncall-hook: { slack_webhook: { url: { env: VIGIL_TEST_SLACK_WEBHOOK } } }
+      oncall-bot: { slack_bot: { token: { ssm: /vigil/slack/bot-token }, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api", allow_insecure_http: true } }
+      oncall-hook: { slack_webhook: { url: { env: VIGIL_TEST_SLACK_WEBHOOK }, allow_insecure_http: true } }
       oncall-sns: { sns: { topic_arn: "$TOPIC_ARN" } }
       oncall-mail: { ses_email: { from: watchdog@shop.example, to: [oncall@shop.example] } }
     routes:
@@ -1843,6 +1866,102 @@ impl Fixture {
     fn slack_total(&self) -> usize {
         self.slack.requests.lock().unwrap().len()
     }
+}
+
+/// The schedule and state-change events start invocations exactly during incidents. Counted
+/// at the receivers: four invocations over one failing check, started 0.4 s apart, with a
+/// Slack that takes two seconds per call — so the later ones read state after the first opened
+/// the incident but while it is still sending — give each receiver exactly one message; the
+/// same for the resolve.
+#[test]
+fn concurrent_invocations_deliver_one_message_per_receiver() {
+    let fx = Fixture::standard();
+    fx.slack.answer_slowly(Duration::from_secs(2));
+    let run_four = || {
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_millis(400));
+                }
+                fx.command()
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn vigil-watchdog")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                let log = String::from_utf8_lossy(&out.stderr).to_string();
+                assert!(out.status.success(), "{log}");
+                assert!(!log.contains(BOT_TOKEN), "the bot token was logged");
+                serde_json::from_slice::<Value>(&out.stdout).unwrap()
+            })
+            .collect::<Vec<Value>>()
+    };
+    let reports = run_four();
+    let pages: usize = reports.iter().map(|r| decisions(r, "page").len()).sum();
+    assert_eq!(pages, 1, "{reports:#?}");
+    assert_eq!(fx.slack.requests("/api/chat.postMessage").len(), 1);
+    assert_eq!(fx.slack.requests(WEBHOOK_PATH).len(), 1);
+    assert_eq!(fx.sns().len(), 1);
+    assert_eq!(fx.ses().len(), 1);
+    let ids = fx.ids(&fx.health_fp());
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    // No claim is left behind once every message is recorded.
+    let item = fx.item(&fx.health_fp());
+    assert!(item["claims"].as_m().unwrap().is_empty(), "{item:?}");
+
+    // Recovered: two ok rounds (resolve_after: 2), four invocations each.
+    fx.set_health(200);
+    run_four();
+    run_four();
+    assert_eq!(fx.slack.requests("/api/chat.update").len(), 1);
+    assert_eq!(fx.slack.requests(WEBHOOK_PATH).len(), 2);
+    assert_eq!(fx.sns().len(), 2);
+    assert_eq!(fx.ses().len(), 2);
+    assert_eq!(fx.slack_total(), 4);
+}
+
+/// DynamoDB unreadable: the watchdog cannot know what it sent. It still pages — the failing
+/// check, and the outage of its own state — but not again on the next run: at most once per
+/// `unreadable_repeat`.
+#[test]
+fn unreadable_state_pages_once_per_interval_and_reports_itself() {
+    let mut fx = Fixture::standard();
+    fx.env.push((
+        "AWS_ENDPOINT_URL_DYNAMODB".into(),
+        "http://127.0.0.1:1".into(),
+    ));
+    fx.env.push((
+        "VIGIL_FALLBACK_LEDGER".into(),
+        fx.spec_dir().join("ledger.json").display().to_string(),
+    ));
+    let (report, _) = fx.run();
+    let pages: Vec<&str> = decisions(&report, "page")
+        .iter()
+        .map(|d| d["fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(pages.len(), 2, "{report:#}");
+    assert!(pages.contains(&fx.health_fp().as_str()), "{pages:?}");
+    assert!(
+        pages.contains(&"watchdog:watchdog:state:alert-state"),
+        "{pages:?}"
+    );
+    assert!(
+        decisions(&report, "page")
+            .iter()
+            .all(|d| d["cause"]["kind"] == "state_unreadable"),
+        "{report:#}"
+    );
+    let posts = fx.slack.requests("/api/chat.postMessage").len();
+    assert_eq!(posts, 2, "the check and the state outage");
+    // The next run, still unreadable: nothing new is sent.
+    let (report, _) = fx.run();
+    assert!(decisions(&report, "page").is_empty(), "{report:#}");
+    assert_eq!(fx.slack.requests("/api/chat.postMessage").len(), posts);
 }
 
 #[test]
@@ -2156,7 +2275,7 @@ fn a_failing_receiver_gets_its_page_and_its_resolve_on_the_next_run_exactly_once
     logs.push_str(&log);
     let resolves = decisions(&report, "resolve");
     assert_eq!(resolves.len(), 1, "{report:#}");
-    assert_eq!(resolves[0]["retry"], true, "{report:#}");
+    assert_eq!(resolves[0]["cause"]["kind"], "resolve_owed", "{report:#}");
     let deliveries = report["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
     assert_eq!(deliveries[0]["receiver"], "oncall-bot");
@@ -2244,6 +2363,15 @@ fn a_missing_secret_is_a_clear_error_naming_it() {
         "{stderr}"
     );
     assert!(!stderr.contains("SeCrEtToKeN"), "{stderr}");
+    // A Slack URL over plain HTTP would carry the secret in clear: refused unless allowed.
+    fx.spec(&STANDARD_SPEC.replace(", allow_insecure_http: true", ""));
+    let stderr = check(true);
+    assert!(
+        stderr.contains(
+            "receiver oncall-bot: api_url uses http://, which would send the secret in clear"
+        ),
+        "{stderr}"
+    );
     // Nothing was sent by a watchdog that could not start its notifier.
     assert_eq!(fx.slack_total(), 0);
 }
@@ -2393,7 +2521,7 @@ fn a_silence_holds_a_page_until_it_ends_and_module_pages_fold_into_the_alb_page(
   state: {{ table: alert-state }}
   notify:
     receivers:
-      hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }} }} }}
+      hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }}, allow_insecure_http: true }} }}
     routes:
       - receivers: [hook]
     silences:
@@ -2505,7 +2633,7 @@ fn a_route_repeat_interval_sends_a_reminder_while_the_incident_fires() {
   state: { table: alert-state }
   notify:
     receivers:
-      hook: { slack_webhook: { url: { env: VIGIL_TEST_SLACK_WEBHOOK } } }
+      hook: { slack_webhook: { url: { env: VIGIL_TEST_SLACK_WEBHOOK }, allow_insecure_http: true } }
     routes:
       - match: { severity: page }
         receivers: [hook]
@@ -2562,7 +2690,7 @@ fn findings_firing_together_go_out_as_one_message_per_receiver_and_resolve_per_g
   notify:
     group_by: [service]
     receivers:
-      oncall-bot: {{ slack_bot: {{ token: {{ ssm: /vigil/slack/bot-token }}, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api" }} }}
+      oncall-bot: {{ slack_bot: {{ token: {{ ssm: /vigil/slack/bot-token }}, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api", allow_insecure_http: true }} }}
       oncall-sns: {{ sns: {{ topic_arn: "$TOPIC_ARN" }} }}
       oncall-mail: {{ ses_email: {{ from: watchdog@shop.example, to: [oncall@shop.example] }} }}
     routes:
@@ -2741,7 +2869,7 @@ fn a_group_waits_for_findings_that_join_it_within_group_wait() {
     group_by: [service]
     group_wait: 3s
     receivers:
-      hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }} }} }}
+      hook: {{ slack_webhook: {{ url: {{ env: VIGIL_TEST_SLACK_WEBHOOK }}, allow_insecure_http: true }} }}
     routes:
       - receivers: [hook]
 services:
@@ -3088,7 +3216,7 @@ fn module_pages_fold_into_the_alb_target_group_page_while_it_fails() {
   state: {{ table: alert-state }}
   notify:
     receivers:
-      oncall-bot: {{ slack_bot: {{ token: {{ ssm: /vigil/slack/bot-token }}, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api" }} }}
+      oncall-bot: {{ slack_bot: {{ token: {{ ssm: /vigil/slack/bot-token }}, channel: "#shop-oncall", api_url: "http://127.0.0.1:$SLACK_PORT/api", allow_insecure_http: true }} }}
       oncall-sns: {{ sns: {{ topic_arn: "$TOPIC_ARN" }} }}
     routes:
       - receivers: [oncall-bot, oncall-sns]

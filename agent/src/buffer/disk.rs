@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -225,6 +225,7 @@ impl DiskBuffer {
         self,
         input: mpsc::Receiver<EventBatch>,
         memory: MemoryLimit,
+        abandon: tokio_util::sync::CancellationToken,
         tasks: &mut JoinSet<String>,
     ) -> mpsc::Receiver<EventBatch> {
         let (to_sink, sink_rx) = mpsc::channel(SINK_QUEUE);
@@ -235,7 +236,10 @@ impl DiskBuffer {
             file: self.active,
             unsynced: Vec::new(),
             unsynced_bytes: 0,
+            failures: 0,
             positions: self.positions,
+            broken: false,
+            abandon,
         };
         tasks.spawn_blocking({
             let name = format!("{name} (buffer writer)");
@@ -273,15 +277,45 @@ impl Shared {
 struct Writer {
     shared: Arc<Shared>,
     file: File,
-    /// Acknowledgements of batches written but not yet fsynced, with their event counts.
-    unsynced: Vec<(Ack, u64)>,
+    /// Batches taken but not yet fsynced, oldest first: written, or still to be written after
+    /// a failed write (they keep their encoded record until they are durable).
+    unsynced: Vec<Pending>,
+    /// Bytes of the written ones.
     unsynced_bytes: u64,
+    /// Failed writes in a row (the log says so on the first and then now and then).
+    failures: u64,
     positions: HashMap<String, u64>,
+    /// A failed write could be neither cut off nor left behind for a new segment: nothing is
+    /// written (or acknowledged) until `recover` succeeds.
+    broken: bool,
+    /// Cancelled when the pipeline stops without waiting any longer (drain timeout): the
+    /// writer stops at once, even while waiting for room, and what it holds is not
+    /// acknowledged (its sources read it again next start).
+    abandon: tokio_util::sync::CancellationToken,
+}
+
+/// A batch between being taken and being durable.
+struct Pending {
+    ack: Ack,
+    events: u64,
+    record: Vec<u8>,
+    written: bool,
 }
 
 impl Writer {
     fn run(mut self, mut input: mpsc::Receiver<EventBatch>) {
-        while let Some(first) = input.blocking_recv() {
+        let runtime = tokio::runtime::Handle::current();
+        let abandon = self.abandon.clone();
+        'input: while let Some(first) = runtime.block_on(async {
+            tokio::select! {
+                biased;
+                batch = input.recv() => batch,
+                () = abandon.cancelled() => None,
+            }
+        }) {
+            if self.abandon.is_cancelled() {
+                break; // `first` and the rest of the queue are not acknowledged
+            }
             let mut group = vec![first];
             let mut size: usize = group[0].events.iter().map(|e| e.size_hint()).sum();
             while size < GROUP_BYTES {
@@ -290,27 +324,128 @@ impl Writer {
                 group.push(b);
             }
             for batch in group {
-                if let Err(e) = self.append(batch) {
-                    self.failed(&e);
+                if let Err(e) = self.append(batch)
+                    && !self.retry(e)
+                {
+                    break 'input;
                 }
             }
-            if let Err(e) = self.sync() {
-                self.failed(&e);
+            if let Err(e) = self.sync()
+                && !self.retry(e)
+            {
+                break;
             }
         }
-        let _ = self.sync();
+        if !self.abandon.is_cancelled() {
+            let _ = self.sync();
+        }
         lock(&self.shared.state).closed = true;
         self.shared.changed.notify_all();
     }
 
-    /// A write or fsync failed (disk full, I/O error): the batches since the last fsync are not
-    /// acknowledged (their sources keep them), and the next append retries on a new segment.
+    /// A write or fsync failed (disk full, I/O error): what was written since the last fsync is
+    /// cut off, and every batch taken since is written again, until it is durable — a full
+    /// disk holds the sources back like a full buffer does, and nothing taken is dropped.
+    /// `false`: given up because the pipeline is abandoned (those batches are not
+    /// acknowledged; their sources read them again next start).
+    fn retry(&mut self, mut e: std::io::Error) -> bool {
+        loop {
+            if self.abandon.is_cancelled() {
+                return false;
+            }
+            self.failed(&e);
+            match self.write_pending().and_then(|()| self.sync()) {
+                Ok(()) => {
+                    tracing::info!(buffer = %self.shared.name, failures = self.failures, "disk buffer writes again");
+                    self.failures = 0;
+                    return true;
+                }
+                Err(again) => e = again,
+            }
+        }
+    }
+
     fn failed(&mut self, e: &std::io::Error) {
         self.shared.stats.error("buffer_write_failed");
-        tracing::error!(buffer = %self.shared.name, error = %e, "disk buffer write failed; the batches are not acknowledged");
-        self.unsynced.clear();
+        if self.failures.is_multiple_of(100) {
+            tracing::error!(buffer = %self.shared.name, error = %e, failures = self.failures + 1,
+                "disk buffer write failed; sources wait while it is retried");
+        }
+        self.failures += 1;
+        for p in &mut self.unsynced {
+            p.written = false;
+        }
         self.unsynced_bytes = 0;
         std::thread::sleep(Duration::from_millis(100));
+        self.recover();
+    }
+
+    /// Makes the buffer writable again after a failure. The active segment is cut back to its
+    /// last fsynced record (what the reader may read ends there anyway; record ids are never
+    /// reused, so nothing written past it can be taken for a later record). Then, if it holds
+    /// records, writing goes on in a new segment, so that once those are delivered the old
+    /// one can be deleted: on a full disk that is the only way space comes back. If even the
+    /// new segment cannot be made, and the old one is fully delivered, the old one is deleted
+    /// first; until something works nothing is written or acknowledged.
+    fn recover(&mut self) {
+        let header = FILE_HEADER.len() as u64;
+        let synced = lock(&self.shared.state)
+            .segments
+            .back()
+            .map_or(header, |s| s.bytes);
+        let cut = self
+            .file
+            .set_len(synced)
+            .and_then(|()| self.file.seek(SeekFrom::Start(synced)).map(drop));
+        if cut.is_ok() && synced <= header {
+            self.broken = false;
+            return;
+        }
+        let id = lock(&self.shared.state).next_id;
+        if self.broken {
+            let mut st = lock(&self.shared.state);
+            let done = st.delivered + 1 >= id;
+            if done && st.segments.len() == 1 {
+                let old = st.segments.pop_back().expect("one segment");
+                st.total_bytes -= old.bytes;
+                let _ = std::fs::remove_file(&old.path);
+                self.shared
+                    .stats
+                    .count(Outcome::BufferReclaimed, old.events.unwrap_or(0));
+            }
+        }
+        match segment::create_segment(&self.shared.dir, id) {
+            Ok((path, file)) => {
+                self.file = file;
+                let mut guard = lock(&self.shared.state);
+                let st = &mut *guard;
+                let same = st.segments.back().is_some_and(|s| s.first_id == id);
+                if same {
+                    // The active segment had nothing confirmed: it was just made anew.
+                    let seg = st.segments.back_mut().expect("checked");
+                    st.total_bytes -= seg.bytes - header;
+                    seg.bytes = header;
+                } else {
+                    st.segments.push_back(Seg {
+                        first_id: id,
+                        path,
+                        bytes: header,
+                        events: Some(0),
+                    });
+                    st.total_bytes += header;
+                }
+                drop(guard);
+                self.shared.changed.notify_all();
+                self.broken = false;
+            }
+            Err(e) => {
+                if !self.broken {
+                    tracing::error!(buffer = %self.shared.name, error = %e,
+                        "disk buffer cannot start a new segment; nothing is written until it can");
+                }
+                self.broken = true;
+            }
+        }
     }
 
     /// Drops the leading events of a batch that this buffer already stored (a source read
@@ -356,30 +491,86 @@ impl Writer {
             }
         };
         let len = record.len() as u64;
-        self.make_room(len)?;
-        let active_bytes = lock(&self.shared.state)
-            .segments
-            .back()
-            .map_or(0, |s| s.bytes)
-            + self.unsynced_bytes;
-        if active_bytes + len > self.shared.segment_bytes && active_bytes > FILE_HEADER.len() as u64
-        {
-            self.roll()?;
+        if len > segment::MAX_RECORD {
+            // The reader would take it for damage: store it as two records.
+            if batch.events.len() > 1 {
+                let rest = batch.events.split_off(batch.events.len() / 2);
+                let second = EventBatch {
+                    events: rest,
+                    ack: batch.ack.clone(),
+                };
+                self.append(batch)?;
+                return self.append(second);
+            }
+            self.shared.stats.error("buffer_encode_failed");
+            tracing::error!(buffer = %self.shared.name, bytes = len, "one event is larger than a disk buffer record may be; it is dropped");
+            // Settled, or its source would offer it again forever.
+            batch.ack.delivered();
+            return Ok(());
         }
-        self.file.write_all(&record)?;
-        lock(&self.shared.state).next_id = id + 1;
-        self.unsynced_bytes += len;
-        self.unsynced.push((batch.ack, batch.events.len() as u64));
+        self.unsynced.push(Pending {
+            ack: batch.ack,
+            events: batch.events.len() as u64,
+            record,
+            written: false,
+        });
+        self.write_pending()
+    }
+
+    /// Writes the taken batches not written yet, in order, each under the next record id.
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.broken {
+            self.recover();
+            if self.broken {
+                return Err(std::io::Error::other(
+                    "the disk buffer cannot start a new segment",
+                ));
+            }
+        }
+        while let Some(i) = self.unsynced.iter().position(|p| !p.written) {
+            let len = self.unsynced[i].record.len() as u64;
+            self.make_room(len)?;
+            let active_bytes = lock(&self.shared.state)
+                .segments
+                .back()
+                .map_or(0, |s| s.bytes)
+                + self.unsynced_bytes;
+            if active_bytes + len > self.shared.segment_bytes
+                && active_bytes > FILE_HEADER.len() as u64
+            {
+                self.roll()?;
+            }
+            // `roll` made the written ones durable and let them go: find ours again.
+            let i = self
+                .unsynced
+                .iter()
+                .position(|p| !p.written)
+                .expect("still pending");
+            let id = lock(&self.shared.state).next_id;
+            let pending = &mut self.unsynced[i];
+            if segment::record_id(&pending.record) != id {
+                segment::set_id(&mut pending.record, id);
+            }
+            self.file.write_all(&pending.record)?;
+            pending.written = true;
+            lock(&self.shared.state).next_id = id + 1;
+            self.unsynced_bytes += len;
+        }
         Ok(())
     }
 
     /// fsyncs what was written, makes it visible to the reader and acknowledges it.
     fn sync(&mut self) -> std::io::Result<()> {
-        if self.unsynced.is_empty() {
+        if !self.unsynced.iter().any(|p| p.written) {
             return Ok(());
         }
         self.file.sync_data()?;
-        let events: u64 = self.unsynced.iter().map(|(_, n)| n).sum();
+        let events: u64 = self
+            .unsynced
+            .iter()
+            .filter(|p| p.written)
+            .map(|p| p.events)
+            .sum();
         let bytes = self.unsynced_bytes;
         let total = {
             let mut st = lock(&self.shared.state);
@@ -395,8 +586,12 @@ impl Writer {
         stats.count(Outcome::BufferWritten, events);
         crate::telemetry::buffer_bytes(stats.component(), "written", bytes);
         self.unsynced_bytes = 0;
-        for (ack, _) in self.unsynced.drain(..) {
-            ack.delivered();
+        let (durable, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.unsynced)
+            .into_iter()
+            .partition(|p| p.written);
+        self.unsynced = waiting;
+        for p in durable {
+            p.ack.delivered();
         }
         Ok(())
     }
@@ -444,6 +639,12 @@ impl Writer {
         let mut warned = false;
         let mut st = lock(&self.shared.state);
         while !fits(&st, 0) {
+            if self.abandon.is_cancelled() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "stopping while the buffer is full",
+                ));
+            }
             match self.shared.when_full {
                 WhenFull::Block => {
                     if !warned {
@@ -613,12 +814,14 @@ fn reader(
                     return; // everything written was handed to the sink
                 }
                 let st = lock(&shared.state);
-                let grown = st
-                    .segments
-                    .iter()
-                    .find(|s| s.first_id == *first_id)
-                    .is_some_and(|s| s.bytes > *offset);
-                if !grown && st.segments.back().map(|s| s.first_id) == Some(*first_id) {
+                let listed = st.segments.iter().find(|s| s.first_id == *first_id);
+                let grown = listed.is_some_and(|s| s.bytes > *offset);
+                // Wait for more in the newest segment, or for the segment that follows one
+                // deleted under us (the writer recovering from a full disk).
+                if !grown
+                    && (listed.is_none()
+                        || st.segments.back().map(|s| s.first_id) == Some(*first_id))
+                {
                     let _ = shared.changed.wait_timeout(st, Duration::from_millis(100));
                 }
             }

@@ -47,6 +47,11 @@ impl MemoryLimit {
         }
     }
 
+    /// The whole limit, in bytes.
+    pub fn total(&self) -> u64 {
+        self.units as u64 * UNIT
+    }
+
     /// Bytes currently free.
     pub fn available(&self) -> u64 {
         self.sem.available_permits() as u64 * UNIT

@@ -116,23 +116,24 @@ impl BufferConfig {
 }
 
 /// Puts the sink's buffer between its input queue and the sink; returns what the sink reads.
-/// Disk buffers live in `data_dir/buffers/NAME`.
+/// Disk buffers live in `data_dir/buffers/NAME` (NAME: the sink's, from `stats`).
 pub fn attach(
-    name: &str,
     config: &BufferConfig,
     data_dir: &Path,
     input: mpsc::Receiver<EventBatch>,
     memory: MemoryLimit,
     stats: Stats,
+    abandon: &tokio_util::sync::CancellationToken,
     tasks: &mut JoinSet<String>,
 ) -> anyhow::Result<mpsc::Receiver<EventBatch>> {
     match config.kind {
         BufferKind::Memory => Ok(input),
         BufferKind::Disk => {
-            let dir = data_dir.join("buffers").join(name);
-            let buffer = DiskBuffer::open(name, &dir, config, stats)
+            let name = stats.component().to_owned();
+            let dir = data_dir.join("buffers").join(&name);
+            let buffer = DiskBuffer::open(&name, &dir, config, stats)
                 .with_context(|| format!("open disk buffer {}", dir.display()))?;
-            Ok(buffer.start(input, memory, tasks))
+            Ok(buffer.start(input, memory, abandon.clone(), tasks))
         }
     }
 }

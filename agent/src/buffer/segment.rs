@@ -66,6 +66,20 @@ pub fn encode(
     Ok(out)
 }
 
+/// The id a record was encoded with.
+pub fn record_id(record: &[u8]) -> u64 {
+    u64::from_le_bytes(record[16..24].try_into().expect("a record header"))
+}
+
+/// Gives an encoded record another id (and its checksum with it): a record written again after
+/// a failed write takes the next free id.
+pub fn set_id(record: &mut [u8], id: u64) {
+    let count = u32::from_le_bytes(record[12..16].try_into().expect("a record header"));
+    record[16..24].copy_from_slice(&id.to_le_bytes());
+    let crc = checksum(id, count, &record[RECORD_HEADER as usize..]);
+    record[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// The origin prefix of a payload and the offset of the events after it.
 pub fn origin(payload: &[u8]) -> Option<(Option<(String, u64)>, usize)> {
     let len = u16::from_le_bytes(payload.get(0..2)?.try_into().ok()?);

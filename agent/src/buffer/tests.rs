@@ -46,7 +46,12 @@ async fn run_once(
     let buffer = DiskBuffer::open(name, dir, config, stats).unwrap();
     let (tx, rx) = mpsc::channel(8);
     let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+    let mut sink = buffer.start(
+        rx,
+        MemoryLimit::new(64 << 20),
+        Default::default(),
+        &mut tasks,
+    );
     let (src_tx, mut src_acks) = ack_channel();
     for b in batches.clone() {
         tx.send(batch(b * 10, 10, Ack::new(b, src_tx.clone())))
@@ -100,7 +105,12 @@ async fn every_event_kind_survives_the_round_trip() {
         DiskBuffer::open("t_kinds", dir.path(), &BufferConfig::disk(8 << 20), stats).unwrap();
     let (tx, rx) = mpsc::channel(8);
     let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+    let mut sink = buffer.start(
+        rx,
+        MemoryLimit::new(64 << 20),
+        Default::default(),
+        &mut tasks,
+    );
     let mut log = LogEvent::new("hello".into(), 1);
     log.attributes.insert(
         "nested".into(),
@@ -247,7 +257,12 @@ async fn block_holds_the_writer_until_deliveries_free_space() {
     let buffer = DiskBuffer::open("t_block", dir.path(), &config, stats).unwrap();
     let (tx, rx) = mpsc::channel(1);
     let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+    let mut sink = buffer.start(
+        rx,
+        MemoryLimit::new(64 << 20),
+        Default::default(),
+        &mut tasks,
+    );
     let (src_tx, mut src_acks) = ack_channel();
     let writer = tokio::spawn(async move {
         for b in 0..1000u64 {
@@ -299,7 +314,12 @@ async fn lines_read_again_after_a_crash_are_not_stored_twice() {
         let buffer = DiskBuffer::open("t_reread", dir.path(), &config, stats).unwrap();
         let (tx, rx) = mpsc::channel(8);
         let mut tasks = JoinSet::new();
-        let mut sink = buffer.start(rx, MemoryLimit::new(64 << 20), &mut tasks);
+        let mut sink = buffer.start(
+            rx,
+            MemoryLimit::new(64 << 20),
+            Default::default(),
+            &mut tasks,
+        );
         let (src_tx, mut src_acks) = ack_channel();
         tx.send(with_position(from, n, Ack::new(round, src_tx)))
             .await

@@ -227,6 +227,21 @@ fn check_graph(g: &Graph, errs: &mut Errors<'_>) {
         .chain(g.processors.keys().map(|n| ("processors", n)))
         .chain(g.sinks.keys().map(|n| ("sinks", n)));
     for (section, name) in all {
+        // Names become file names (checkpoints, disk buffers) and metric labels.
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            errs.push(
+                &KeyPath::root().key(section).key(name),
+                format!(
+                    "component name `{name}`: use 1 to 64 ASCII letters, digits, `_` or `-` \
+                     (names become file names)"
+                ),
+            );
+        }
         if !seen.insert(name.as_str()) {
             errs.push(
                 &KeyPath::root().key(section).key(name),

@@ -169,3 +169,28 @@ inputs = ["p2"]
     );
     assert!(errs.iter().any(|e| e.contains("form a cycle")), "{errs:#?}");
 }
+
+#[test]
+fn component_names_that_would_be_paths_are_refused() {
+    let text = GOOD.replace("[sinks.cloudwatch_logs]", "[sinks.\"../../etc\"]");
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("component name `../../etc`: use 1 to 64 ASCII letters")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_new_relic_endpoint_over_plain_http_is_refused_unless_allowed() {
+    let sink =
+        "\n[sinks.nr]\ntype = \"newrelic\"\ninputs = [\"tag\"]\nendpoint = \"http://nr.example\"\n";
+    let errs = errors(&format!("{GOOD}{sink}"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("sinks.nr.endpoint: http:// would send the license key in clear")),
+        "{errs:?}"
+    );
+    let allowed = format!("{GOOD}{sink}allow_insecure_http = true\n");
+    assert_eq!(errors(&allowed), Vec::<String>::new());
+}

@@ -37,6 +37,73 @@ impl Rejected {
     }
 }
 
+/// Where decoded events go. A plain `Vec` takes everything; a [`Budgeted`] one stops taking
+/// events past a byte budget, so that a small request cannot decode into unbounded memory
+/// (names and attributes copied into every item multiply it).
+pub trait Collect {
+    fn push(&mut self, event: Event);
+    fn reserve(&mut self, additional: usize);
+    /// Over budget: the caller stops decoding and refuses the request.
+    fn is_full(&self) -> bool;
+}
+
+impl Collect for Vec<Event> {
+    fn push(&mut self, event: Event) {
+        Vec::push(self, event);
+    }
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional);
+    }
+    fn is_full(&self) -> bool {
+        false
+    }
+}
+
+/// Events decoded under a byte budget (their `size_hint`s).
+pub struct Budgeted {
+    pub events: Vec<Event>,
+    left: usize,
+    full: bool,
+}
+
+impl Budgeted {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            events: Vec::new(),
+            left: bytes,
+            full: false,
+        }
+    }
+}
+
+impl Collect for Budgeted {
+    fn push(&mut self, event: Event) {
+        let n = event.size_hint();
+        if self.full || n > self.left {
+            self.full = true;
+            return;
+        }
+        self.left -= n;
+        self.events.push(event);
+    }
+    fn reserve(&mut self, additional: usize) {
+        // Reserve no more than the budget could hold (an item is at least a few hundred bytes).
+        self.events.reserve(additional.min(self.left / 256));
+    }
+    fn is_full(&self) -> bool {
+        self.full
+    }
+}
+
+/// Longest scope name or version, metric name or unit kept (in characters): each is copied
+/// into every item, so one huge name must not multiply.
+pub const MAX_NAME_CHARS: usize = 1024;
+
+fn capped(mut s: String) -> String {
+    crate::text::truncate_chars(&mut s, MAX_NAME_CHARS);
+    s
+}
+
 fn resource(r: Option<v1::Resource>) -> Arc<Resource> {
     Arc::new(Resource {
         attributes: attributes_to_json(r.map(|r| r.attributes).unwrap_or_default()),
@@ -44,7 +111,8 @@ fn resource(r: Option<v1::Resource>) -> Arc<Resource> {
 }
 
 fn scope(s: Option<InstrumentationScope>) -> (String, String) {
-    s.map(|s| (s.name, s.version)).unwrap_or_default()
+    s.map(|s| (capped(s.name), capped(s.version)))
+        .unwrap_or_default()
 }
 
 fn id16(b: &[u8]) -> Option<[u8; 16]> {
@@ -56,11 +124,14 @@ fn id8(b: &[u8]) -> Option<[u8; 8]> {
 }
 
 /// Spans → `Event::Span`, appended to `out`.
-pub fn traces(req: ExportTraceServiceRequest, out: &mut Vec<Event>) -> Rejected {
+pub fn traces<C: Collect>(req: ExportTraceServiceRequest, out: &mut C) -> Rejected {
     let mut rejected = Rejected::default();
     for rs in req.resource_spans {
         let res = resource(rs.resource);
         for ss in rs.scope_spans {
+            if out.is_full() {
+                return rejected;
+            }
             let (scope_name, scope_version) = scope(ss.scope);
             out.reserve(ss.spans.len());
             for s in ss.spans {
@@ -164,12 +235,17 @@ fn tags(kvs: Vec<KeyValue>) -> Tags {
 const NO_RECORDED_VALUE: u32 = 1;
 
 /// Metric data points → `Event::Metric`, one per point.
-pub fn metrics(req: ExportMetricsServiceRequest, out: &mut Vec<Event>) -> Rejected {
+pub fn metrics<C: Collect>(req: ExportMetricsServiceRequest, out: &mut C) -> Rejected {
     let mut rejected = Rejected::default();
     for rm in req.resource_metrics {
         let res = resource(rm.resource);
         for sm in rm.scope_metrics {
-            for m in sm.metrics {
+            for mut m in sm.metrics {
+                if out.is_full() {
+                    return rejected;
+                }
+                m.name = capped(m.name);
+                m.unit = capped(m.unit);
                 let Some(data) = m.data else {
                     rejected.add(|| format!("metric `{}` has no data", m.name));
                     continue;
@@ -404,11 +480,14 @@ fn exponential(
 }
 
 /// Log records → `Event::Log` with their OTLP fields kept.
-pub fn logs(req: ExportLogsServiceRequest, out: &mut Vec<Event>) -> Rejected {
+pub fn logs<C: Collect>(req: ExportLogsServiceRequest, out: &mut C) -> Rejected {
     let rejected = Rejected::default();
     for rl in req.resource_logs {
         let res = resource(rl.resource);
         for sl in rl.scope_logs {
+            if out.is_full() {
+                return rejected;
+            }
             let (scope_name, scope_version) = scope(sl.scope);
             out.reserve(sl.log_records.len());
             for r in sl.log_records {

@@ -70,6 +70,11 @@ pub async fn run(
         .count()
         .max(1) as u64;
     let mut tasks = tokio::task::JoinSet::new();
+    // Cancelled when the drain timeout passes: disk buffer writers stop even while waiting
+    // for room (blocking tasks cannot be aborted), so that their sources can stop too.
+    let abandon = CancellationToken::new();
+    // Task ids -> component names, to name a component whose task dies.
+    let mut names = std::collections::HashMap::new();
     for (name, sink) in config.sinks {
         let rx = receivers.remove(&name).expect("queue made above");
         let stats = Stats::new(&name);
@@ -80,12 +85,12 @@ pub async fn run(
             .unwrap_or_else(BufferConfig::memory);
         let reader_memory = MemoryLimit::new(config.memory_limit_bytes / 4 / disk_sinks);
         let rx = crate::buffer::attach(
-            &name,
             &buffer,
             &config.data_dir,
             rx,
             reader_memory,
             stats.clone(),
+            &abandon,
             &mut tasks,
         )
         .with_context(|| format!("sink `{name}`"))?;
@@ -94,10 +99,14 @@ pub async fn run(
             .build(&name, stats)
             .await
             .with_context(|| format!("sink `{name}`"))?;
-        tasks.spawn(async move {
-            sink.run(rx).await;
-            name
-        });
+        let label = name.clone();
+        let id = tasks
+            .spawn(async move {
+                sink.run(rx).await;
+                name
+            })
+            .id();
+        names.insert(id, label);
     }
     for (name, processor) in config.processors {
         let rx = receivers.remove(&name).expect("queue made above");
@@ -106,10 +115,14 @@ pub async fn run(
         let processor = Processor::build(&processor.config)
             .await
             .with_context(|| format!("processor `{name}`"))?;
-        tasks.spawn(async move {
-            processor.run(rx, out, stats).await;
-            name
-        });
+        let label = name.clone();
+        let id = tasks
+            .spawn(async move {
+                processor.run(rx, out, stats).await;
+                name
+            })
+            .id();
+        names.insert(id, label);
     }
     // Sources last: everything they feed is already listening. They are joined apart from the
     // rest: after a drain timeout the sinks are abandoned, but a source is always waited for
@@ -125,7 +138,17 @@ pub async fn run(
     // Queues with no writer left must close when their writers finish.
     drop(senders);
 
-    shutdown.cancelled().await;
+    // A component whose task dies (a panic: a bug, never expected) would leave its queue
+    // unread and its sources stalled while the process looks alive. Stop instead, and fail:
+    // the service manager restarts the agent, which resumes from checkpoints and buffers.
+    let died = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        name = first_death(&mut tasks, &names) => Some(name),
+        name = first_death(&mut sources, &names) => Some(name),
+    };
+    if died.is_some() {
+        shutdown.cancel();
+    }
     tracing::info!("shutting down: sources stop, queues drain, sinks flush");
     let drained = tokio::time::timeout(drain_timeout, async {
         join_all(&mut sources).await;
@@ -138,13 +161,52 @@ pub async fn run(
             "drain timeout: stopping with data undelivered; it was not acknowledged and will be read again"
         );
         // Abandoned batches report themselves undelivered, which lets the sources finish.
+        abandon.cancel();
         tasks.abort_all();
-        join_all(&mut sources).await;
+        if tokio::time::timeout(Duration::from_secs(5), join_all(&mut sources))
+            .await
+            .is_err()
+        {
+            tracing::error!("a source did not stop within 5 s of the drain timeout; leaving it");
+        }
         // Aborted tasks end at their next await; wait (bounded) so a reloaded pipeline never
         // opens a disk buffer an old writer still has open.
         let _ = tokio::time::timeout(Duration::from_secs(5), join_all(&mut tasks)).await;
     }
-    Ok(())
+    match died {
+        Some(component) => Err(ComponentDied { component }.into()),
+        None => Ok(()),
+    }
+}
+
+/// A component's task ended with a panic while the pipeline ran.
+#[derive(Debug, thiserror::Error)]
+#[error("component `{component}` failed; stopping so that the agent is restarted")]
+pub struct ComponentDied {
+    pub component: String,
+}
+
+/// Waits until a task of `set` dies (panics); tasks that end normally are let go. Never
+/// returns if none dies.
+async fn first_death(
+    set: &mut tokio::task::JoinSet<String>,
+    names: &std::collections::HashMap<tokio::task::Id, String>,
+) -> String {
+    loop {
+        match set.join_next_with_id().await {
+            None => return std::future::pending().await,
+            Some(Ok((_, name))) => tracing::debug!(component = %name, "ended"),
+            Some(Err(e)) if e.is_cancelled() => {}
+            Some(Err(e)) => {
+                let name = names
+                    .get(&e.id())
+                    .cloned()
+                    .unwrap_or_else(|| "a source".to_owned());
+                tracing::error!(component = %name, error = %e, "a component task died");
+                return name;
+            }
+        }
+    }
 }
 
 async fn join_all(set: &mut tokio::task::JoinSet<String>) {

@@ -90,6 +90,11 @@ impl SourceOutput {
         self
     }
 
+    /// The sources' share of the memory limit, if one is set.
+    pub fn memory(&self) -> Option<&crate::buffer::MemoryLimit> {
+        self.memory.as_ref()
+    }
+
     /// Sends from a blocking thread; while downstream is full, calls `waiting` between tries.
     pub fn send_blocking(
         &self,

@@ -75,7 +75,13 @@ fn slack_api() -> String {
 pub enum ReceiverSpec {
     /// A Slack incoming webhook (the URL is the secret). Cannot edit what it posted, so a
     /// resolve is a second message.
-    SlackWebhook { url: SecretRef },
+    SlackWebhook {
+        url: SecretRef,
+        /// Allows an `http://` URL, which sends the webhook secret in clear: local stand-ins
+        /// only.
+        #[serde(default)]
+        allow_insecure_http: bool,
+    },
     /// The Slack Web API with a bot token: `chat.postMessage`, then `chat.update` on the
     /// stored `ts` turns the same message into "resolved".
     SlackBot {
@@ -83,6 +89,9 @@ pub enum ReceiverSpec {
         channel: String,
         #[serde(default = "slack_api")]
         api_url: String,
+        /// Allows an `http://` `api_url`, which sends the token in clear: local stand-ins only.
+        #[serde(default)]
+        allow_insecure_http: bool,
     },
     /// An SNS topic: `Publish` with per-protocol bodies (short SMS, full email).
     Sns { topic_arn: String },

@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::finding::Finding;
-use crate::state::{Action, AlertState, Decision};
+use crate::state::{Action, AlertState, Cause, Claim, ClaimFor, Decision};
 
 use config::{NotifySettings, ReceiverSpec};
 use render::Message;
@@ -98,18 +98,27 @@ impl Notifier {
         let mut receivers = BTreeMap::new();
         for (name, spec) in &settings.receivers {
             let receiver = match spec {
-                ReceiverSpec::SlackWebhook { url } => Receiver::Slack(slack::Slack::Webhook {
-                    url: secrets::resolve(url, name, &aws.ssm).await?,
-                }),
+                ReceiverSpec::SlackWebhook {
+                    url,
+                    allow_insecure_http,
+                } => {
+                    let url = secrets::resolve(url, name, &aws.ssm).await?;
+                    refuse_plain_http(name, "url", url.expose(), *allow_insecure_http)?;
+                    Receiver::Slack(slack::Slack::Webhook { url })
+                }
                 ReceiverSpec::SlackBot {
                     token,
                     channel,
                     api_url,
-                } => Receiver::Slack(slack::Slack::Bot {
-                    token: secrets::resolve(token, name, &aws.ssm).await?,
-                    channel: channel.clone(),
-                    api_url: api_url.clone(),
-                }),
+                    allow_insecure_http,
+                } => {
+                    refuse_plain_http(name, "api_url", api_url, *allow_insecure_http)?;
+                    Receiver::Slack(slack::Slack::Bot {
+                        token: secrets::resolve(token, name, &aws.ssm).await?,
+                        channel: channel.clone(),
+                        api_url: api_url.clone(),
+                    })
+                }
                 ReceiverSpec::Sns { topic_arn } => Receiver::Sns(sns::Sns {
                     topic_arn: topic_arn.clone(),
                 }),
@@ -197,8 +206,9 @@ impl Notifier {
         }
     }
 
-    /// Sends what the decisions ask for, all receivers concurrently, and records every
-    /// accepted page in alert state.
+    /// Sends what the decisions ask for, all receivers concurrently. With alert state, every
+    /// message is claimed first (one delivery per incident and receiver, whatever runs at the
+    /// same time) and recorded once accepted.
     pub async fn deliver(
         &self,
         findings: &[Finding],
@@ -211,15 +221,15 @@ impl Notifier {
         let mut held = Vec::new();
         // What goes out, one message per entry: (receiver, resolved, group key, the page's id
         // for a resolve) -> the findings in it. Resolves are grouped by the page they answer.
-        let mut outgoing: BTreeMap<GroupSend, Vec<(Finding, &Decision)>> = BTreeMap::new();
+        let mut outgoing: BTreeMap<GroupSend, Vec<Member>> = BTreeMap::new();
         // Receivers no longer configured that are owed a resolve: they never will get it.
         let mut retired: Vec<(String, String)> = Vec::new();
         for d in decisions {
             let Some(finding) = finding_for(findings, &d.fingerprint) else {
                 continue;
             };
-            let sends_page = matches!(d.action, Action::Page | Action::Ticket)
-                || (d.action == Action::AlreadyNotified && d.reason.starts_with("still firing"));
+            let still_firing = d.action == Action::AlreadyNotified && d.cause == Cause::StillFiring;
+            let sends_page = matches!(d.action, Action::Page | Action::Ticket) || still_firing;
             if sends_page {
                 let why = if let Some(s) = self.silences.iter().find(|s| s.silences(&finding, now))
                 {
@@ -230,7 +240,7 @@ impl Notifier {
                 };
                 if let Some(why) = why {
                     // Not sent, so not recorded: it goes out once the reason is gone.
-                    if d.message_ids.is_empty() || d.action != Action::AlreadyNotified {
+                    if d.message_ids.is_empty() || !still_firing {
                         tracing::info!(fingerprint = %d.fingerprint, %why, "page held back");
                         held.push(Held {
                             fingerprint: d.fingerprint.clone(),
@@ -241,23 +251,25 @@ impl Notifier {
                 }
             }
             let routed = routing::routed(&self.settings, &finding);
-            let targets: Vec<(String, Option<String>)> = match d.action {
-                Action::Page | Action::Ticket => {
-                    routed.iter().map(|(r, _)| (r.to_string(), None)).collect()
-                }
+            let page = ClaimFor::Page(d.severity);
+            let targets: Vec<(String, Option<String>, ClaimFor)> = match d.action {
+                Action::Page | Action::Ticket => routed
+                    .iter()
+                    .map(|(r, _)| (r.to_string(), None, page.clone()))
+                    .collect(),
                 // A receiver that failed (or was held back) earlier in this incident gets its
                 // page now; one whose repeat interval has passed gets a reminder.
-                Action::AlreadyNotified if d.reason.starts_with("still firing") => routed
+                Action::AlreadyNotified if still_firing => routed
                     .iter()
-                    .filter(|(r, repeat)| {
-                        !d.message_ids.contains_key(*r)
-                            || repeat
-                                .zip(d.notified_at.get(*r))
-                                .is_some_and(|(every, last)| {
-                                    now_secs.saturating_sub(*last) >= every
-                                })
+                    .filter_map(|(r, repeat)| {
+                        if !d.message_ids.contains_key(*r) {
+                            return Some((r.to_string(), None, page.clone()));
+                        }
+                        let last = *d.notified_at.get(*r)?;
+                        let due =
+                            repeat.is_some_and(|every| now_secs.saturating_sub(last) >= every);
+                        due.then(|| (r.to_string(), None, ClaimFor::Reminder { last }))
                     })
-                    .map(|(r, _)| (r.to_string(), None))
                     .collect(),
                 Action::AlreadyNotified => Vec::new(),
                 Action::Resolve => {
@@ -269,13 +281,13 @@ impl Notifier {
                     d.message_ids
                         .iter()
                         .filter(|(r, _)| self.receivers.contains_key(*r))
-                        .map(|(r, id)| (r.clone(), Some(id.clone())))
+                        .map(|(r, id)| (r.clone(), Some(id.clone()), ClaimFor::Resolve))
                         .collect()
                 }
             };
             let resolved = d.action == Action::Resolve;
             let key = routing::group_key(&self.settings.group_by, &finding);
-            for (receiver, previous) in targets {
+            for (receiver, previous, claim) in targets {
                 outgoing
                     .entry(GroupSend {
                         receiver,
@@ -284,7 +296,11 @@ impl Notifier {
                         previous,
                     })
                     .or_default()
-                    .push((finding.clone(), d));
+                    .push(Member {
+                        finding: finding.clone(),
+                        decision: d,
+                        claim,
+                    });
             }
         }
         if let Some(wait) = self.settings.group_wait.map(|w| w.as_secs()) {
@@ -301,81 +317,19 @@ impl Notifier {
                     .map(|(r, id)| (r.as_str(), id.as_str()))
             })
             .collect();
-        let mut jobs = Vec::new();
-        for (send, members) in outgoing {
-            let label = group_label(&send.key);
-            let member_findings: Vec<&Finding> = members.iter().map(|(f, _)| f).collect();
-            let mut message = Message::group(
-                &member_findings,
-                send.resolved,
-                self.settings.dashboard_url.as_deref(),
-                &label,
-            );
-            if send.resolved {
-                message.partial = send
-                    .previous
-                    .as_deref()
-                    .is_some_and(|id| live.contains(&(send.receiver.as_str(), id)));
-            } else {
-                message.folded = findings
-                    .iter()
-                    .filter(|f| {
-                        silence::inhibited_by(rules, findings, f).is_some_and(|s| {
-                            member_findings
-                                .iter()
-                                .any(|m| m.fingerprint == s.fingerprint)
-                        })
-                    })
-                    .map(|f| format!("{} ({})", f.summary, f.fingerprint))
-                    .collect();
-            }
-            let fingerprints: Vec<String> =
-                members.iter().map(|(f, _)| f.fingerprint.clone()).collect();
-            jobs.push(async move {
-                let GroupSend {
-                    receiver,
-                    resolved,
-                    previous,
-                    ..
-                } = send;
-                let result = self.send(&receiver, &message, previous.as_deref()).await;
-                if let (Ok(id), Some(state)) = (&result, state) {
-                    for fp in &fingerprints {
-                        let recorded = if resolved {
-                            state.record_resolved(fp, &receiver).await
-                        } else {
-                            state.record_message_id(fp, &receiver, id, now_secs).await
-                        };
-                        if let Err(e) = recorded {
-                            // Sent but not recorded: the next run may send once more.
-                            tracing::error!(fingerprint = %fp, %receiver, error = %e, "cannot record delivery");
-                        }
-                    }
-                }
-                match &result {
-                    Ok(_) => tracing::info!(fingerprint = %message.fingerprint, %receiver, resolved, "notified"),
-                    Err(e) => tracing::error!(fingerprint = %message.fingerprint, %receiver, resolved, error = %e, "notification failed"),
-                }
-                Delivery {
-                    fingerprint: message.fingerprint.clone(),
-                    findings: if fingerprints.len() > 1 {
-                        fingerprints
-                    } else {
-                        Vec::new()
-                    },
-                    receiver,
-                    message: if resolved { "resolved" } else { "firing" },
-                    ok: result.is_ok(),
-                    id: result.as_ref().ok().cloned(),
-                    error: result.err(),
-                }
-            });
-        }
-        let deliveries = futures_util::future::join_all(jobs).await;
+        let live = &live;
+        let jobs = outgoing
+            .into_iter()
+            .map(|(send, members)| self.send_group(send, members, findings, live, state, now_secs));
+        let deliveries: Vec<Delivery> = futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         if let Some(state) = state {
             for (fp, receiver) in retired {
                 tracing::warn!(fingerprint = %fp, %receiver, "receiver no longer configured: its resolve is dropped");
-                if let Err(e) = state.record_resolved(&fp, &receiver).await {
+                if let Err(e) = state.forget_resolve(&fp, &receiver).await {
                     tracing::error!(fingerprint = %fp, %receiver, error = %e, "cannot record delivery");
                 }
             }
@@ -386,7 +340,7 @@ impl Notifier {
                     .iter()
                     .filter(|d| matches!(d.action, Action::Page | Action::Ticket | Action::Resolve))
                     // A resent resolve was already an event when the incident resolved.
-                    .filter(|d| !d.retry)
+                    .filter(|d| !matches!(d.cause, Cause::ResolveOwed { .. }))
                     .filter_map(|d| Some((d, finding_for(findings, &d.fingerprint)?)))
                     .collect();
                 events::publish(&self.eventbridge, bus, &items).await
@@ -400,21 +354,114 @@ impl Notifier {
         }
     }
 
+    /// Claims, sends and records one message to one receiver. `None`: every finding in it was
+    /// claimed by a concurrent invocation (or already sent), so there is nothing to send.
+    async fn send_group(
+        &self,
+        send: GroupSend,
+        members: Vec<Member<'_>>,
+        findings: &[Finding],
+        live: &std::collections::BTreeSet<(&str, &str)>,
+        state: Option<&AlertState>,
+        now: u64,
+    ) -> Option<Delivery> {
+        let GroupSend {
+            receiver,
+            resolved,
+            key,
+            previous,
+        } = send;
+        let mut sending: Vec<(Finding, Option<Claim>)> = Vec::new();
+        for m in members {
+            match claim(state, &m, &receiver, now).await {
+                Permit::Claimed(c) => sending.push((m.finding, Some(c))),
+                Permit::Unfenced => sending.push((m.finding, None)),
+                Permit::Taken => {
+                    tracing::info!(fingerprint = %m.finding.fingerprint, %receiver, "sent or being sent by another invocation");
+                }
+            }
+        }
+        if sending.is_empty() {
+            return None;
+        }
+        let member_findings: Vec<&Finding> = sending.iter().map(|(f, _)| f).collect();
+        let mut message = Message::group(
+            &member_findings,
+            resolved,
+            self.settings.dashboard_url.as_deref(),
+            &group_label(&key),
+        );
+        let rules = &self.settings.inhibit;
+        if resolved {
+            message.partial = previous
+                .as_deref()
+                .is_some_and(|id| live.contains(&(receiver.as_str(), id)));
+        } else {
+            message.folded = findings
+                .iter()
+                .filter(|f| {
+                    silence::inhibited_by(rules, findings, f).is_some_and(|s| {
+                        member_findings
+                            .iter()
+                            .any(|m| m.fingerprint == s.fingerprint)
+                    })
+                })
+                .map(|f| format!("{} ({})", f.summary, f.fingerprint))
+                .collect();
+        }
+        let result = self.send(&receiver, &message, previous.as_deref()).await;
+        if let Some(state) = state {
+            for (finding, claim) in &sending {
+                let Some(claim) = claim else { continue };
+                let recorded = match &result {
+                    Ok(id) => state.delivered(claim, id, now).await,
+                    Err(_) => state.release(claim).await,
+                };
+                if let Err(e) = recorded {
+                    // Sent but not recorded: the claim's lease keeps others off until it ends.
+                    tracing::error!(fingerprint = %finding.fingerprint, %receiver, error = %e, "cannot record delivery");
+                }
+            }
+        }
+        match &result {
+            Ok(_) => {
+                tracing::info!(fingerprint = %message.fingerprint, %receiver, resolved, "notified")
+            }
+            Err(e) => {
+                tracing::error!(fingerprint = %message.fingerprint, %receiver, resolved, error = %e, "notification failed")
+            }
+        }
+        let fingerprints: Vec<String> = sending.into_iter().map(|(f, _)| f.fingerprint).collect();
+        Some(Delivery {
+            fingerprint: message.fingerprint.clone(),
+            findings: if fingerprints.len() > 1 {
+                fingerprints
+            } else {
+                Vec::new()
+            },
+            receiver,
+            message: if resolved { "resolved" } else { "firing" },
+            ok: result.is_ok(),
+            id: result.as_ref().ok().cloned(),
+            error: result.err(),
+        })
+    }
+
     /// `group_wait`: a group's page waits until its oldest unsent incident is `wait` seconds
     /// old, so findings that start failing a run or two later join the same message. What
     /// waits is not recorded as sent, so a later run sends it.
     fn hold_young_groups(
         &self,
-        outgoing: &mut BTreeMap<GroupSend, Vec<(Finding, &Decision)>>,
+        outgoing: &mut BTreeMap<GroupSend, Vec<Member>>,
         held: &mut Vec<Held>,
         wait: u64,
         now: u64,
     ) {
         let mut oldest: BTreeMap<String, u64> = BTreeMap::new();
         for (send, members) in outgoing.iter().filter(|(s, _)| !s.resolved) {
-            for (_, d) in members {
+            for m in members {
                 // Without alert state nothing remembers when a group started: no waiting.
-                let seen = d.first_seen.unwrap_or(0);
+                let seen = m.decision.first_seen.unwrap_or(0);
                 let entry = oldest.entry(send.key.clone()).or_insert(seen);
                 *entry = (*entry).min(seen);
             }
@@ -428,7 +475,7 @@ impl Notifier {
             let Some(since) = young.get(&send.key).filter(|_| !send.resolved) else {
                 return true;
             };
-            for (f, _) in members.iter() {
+            for Member { finding: f, .. } in members.iter() {
                 if seen_fps.insert(f.fingerprint.clone()) {
                     let why = format!(
                         "grouped by {}: waiting {}s more for the group",
@@ -447,6 +494,17 @@ impl Notifier {
     }
 }
 
+/// A Slack URL over plain HTTP would carry its secret (token, webhook path) in clear.
+fn refuse_plain_http(receiver: &str, key: &str, url: &str, allowed: bool) -> Result<(), String> {
+    if url.starts_with("http://") && !allowed {
+        return Err(format!(
+            "receiver {receiver}: {key} uses http://, which would send the secret in clear; \
+             use https://, or set allow_insecure_http: true for a local stand-in"
+        ));
+    }
+    Ok(())
+}
+
 /// One message to send: to whom, firing or resolved, for which group, answering which page.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupSend {
@@ -454,6 +512,47 @@ struct GroupSend {
     resolved: bool,
     key: String,
     previous: Option<String>,
+}
+
+/// One finding in an outgoing message, and the claim its delivery is made under.
+struct Member<'a> {
+    finding: Finding,
+    decision: &'a Decision,
+    claim: ClaimFor,
+}
+
+/// Whether this invocation may send a member's message.
+enum Permit {
+    /// Claimed in alert state: send, then record or release.
+    Claimed(Claim),
+    /// No state to claim in (no table, no incident, or the claim could not be written): send
+    /// anyway, since a repeated message beats a missed one.
+    Unfenced,
+    /// Another invocation has it, or it was already sent.
+    Taken,
+}
+
+async fn claim(state: Option<&AlertState>, m: &Member<'_>, receiver: &str, now: u64) -> Permit {
+    let (Some(state), Some(incident)) = (state, m.decision.incident) else {
+        return Permit::Unfenced;
+    };
+    match state
+        .claim(
+            &m.finding.fingerprint,
+            incident,
+            receiver,
+            m.claim.clone(),
+            now,
+        )
+        .await
+    {
+        Ok(Some(claim)) => Permit::Claimed(claim),
+        Ok(None) => Permit::Taken,
+        Err(e) => {
+            tracing::error!(fingerprint = %m.finding.fingerprint, %receiver, error = %e, "cannot claim the delivery: sending unfenced");
+            Permit::Unfenced
+        }
+    }
 }
 
 /// `service=shop,team=-` -> `shop/-`: the group's values, as shown in a title.

@@ -86,6 +86,14 @@ pub struct StateSettings {
     /// Consecutive ok evaluations before an incident resolves (no flapping); at least 1.
     #[serde(default = "one_evaluation", deserialize_with = "at_least_one")]
     pub resolve_after: u32,
+    /// While the table cannot be read, a firing finding is notified at most once per this
+    /// long (remembered in a local file), and the outage is reported as a finding of its own.
+    #[serde(default = "default_unreadable_repeat")]
+    pub unreadable_repeat: Span,
+}
+
+fn default_unreadable_repeat() -> Span {
+    Span::from_secs(3_600)
 }
 
 fn one_evaluation() -> u32 {

@@ -8,6 +8,18 @@
 //! Every transition (open, escalate, resolve) is a write conditioned on the `version` that was
 //! read, so when two invocations look at the same failing state, exactly one write succeeds
 //! and only that invocation decides to page; the other learns it lost and stays quiet.
+//!
+//! Sending is fenced the same way (`claim.rs`): before a message goes to a receiver, the
+//! invocation claims that (incident, receiver) delivery with a conditional write — on the
+//! incident's identity (`incident`, the version that opened it), on what the receiver was
+//! already sent (`sent.<receiver>`), and on no live claim (`claims.<receiver>`, a lease).
+//! So when the schedule and a state-change event run at once, each receiver gets one message,
+//! and a slow invocation cannot record an old incident's message on a reopened one.
+
+mod claim;
+pub mod fallback;
+
+pub use claim::{Claim, ClaimFor};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -33,12 +45,93 @@ pub enum Action {
     AlreadyNotified,
 }
 
+/// Why a decision was taken. The notifier branches on it; text is made from it only for
+/// people (reports, logs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    /// This invocation opened the incident.
+    NewIncident,
+    /// This invocation raised the incident from ticket to page.
+    Escalated,
+    /// This invocation resolved the incident.
+    Recovered,
+    /// Firing, and notified before: only receivers that never accepted it, or whose repeat
+    /// interval has passed, are sent to.
+    StillFiring,
+    /// Ok, but not yet `needed` evaluations in a row.
+    OkStreak { streak: u64, needed: u32 },
+    /// Another invocation made this transition first: it notifies.
+    LostRace,
+    /// Resolved earlier; these receivers have not accepted the resolve yet.
+    ResolveOwed { receivers: Vec<String> },
+    /// A dry run: the transition that would be written.
+    DryRun { would: DryRunStep },
+    /// No state table: every firing finding notifies.
+    NoStateTable,
+    /// Alert state could not be read: firing findings notify, at most once per interval.
+    StateUnreadable { error: String },
+    /// The transition could not be written: notify rather than stay silent.
+    StateUnwritable { error: String },
+}
+
+/// The transition a dry run would have written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DryRunStep {
+    Open,
+    Escalate,
+    Resolve,
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::NewIncident => f.write_str("new incident"),
+            Cause::Escalated => f.write_str("escalated to page"),
+            Cause::Recovered => f.write_str("recovered"),
+            Cause::StillFiring => f.write_str("still firing; already notified"),
+            Cause::OkStreak { streak, needed } => write!(
+                f,
+                "ok {streak} of {needed} consecutive evaluations needed to resolve"
+            ),
+            Cause::LostRace => f.write_str("a concurrent invocation decided first"),
+            Cause::ResolveOwed { receivers } => write!(
+                f,
+                "resolved; retrying the resolve for {}",
+                receivers.join(", ")
+            ),
+            Cause::DryRun { would } => {
+                let step = match would {
+                    DryRunStep::Open => "open",
+                    DryRunStep::Escalate => "escalate",
+                    DryRunStep::Resolve => "resolve",
+                };
+                write!(f, "{step} (dry run: state not written)")
+            }
+            Cause::NoStateTable => f.write_str("firing; no alert state table configured"),
+            Cause::StateUnreadable { error } => {
+                write!(f, "firing; alert state unreadable ({error})")
+            }
+            Cause::StateUnwritable { error } => {
+                write!(f, "firing; alert state unwritable ({error})")
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Decision {
     pub fingerprint: String,
     pub action: Action,
     pub severity: Severity,
+    /// `cause`, as text for people.
     pub reason: String,
+    pub cause: Cause,
+    /// The incident's identity in alert state (the version that opened it); deliveries are
+    /// claimed and recorded against it. `None` without state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<u64>,
     /// When the incident started (unix seconds), once state knows it.
     pub first_seen: Option<u64>,
     /// What the notifier stored for this incident (channel -> message id), to update threads.
@@ -46,10 +139,6 @@ pub struct Decision {
     /// When each receiver was last sent this incident (unix seconds), for repeat intervals.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notified_at: BTreeMap<String, u64>,
-    /// A resolve sent again to receivers that did not accept it on an earlier run (only they
-    /// are in `message_ids`); not a new event.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub retry: bool,
 }
 
 /// The DynamoDB table and how long resolved records stay.
@@ -59,6 +148,8 @@ pub struct AlertState {
     pub keep_resolved_for: Span,
     /// Consecutive ok evaluations that resolve an incident.
     pub resolve_after: u32,
+    /// While the table is unreadable, notify a finding at most once per this many seconds.
+    pub unreadable_repeat: u64,
 }
 
 /// One item as read.
@@ -67,6 +158,8 @@ struct Record {
     firing: bool,
     severity: Severity,
     version: u64,
+    /// The version that opened the current (or last) incident: its identity.
+    incident: u64,
     first_seen: Option<u64>,
     message_ids: BTreeMap<String, String>,
     /// Consecutive ok evaluations seen while firing.
@@ -104,6 +197,7 @@ fn record_from(item: &HashMap<String, AttributeValue>) -> Record {
         firing: string(item, "status") == Some("firing"),
         severity: severity_of(string(item, "severity").unwrap_or("ticket")),
         version: number(item, "version").unwrap_or(0),
+        incident: number(item, "incident").unwrap_or(0),
         first_seen: number(item, "first_seen"),
         ok_streak: number(item, "ok_streak").unwrap_or(0),
         resolve_pending: item
@@ -174,9 +268,9 @@ fn notify_action(severity: Severity) -> Action {
     }
 }
 
-/// Decides without state: every firing finding notifies. Used without a table, and when the
-/// table cannot be read (better a repeated page than a missed one).
-pub fn decide_stateless(findings: &[Finding], why: &str) -> Vec<Decision> {
+/// Decides without state: every firing finding notifies (no table configured, or the table
+/// could not be read: better a repeated page than a missed one).
+pub fn decide_stateless(findings: &[Finding], cause: &Cause) -> Vec<Decision> {
     findings
         .iter()
         .filter(|f| f.is_firing())
@@ -184,18 +278,26 @@ pub fn decide_stateless(findings: &[Finding], why: &str) -> Vec<Decision> {
             fingerprint: f.fingerprint.clone(),
             action: notify_action(f.severity),
             severity: f.severity,
-            reason: format!("firing; {why}"),
+            reason: cause.to_string(),
+            cause: cause.clone(),
+            incident: None,
             first_seen: None,
             message_ids: BTreeMap::new(),
             notified_at: BTreeMap::new(),
-            retry: false,
         })
         .collect()
 }
 
+/// What `decide` made of the state: decisions, or why the state could not be read.
+pub enum Decided {
+    Decisions(Vec<Decision>),
+    /// Nothing was decided: the caller falls back (see `fallback`).
+    Unreadable(String),
+}
+
 impl AlertState {
     /// Reads state for every finding and decides; with `dry_run` nothing is written.
-    pub async fn decide(&self, findings: &[Finding], now: u64, dry_run: bool) -> Vec<Decision> {
+    pub async fn decide(&self, findings: &[Finding], now: u64, dry_run: bool) -> Decided {
         // A check that could not run earlier left an incident under `<fingerprint>/unknown`;
         // once it runs again, that incident is over.
         let recovered: Vec<Finding> = findings
@@ -213,122 +315,124 @@ impl AlertState {
             Ok(records) => records,
             Err(e) => {
                 tracing::error!(table = %self.table, error = %e, "cannot read alert state");
-                return decide_stateless(
-                    findings.into_iter().cloned().collect::<Vec<_>>().as_slice(),
-                    &format!("alert state unreadable ({e})"),
-                );
+                return Decided::Unreadable(e);
             }
         };
         let mut decisions = Vec::new();
         for finding in findings {
             let record = records.get(&finding.fingerprint);
-            let step = transition(finding, record, self.resolve_after);
-            let decision = |action, reason: String| Decision {
-                fingerprint: finding.fingerprint.clone(),
-                action,
-                severity: finding.severity,
-                reason,
-                first_seen: record.and_then(|r| r.first_seen),
-                message_ids: record.map(|r| r.message_ids.clone()).unwrap_or_default(),
-                notified_at: record.map(|r| r.notified_at.clone()).unwrap_or_default(),
-                retry: false,
-            };
-            let (action, reason) = match step {
-                Transition::Nothing => continue,
-                Transition::Touch => {
-                    if !dry_run {
-                        self.touch(finding, now, None).await;
-                    }
-                    (
-                        Action::AlreadyNotified,
-                        "still firing; already notified".to_string(),
-                    )
-                }
-                Transition::RetryResolve => {
-                    let pending = record
-                        .map(|r| r.resolve_pending.clone())
-                        .unwrap_or_default();
-                    let mut d = decision(
-                        Action::Resolve,
-                        format!("resolved; retrying the resolve for {}", pending.join(", ")),
-                    );
-                    d.message_ids.retain(|r, _| pending.contains(r));
-                    d.retry = true;
-                    decisions.push(d);
-                    continue;
-                }
-                Transition::CountOk => {
-                    let streak = record.map_or(0, |r| r.ok_streak) + 1;
-                    if !dry_run {
-                        self.touch(finding, now, Some(streak)).await;
-                    }
-                    (
-                        Action::AlreadyNotified,
-                        format!(
-                            "ok {streak} of {} consecutive evaluations needed to resolve",
-                            self.resolve_after
-                        ),
-                    )
-                }
-                Transition::Open | Transition::Escalate | Transition::Resolve if dry_run => {
-                    let action = if step == Transition::Resolve {
-                        Action::Resolve
-                    } else {
-                        notify_action(finding.severity)
-                    };
-                    (
-                        action,
-                        format!("{step:?} (dry run: state not written)").to_lowercase(),
-                    )
-                }
-                Transition::Open | Transition::Escalate | Transition::Resolve => {
-                    match self.write(finding, record, &step, now).await {
-                        Ok(true) => {
-                            let action = if step == Transition::Resolve {
-                                Action::Resolve
-                            } else {
-                                notify_action(finding.severity)
-                            };
-                            (
-                                action,
-                                match step {
-                                    Transition::Open => "new incident".to_string(),
-                                    Transition::Escalate => "escalated to page".to_string(),
-                                    _ => "recovered".to_string(),
-                                },
-                            )
-                        }
-                        // Another invocation made this transition first: it notifies, we don't.
-                        Ok(false) if step == Transition::Resolve => continue,
-                        Ok(false) => (
-                            Action::AlreadyNotified,
-                            "a concurrent invocation decided first".to_string(),
-                        ),
-                        Err(e) => {
-                            tracing::error!(fingerprint = %finding.fingerprint, error = %e, "cannot write alert state");
-                            if step == Transition::Resolve {
-                                continue;
-                            }
-                            (
-                                notify_action(finding.severity),
-                                format!("firing; alert state unwritable ({e})"),
-                            )
-                        }
-                    }
-                }
-            };
-            let mut d = decision(action, reason);
-            if matches!(step, Transition::Open) {
-                // A new incident: ids of the previous one's messages are not its own.
-                d.message_ids.clear();
-                d.notified_at.clear();
+            if let Some(d) = self.decide_one(finding, record, now, dry_run).await {
+                decisions.push(d);
+            }
+        }
+        Decided::Decisions(decisions)
+    }
+
+    /// The decision for one finding (`None`: nothing to say), writing its transition.
+    async fn decide_one(
+        &self,
+        finding: &Finding,
+        record: Option<&Record>,
+        now: u64,
+        dry_run: bool,
+    ) -> Option<Decision> {
+        let step = transition(finding, record, self.resolve_after);
+        let decision = |action, cause: Cause| Decision {
+            fingerprint: finding.fingerprint.clone(),
+            action,
+            severity: finding.severity,
+            reason: cause.to_string(),
+            cause,
+            // Items written before incidents had an identity cannot be claimed on: unfenced.
+            incident: record.map(|r| r.incident).filter(|&i| i > 0),
+            first_seen: record.and_then(|r| r.first_seen),
+            message_ids: record.map(|r| r.message_ids.clone()).unwrap_or_default(),
+            notified_at: record.map(|r| r.notified_at.clone()).unwrap_or_default(),
+        };
+        let notify_or_resolve = if step == Transition::Resolve {
+            Action::Resolve
+        } else {
+            notify_action(finding.severity)
+        };
+        match step {
+            Transition::Nothing => None,
+            Transition::Touch => {
                 if !dry_run {
-                    d.first_seen = Some(now);
+                    self.touch(finding, now, None).await;
+                }
+                Some(decision(Action::AlreadyNotified, Cause::StillFiring))
+            }
+            Transition::RetryResolve => {
+                let receivers = record
+                    .map(|r| r.resolve_pending.clone())
+                    .unwrap_or_default();
+                let mut d = decision(Action::Resolve, Cause::ResolveOwed { receivers });
+                if let Cause::ResolveOwed { receivers } = &d.cause {
+                    d.message_ids.retain(|r, _| receivers.contains(r));
+                }
+                Some(d)
+            }
+            Transition::CountOk => {
+                let streak = record.map_or(0, |r| r.ok_streak) + 1;
+                if !dry_run {
+                    self.touch(finding, now, Some(streak)).await;
+                }
+                Some(decision(
+                    Action::AlreadyNotified,
+                    Cause::OkStreak {
+                        streak,
+                        needed: self.resolve_after,
+                    },
+                ))
+            }
+            Transition::Open | Transition::Escalate | Transition::Resolve if dry_run => {
+                let would = match step {
+                    Transition::Open => DryRunStep::Open,
+                    Transition::Escalate => DryRunStep::Escalate,
+                    _ => DryRunStep::Resolve,
+                };
+                let mut d = decision(notify_or_resolve, Cause::DryRun { would });
+                if step == Transition::Open {
+                    d.message_ids.clear();
+                    d.notified_at.clear();
+                }
+                Some(d)
+            }
+            Transition::Open | Transition::Escalate | Transition::Resolve => {
+                match self.write(finding, record, &step, now).await {
+                    Ok(true) => {
+                        let cause = match step {
+                            Transition::Open => Cause::NewIncident,
+                            Transition::Escalate => Cause::Escalated,
+                            _ => Cause::Recovered,
+                        };
+                        let mut d = decision(notify_or_resolve, cause);
+                        if step == Transition::Open {
+                            // A new incident: the previous one's messages are not its own.
+                            d.message_ids.clear();
+                            d.notified_at.clear();
+                            d.first_seen = Some(now);
+                            d.incident = Some(record.map_or(0, |r| r.version) + 1);
+                        }
+                        Some(d)
+                    }
+                    // Another invocation made this transition first: it notifies, we don't.
+                    Ok(false) if step == Transition::Resolve => None,
+                    Ok(false) => Some(decision(Action::AlreadyNotified, Cause::LostRace)),
+                    Err(e) => {
+                        tracing::error!(fingerprint = %finding.fingerprint, error = %e, "cannot write alert state");
+                        if step == Transition::Resolve {
+                            return None;
+                        }
+                        // Unwritable: notify without claims (better a repeated page than none).
+                        let mut d =
+                            decision(notify_or_resolve, Cause::StateUnwritable { error: e });
+                        d.incident = None;
+                        Some(d)
+                    }
                 }
             }
-            decisions.push(d);
         }
-        decisions
     }
 
     /// Consistent reads of every fingerprint's item, 100 keys per BatchGetItem.
@@ -411,7 +515,9 @@ impl AlertState {
                 values.insert(":zero".into(), n(0));
                 "SET #status = :firing, severity = :severity, service = :service, kind = :kind, \
                  first_seen = :now, last_seen = :now, last_notified = :now, summary = :summary, \
-                 message_ids = :empty, ok_streak = :zero, version = :next, expires_at = :expires REMOVE resolved_at, resolve_pending"
+                 message_ids = :empty, sent = :empty, claims = :empty, ok_streak = :zero, \
+                 version = :next, incident = :next, expires_at = :expires \
+                 REMOVE resolved_at, resolve_pending"
             }
             Transition::Escalate => {
                 values.insert(":severity".into(), s(&finding.severity.to_string()));
@@ -464,46 +570,6 @@ impl AlertState {
             }
             Err(e) => Err(error_text(&e)),
         }
-    }
-
-    /// Records that `receiver` accepted this incident's page under `id` (a Slack `channel|ts`,
-    /// an SNS message id, ...), so it is not paged again and its resolve can update in place.
-    pub async fn record_message_id(
-        &self,
-        fingerprint: &str,
-        receiver: &str,
-        id: &str,
-        now: u64,
-    ) -> Result<(), String> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("fingerprint", AttributeValue::S(fingerprint.to_string()))
-            .update_expression("SET message_ids.#receiver = :id, #at = :now")
-            .condition_expression("attribute_exists(message_ids)")
-            .expression_attribute_names("#receiver", receiver)
-            .expression_attribute_names("#at", format!("{NOTIFIED_AT}{receiver}"))
-            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .send()
-            .await
-            .map_err(|e| error_text(&e))?;
-        Ok(())
-    }
-
-    /// Records that `receiver` accepted this incident's resolve (or can never get it): it is
-    /// owed nothing more.
-    pub async fn record_resolved(&self, fingerprint: &str, receiver: &str) -> Result<(), String> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("fingerprint", AttributeValue::S(fingerprint.to_string()))
-            .update_expression("DELETE resolve_pending :r")
-            .expression_attribute_values(":r", AttributeValue::Ss(vec![receiver.to_string()]))
-            .send()
-            .await
-            .map_err(|e| error_text(&e))?;
-        Ok(())
     }
 
     /// Records that a firing incident is still seen (keeps its TTL ahead) and how many ok
@@ -712,7 +778,7 @@ mod tests {
                 finding(Status::Firing, Severity::Page),
                 finding(Status::Ok, Severity::Page),
             ],
-            "no state table",
+            &Cause::NoStateTable,
         );
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].action, Action::Page);

@@ -87,7 +87,7 @@ impl CloudWatchLogsSink {
                         let id = self.route(log);
                         let mut message = String::with_capacity(log.message.len() + 16);
                         self.config.encoding.encode(log, &mut message);
-                        if request::truncate_event(&mut message, self.config.max_event_bytes) {
+                        if crate::text::truncate_bytes(&mut message, self.config.max_event_bytes) {
                             self.stats.count(Outcome::Truncated, 1);
                         }
                         by_stream.entry(id).or_default().push((log.timestamp_ms, message));

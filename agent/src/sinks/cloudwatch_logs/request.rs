@@ -136,19 +136,6 @@ impl Pending {
     }
 }
 
-/// Cuts `message` to at most `max` bytes on a character boundary; true when it was cut.
-pub fn truncate_event(message: &mut String, max: usize) -> bool {
-    if message.len() <= max {
-        return false;
-    }
-    let mut cut = max;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    message.truncate(cut);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,12 +190,5 @@ mod tests {
         );
         assert_eq!(d.prepare(now, OutOfRange::Drop, &stats), 2);
         assert_eq!(d.events.len(), 3);
-    }
-
-    #[test]
-    fn truncates_on_char_boundaries() {
-        let mut s = "ééé".to_owned();
-        assert!(truncate_event(&mut s, 3));
-        assert_eq!(s, "é");
     }
 }

@@ -39,6 +39,9 @@ pub struct Service {
     in_flight: Semaphore,
     /// Groups known to exist (created or seen), to create each at most once.
     groups: Mutex<HashSet<String>>,
+    /// Set once GetLogEvents was denied or is not supported: no stream's tail is read again
+    /// (the check after a crash is skipped, at the price of possible duplicates).
+    tail_unreadable: std::sync::atomic::AtomicBool,
     stats: Stats,
 }
 
@@ -48,6 +51,8 @@ enum Verdict {
     Missing,
     /// The service refuses the request's content; retrying it as is would never succeed.
     Invalid(String),
+    /// The credentials may not call this operation, or the endpoint does not offer it.
+    Denied(String),
     /// Already stored (a retry of an accepted request).
     AlreadyAccepted,
     /// Throttling, 5xx, timeouts, network, credentials: try again later.
@@ -69,6 +74,14 @@ fn verdict<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
         Some("ResourceNotFoundException") => Verdict::Missing,
         Some("DataAlreadyAcceptedException") => Verdict::AlreadyAccepted,
         Some("InvalidParameterException") => Verdict::Invalid(describe()),
+        Some(
+            "AccessDeniedException"
+            | "AccessDenied"
+            | "UnauthorizedOperation"
+            | "UnknownOperationException"
+            | "InvalidAction"
+            | "NotImplemented",
+        ) => Verdict::Denied(describe()),
         _ => Verdict::Retry(describe()),
     }
 }
@@ -95,6 +108,7 @@ impl Service {
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             in_flight: Semaphore::new(config.concurrency),
             groups: Mutex::new(HashSet::new()),
+            tail_unreadable: std::sync::atomic::AtomicBool::new(false),
             stats,
         }
     }
@@ -140,10 +154,18 @@ impl Service {
     }
 
     /// The newest events of the stream (up to 10,000), oldest first; none when the stream does
-    /// not exist. Retries like a request while the service cannot be reached.
+    /// not exist. Retries like a request while the service cannot be reached. Reading is
+    /// optional: without `logs:GetLogEvents` (most agent policies, AWS's
+    /// `CloudWatchAgentServerPolicy` among them, do not grant it) or on an endpoint without the
+    /// operation, shipping goes ahead unchecked — warned once, counted as `tail_read_skipped`.
     async fn stream_tail(&self, id: &StreamId) -> Vec<(i64, String)> {
+        use std::sync::atomic::Ordering;
         let mut attempt = 0;
         loop {
+            if self.tail_unreadable.load(Ordering::Relaxed) {
+                self.stats.error("tail_read_skipped");
+                return Vec::new();
+            }
             let started = std::time::Instant::now();
             let result = {
                 let _permit = self.in_flight.acquire().await;
@@ -160,9 +182,9 @@ impl Service {
             self.stats.request(
                 started.elapsed(),
                 result.is_ok()
-                    || result
-                        .as_ref()
-                        .is_err_and(|e| matches!(verdict(e), Verdict::Missing)),
+                    || result.as_ref().is_err_and(|e| {
+                        matches!(verdict(e), Verdict::Missing | Verdict::Denied(_))
+                    }),
             );
             match result {
                 Ok(out) => {
@@ -174,6 +196,16 @@ impl Service {
                 }
                 Err(e) => match verdict(&e) {
                     Verdict::Missing => return Vec::new(),
+                    Verdict::Denied(why) => {
+                        if !self.tail_unreadable.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(sink = %self.name, group = %id.group, %why,
+                                "cannot call logs:GetLogEvents (optional permission): shipping without \
+                                 checking streams for events re-sent after a crash, so a crash may \
+                                 duplicate up to one request per stream");
+                        }
+                        self.stats.error("tail_read_skipped");
+                        return Vec::new();
+                    }
                     Verdict::Invalid(why) => {
                         tracing::warn!(sink = %self.name, group = %id.group, %why, "cannot read the stream's newest events; not checking for re-sent events");
                         return Vec::new();
@@ -270,7 +302,9 @@ impl Service {
                             "CloudWatch Logs refused an event; it is counted as rejected and not retried");
                         break;
                     }
-                    Verdict::Retry(why) => {
+                    // PutLogEvents is required: without it nothing can be shipped, so the data
+                    // waits (in the buffer) until the permission is granted.
+                    Verdict::Denied(why) | Verdict::Retry(why) => {
                         attempt += 1;
                         self.retry_later(id, attempt, &why, events.len()).await;
                     }

@@ -69,7 +69,8 @@ impl Template {
                 },
             }
         }
-        out.truncate(512);
+        // Group and stream names: at most 512 characters.
+        crate::text::truncate_chars(&mut out, 512);
         out
     }
 }
@@ -110,5 +111,16 @@ mod tests {
         assert!(missing);
         assert!(Template::parse("/a/{b").is_err());
         assert!(Template::parse("/a/{}").is_err());
+    }
+
+    #[test]
+    fn a_long_non_ascii_name_is_cut_to_512_characters_without_panicking() {
+        // 2-byte characters straddle byte 512: cutting by bytes would split one.
+        let t = Template::parse("x{stream}").unwrap();
+        let value = "é".repeat(600);
+        let mut missing = false;
+        let out = t.render(|_| Some(value.clone()), stream_char, &mut missing);
+        assert_eq!(out.chars().count(), 512);
+        assert!(out.starts_with("xé"));
     }
 }

@@ -25,6 +25,7 @@ use crate::event::{Ack, AckStatus, Event, EventBatch, LogEvent, MetricEvent, ack
 use crate::sinks::cloudwatch_logs::template::Template;
 use crate::sinks::cloudwatch_logs::{CloudWatchLogsConfig, CloudWatchLogsSink};
 use crate::telemetry::{Outcome, Stats};
+use crate::text::truncate_chars;
 use aggregate::{Added, Aggregator, SeriesKey};
 use request::{Datum, MAX_DATA_PER_REQUEST};
 
@@ -210,7 +211,7 @@ impl CloudWatchMetricsSink {
         };
         let mut missing = false;
         let mut namespace = self.namespace.render(lookup, namespace_char, &mut missing);
-        namespace.truncate(255);
+        truncate_chars(&mut namespace, 255);
         if missing {
             self.stats.error("template_field_missing");
         }
@@ -339,10 +340,4 @@ impl CloudWatchMetricsSink {
 /// Characters CloudWatch allows in a namespace.
 fn namespace_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#' | ':' | ' ')
-}
-
-fn truncate_chars(s: &mut String, max: usize) {
-    if let Some((i, _)) = s.char_indices().nth(max) {
-        s.truncate(i);
-    }
 }

@@ -32,6 +32,10 @@ pub struct NewRelicConfig {
     pub region: Region,
     /// Overrides the region's endpoint (scheme, host and port; the signal path is appended).
     pub endpoint: Option<String>,
+    /// Allows an `http://` endpoint, which sends the license key in clear: for local
+    /// stand-ins only.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     /// Where the license key comes from (default: the `NEW_RELIC_LICENSE_KEY` variable).
     #[serde(default)]
     pub license_key: LicenseKeySource,
@@ -106,6 +110,16 @@ impl NewRelicConfig {
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
             errs.push(&path.key("endpoint"), "must start with http:// or https://");
+        }
+        if let Some(e) = &self.endpoint
+            && e.starts_with("http://")
+            && !self.allow_insecure_http
+        {
+            errs.push(
+                &path.key("endpoint"),
+                "http:// would send the license key in clear: use https://, or set \
+                 allow_insecure_http = true for a local stand-in",
+            );
         }
         let k = &self.license_key;
         let given = [k.env.is_some(), k.file.is_some(), k.ssm_parameter.is_some()]

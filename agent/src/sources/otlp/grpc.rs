@@ -89,16 +89,33 @@ fn otlp_status_codes<B>(mut r: http::Response<B>) -> http::Response<B> {
 }
 
 impl Grpc {
-    async fn take(
+    /// Admits a request (sized by its encoded length; tonic has read it already, within
+    /// `max_request_bytes`), converts it to events on a blocking thread within its memory
+    /// share, and queues them.
+    async fn take<M: prost::Message + Send + 'static>(
         &self,
-        decode: impl FnOnce(&mut Vec<crate::event::Event>) -> Rejected,
+        request: M,
+        decode: fn(M, &mut decode::Budgeted) -> Rejected,
     ) -> Result<Rejected, Status> {
         let ingest = &self.0;
-        let _slot = ingest.slot().map_err(|r| self.refused(r))?;
-        let mut events = Vec::new();
-        let rejected = decode(&mut events);
+        let mut admission = ingest
+            .admit(request.encoded_len())
+            .map_err(|r| self.refused(r))?;
+        let budget = admission.budget;
+        let (out, rejected) = tokio::task::spawn_blocking(move || {
+            let mut out = decode::Budgeted::new(budget);
+            let rejected = decode(request, &mut out);
+            (out, rejected)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("decoder failed: {e}")))?;
+        if decode::Collect::is_full(&out) {
+            // RESOURCE_EXHAUSTED without RetryInfo: OTLP clients do not retry it as is.
+            return Err(Status::resource_exhausted(ingest.over_budget(budget)));
+        }
+        admission.release_memory();
         ingest
-            .accept(events, &rejected)
+            .accept(out.events, &rejected)
             .await
             .map_err(|r| self.refused(r))?;
         Ok(rejected)
@@ -124,7 +141,7 @@ impl TraceService for Grpc {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let r = self
-            .take(|out| decode::traces(request.into_inner(), out))
+            .take(request.into_inner(), decode::traces::<decode::Budgeted>)
             .await?;
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (r.count > 0).then_some(ExportTracePartialSuccess {
@@ -142,7 +159,7 @@ impl MetricsService for Grpc {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let r = self
-            .take(|out| decode::metrics(request.into_inner(), out))
+            .take(request.into_inner(), decode::metrics::<decode::Budgeted>)
             .await?;
         Ok(Response::new(ExportMetricsServiceResponse {
             partial_success: (r.count > 0).then_some(ExportMetricsPartialSuccess {
@@ -160,7 +177,7 @@ impl LogsService for Grpc {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let r = self
-            .take(|out| decode::logs(request.into_inner(), out))
+            .take(request.into_inner(), decode::logs::<decode::Budgeted>)
             .await?;
         Ok(Response::new(ExportLogsServiceResponse {
             partial_success: (r.count > 0).then_some(ExportLogsPartialSuccess {

@@ -11,9 +11,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -29,7 +28,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Ingest, Refusal, Signal, decode_into};
+use super::{DecodeError, Ingest, Refusal, Signal, decode_into};
+
+/// A client gets this long to send its body once it has a slot: a slow sender cannot hold a
+/// slot and its memory share for longer.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -40,35 +43,20 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    // axum's own limit, a little above ours, so an oversized body is cut off early; ours gives
-    // the OTLP answer.
-    let limit = ingest.max_request_bytes;
+    // The body is taken unread: it is read only once the request has its slot and memory.
     let app = Router::new()
         .route(
             "/v1/traces",
-            post(
-                |s: State<Arc<Ingest>>, h: HeaderMap, b: Result<Bytes, BytesRejection>| {
-                    export(s, h, b, Signal::Traces)
-                },
-            ),
+            post(|s: State<Arc<Ingest>>, h: HeaderMap, b: Body| export(s, h, b, Signal::Traces)),
         )
         .route(
             "/v1/metrics",
-            post(
-                |s: State<Arc<Ingest>>, h: HeaderMap, b: Result<Bytes, BytesRejection>| {
-                    export(s, h, b, Signal::Metrics)
-                },
-            ),
+            post(|s: State<Arc<Ingest>>, h: HeaderMap, b: Body| export(s, h, b, Signal::Metrics)),
         )
         .route(
             "/v1/logs",
-            post(
-                |s: State<Arc<Ingest>>, h: HeaderMap, b: Result<Bytes, BytesRejection>| {
-                    export(s, h, b, Signal::Logs)
-                },
-            ),
+            post(|s: State<Arc<Ingest>>, h: HeaderMap, b: Body| export(s, h, b, Signal::Logs)),
         )
-        .layer(DefaultBodyLimit::max(limit + 1))
         .with_state(ingest);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -91,7 +79,7 @@ fn encoding(headers: &HeaderMap) -> Option<bool> {
 async fn export(
     State(ingest): State<Arc<Ingest>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     signal: Signal,
 ) -> Response {
     let json = encoding(&headers);
@@ -104,41 +92,47 @@ async fn export(
             "content type must be application/x-protobuf or application/json",
         );
     };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return too_large(&ingest, as_json);
-        }
-        Err(e) => {
-            ingest.malformed(&e.body_text());
-            return status(StatusCode::BAD_REQUEST, as_json, &e.body_text());
-        }
-    };
-    if body.len() > ingest.max_request_bytes {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > ingest.max_request_bytes) {
         return too_large(&ingest, as_json);
     }
-    let _slot = match ingest.slot() {
-        Ok(s) => s,
+    // Room first (a slot and a memory share sized from the body), then the body: clients
+    // beyond the limits are told to retry before anything of theirs is read.
+    let mut admission = match ingest.admit(declared.unwrap_or(ingest.max_request_bytes)) {
+        Ok(a) => a,
         Err(r) => return refused(&ingest, r, as_json),
     };
-    let body = match headers
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, ingest.max_request_bytes),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(&ingest, as_json),
+        Ok(Err(e)) => {
+            ingest.malformed(&e.to_string());
+            return status(StatusCode::BAD_REQUEST, as_json, &e.to_string());
+        }
+        Err(_) => {
+            ingest.stats().error("request_read_timeout");
+            return status(
+                StatusCode::REQUEST_TIMEOUT,
+                as_json,
+                "the request body did not arrive in time",
+            );
+        }
+    };
+    let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
     {
-        None => body,
-        Some(e) if e.is_empty() || e == "identity" => body,
-        Some(e) if e == "gzip" => match gunzip(&body, ingest.max_request_bytes) {
-            Ok(b) => Bytes::from(b),
-            Err(Gunzip::TooLarge) => return too_large(&ingest, as_json),
-            Err(Gunzip::Invalid(why)) => {
-                ingest.malformed(&why);
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    as_json,
-                    &format!("invalid gzip body: {why}"),
-                );
-            }
-        },
+        None => false,
+        Some(e) if e.is_empty() || e == "identity" => false,
+        Some(e) if e == "gzip" => true,
         Some(other) => {
             ingest.stats().error("unsupported_content_encoding");
             return status(
@@ -148,21 +142,61 @@ async fn export(
             );
         }
     };
-    let (events, rejected) = match decode_into(signal, &body, json) {
+    // Decompressing and decoding take CPU: off the async workers.
+    let limit = ingest.max_request_bytes;
+    let body = if gzip {
+        let unzipped = tokio::task::spawn_blocking(move || gunzip(&body, limit)).await;
+        match unzipped {
+            Ok(Ok(b)) => Bytes::from(b),
+            Ok(Err(Gunzip::TooLarge)) => return too_large(&ingest, as_json),
+            Ok(Err(Gunzip::Invalid(why))) => {
+                let why = format!("invalid gzip body: {why}");
+                ingest.malformed(&why);
+                return status(StatusCode::BAD_REQUEST, as_json, &why);
+            }
+            Err(e) => return status(StatusCode::BAD_REQUEST, as_json, &e.to_string()),
+        }
+    } else {
+        body
+    };
+    // The share was sized from the compressed body; the decoded one needs room for its own.
+    if let Err(r) = ingest.grow(&mut admission, body.len()) {
+        return refused(&ingest, r, as_json);
+    }
+    let budget = admission.budget;
+    let decoded = tokio::task::spawn_blocking(move || decode_into(signal, &body, json, budget))
+        .await
+        .unwrap_or_else(|e| Err(DecodeError::Malformed(format!("decoder failed: {e}"))));
+    let (events, rejected) = match decoded {
         Ok(d) => d,
-        Err(why) => {
+        Err(DecodeError::OverBudget) => {
+            let why = ingest.over_budget(budget);
+            return status(StatusCode::PAYLOAD_TOO_LARGE, json, &why);
+        }
+        Err(DecodeError::Malformed(why)) => {
+            let why = format!("cannot decode the request: {why}");
             ingest.malformed(&why);
-            return status(
-                StatusCode::BAD_REQUEST,
-                json,
-                &format!("cannot decode the request: {why}"),
-            );
+            return status(StatusCode::BAD_REQUEST, json, &why);
         }
     };
+    // The events now hold their own memory share once queued; the request's is returned.
+    admission.release_memory();
     if let Err(r) = ingest.accept(events, &rejected).await {
         return refused(&ingest, r, json);
     }
     success(signal, json, rejected.count as i64, rejected.message)
+}
+
+/// Whether reading a body failed on its length limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 enum Gunzip {

@@ -19,6 +19,7 @@
 mod config;
 mod grpc;
 mod http;
+mod prescan;
 
 pub use config::OtlpSourceConfig;
 
@@ -63,13 +64,72 @@ pub struct Ingest {
     pub retry_after: Duration,
 }
 
+/// A request's room: its slot among `max_concurrent_requests`, and its share of the memory
+/// limit, taken before its body is read and held until its events are decoded.
+pub struct Admission<'a> {
+    _slot: tokio::sync::SemaphorePermit<'a>,
+    memory: Vec<tokio::sync::OwnedSemaphorePermit>,
+    /// Bytes the request may decode into (its memory share).
+    pub budget: usize,
+}
+
+impl Admission<'_> {
+    /// Gives the memory share back (the decoded events take their own when queued); the slot
+    /// stays taken until the request is answered.
+    pub fn release_memory(&mut self) {
+        self.memory.clear();
+    }
+}
+
+/// How many bytes of events one body byte may decode into before the request is refused:
+/// realistic spans and metrics take 3–8×; tiny items repeating a long scope name take far more.
+const DECODE_FACTOR: usize = 16;
+
 impl Ingest {
-    /// A slot for one request, or `Busy` when `max_concurrent_requests` are already in.
-    pub fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refusal> {
-        self.slots.try_acquire().map_err(|_| {
+    /// Room for a request whose body is (at most) `body_bytes`, or `Busy` when
+    /// `max_concurrent_requests` are in or the memory share is taken. Nothing is read before.
+    pub fn admit(&self, body_bytes: usize) -> Result<Admission<'_>, Refusal> {
+        let slot = self.slots.try_acquire().map_err(|_| {
             self.stats.error("too_many_requests");
             Refusal::Busy
-        })
+        })?;
+        let mut admission = Admission {
+            _slot: slot,
+            memory: Vec::new(),
+            budget: 0,
+        };
+        self.grow(&mut admission, body_bytes)?;
+        Ok(admission)
+    }
+
+    /// Enlarges a request's memory share for a body of `body_bytes` (a gzip body, once
+    /// decompressed); `Busy` when that much is not free now.
+    pub fn grow(&self, admission: &mut Admission<'_>, body_bytes: usize) -> Result<(), Refusal> {
+        let want = body_bytes.max(64 << 10).saturating_mul(DECODE_FACTOR);
+        let Some(limit) = self.out.memory() else {
+            admission.budget = admission.budget.max(want);
+            return Ok(());
+        };
+        let want = want.min(limit.total() as usize);
+        if want > admission.budget {
+            let permit = limit
+                .try_acquire((want - admission.budget) as u64)
+                .ok_or_else(|| {
+                    self.stats.error("memory_limit");
+                    Refusal::Busy
+                })?;
+            admission.memory.push(permit);
+            admission.budget = want;
+        }
+        Ok(())
+    }
+
+    /// A request that decoded past its budget.
+    pub fn over_budget(&self, budget: usize) -> String {
+        self.stats.error("decoded_too_large");
+        format!(
+            "the request decodes into more than {budget} bytes of events; send smaller requests"
+        )
     }
 
     /// Hands decoded events to the pipeline, waiting a bounded time for room.
@@ -107,45 +167,72 @@ impl Ingest {
     }
 }
 
-/// Decodes a request body of `signal` into events (protobuf or JSON already parsed).
+/// Why a body was not decoded.
+pub enum DecodeError {
+    Malformed(String),
+    /// It decoded into more than its budget.
+    OverBudget,
+}
+
+/// Decodes a request body of `signal` into events (protobuf or JSON), within `budget` bytes of
+/// events. Runs on a blocking thread: decoding a large body takes milliseconds of CPU.
 pub fn decode_into(
     signal: Signal,
     body: &[u8],
     json: bool,
-) -> Result<(Vec<Event>, Rejected), String> {
+    budget: usize,
+) -> Result<(Vec<Event>, Rejected), DecodeError> {
     use crate::otlp::{decode, proto};
     use prost::Message;
-    let mut events = Vec::new();
+    let bad = |e: String| DecodeError::Malformed(e);
+    // What the decoder would allocate before any event exists: refused up front.
+    let items = if json {
+        Some(prescan::json_items(body))
+    } else {
+        prescan::protobuf_items(body, signal)
+    };
+    if items.is_some_and(|n| {
+        n.saturating_mul(prescan::ITEM_COST)
+            .saturating_add(body.len())
+            > budget
+    }) {
+        return Err(DecodeError::OverBudget);
+    }
+    let mut out = decode::Budgeted::new(budget);
     let rejected = match (signal, json) {
         (Signal::Traces, false) => decode::traces(
             proto::collector::trace::v1::ExportTraceServiceRequest::decode(body)
-                .map_err(|e| e.to_string())?,
-            &mut events,
+                .map_err(|e| bad(e.to_string()))?,
+            &mut out,
         ),
         (Signal::Traces, true) => decode::traces(
-            serde_json::from_slice(body).map_err(|e| e.to_string())?,
-            &mut events,
+            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
+            &mut out,
         ),
         (Signal::Metrics, false) => decode::metrics(
             proto::collector::metrics::v1::ExportMetricsServiceRequest::decode(body)
-                .map_err(|e| e.to_string())?,
-            &mut events,
+                .map_err(|e| bad(e.to_string()))?,
+            &mut out,
         ),
         (Signal::Metrics, true) => decode::metrics(
-            serde_json::from_slice(body).map_err(|e| e.to_string())?,
-            &mut events,
+            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
+            &mut out,
         ),
         (Signal::Logs, false) => decode::logs(
             proto::collector::logs::v1::ExportLogsServiceRequest::decode(body)
-                .map_err(|e| e.to_string())?,
-            &mut events,
+                .map_err(|e| bad(e.to_string()))?,
+            &mut out,
         ),
         (Signal::Logs, true) => decode::logs(
-            serde_json::from_slice(body).map_err(|e| e.to_string())?,
-            &mut events,
+            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
+            &mut out,
         ),
     };
-    Ok((events, rejected))
+    use decode::Collect;
+    if out.is_full() {
+        return Err(DecodeError::OverBudget);
+    }
+    Ok((out.events, rejected))
 }
 
 pub struct OtlpSource {

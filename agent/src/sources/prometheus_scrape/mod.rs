@@ -86,6 +86,8 @@ impl Reason {
 
 struct Target {
     url: String,
+    /// The URL without `user:password@`: what metrics labels and logs show.
+    label: String,
     tags: Tags,
     max_series: usize,
     max_body_bytes: usize,
@@ -132,8 +134,12 @@ impl PrometheusScrape {
                         .or_else(|| config.job.clone())
                         .unwrap_or_else(|| name.to_owned()),
                 );
+                let mut shown = url.clone();
+                let _ = shown.set_username("");
+                let _ = shown.set_password(None);
                 Ok(Arc::new(Target {
                     url: t.url.clone(),
+                    label: shown.to_string(),
                     tags,
                     max_series: t.max_series.unwrap_or(config.max_series),
                     max_body_bytes: t.max_body_bytes.unwrap_or(config.max_body_bytes),
@@ -211,7 +217,7 @@ impl PrometheusScrape {
 
     /// Records a scrape's outcome: gauge, counters, and a log line on change or once a minute.
     fn mark(&self, state: &mut TargetState, i: usize, failure: Option<(Reason, String)>) {
-        let target = &self.targets[i].url;
+        let target = &self.targets[i].label;
         UP.with_label_values(&[self.name.as_str(), target])
             .set(i64::from(failure.is_none()));
         match failure {
@@ -286,7 +292,8 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Vec<u8>, (Re
         )
         .send()
         .await
-        .map_err(|e| (Reason::Connection, error_chain(&e)))?;
+        // reqwest's errors name the URL, credentials and all.
+        .map_err(|e| (Reason::Connection, error_chain(&e.without_url())))?;
     if !resp.status().is_success() {
         return Err((Reason::HttpStatus, format!("HTTP {}", resp.status())));
     }
@@ -304,7 +311,7 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Vec<u8>, (Re
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| (Reason::Connection, error_chain(&e)))?
+        .map_err(|e| (Reason::Connection, error_chain(&e.without_url())))?
     {
         if body.len() + chunk.len() > limit {
             return Err((
