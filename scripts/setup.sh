@@ -74,7 +74,7 @@ if ((${#host_missing[@]})); then
 fi
 # The Debian 12 root the role test boots (once per machine, about 4 minutes; outside the clone).
 # Built into a temporary directory and renamed, so an interrupted build is never mistaken for one.
-"$here/debian-host-root.sh"
+"$here/debian-host-root.sh" >/dev/null
 # --- end issue 13 ------------------------------------------------------------------------------
 
 log "ready (venv: $VIGIL_VENV)"
