@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian 12 (bookworm) root that the Ansible role test boots with systemd-nspawn:
-# systemd as PID 1, dbus, python3 (+ python3-apt for Ansible's apt module) and openssh-server,
+# systemd as PID 1, dbus, python3 (+ python3-apt for Ansible's apt module), openssh-server and
+# ca-certificates (as on an EC2 image; the agent needs them for HTTPS),
 # so Ansible reaches it over SSH the way it reaches an EC2 host. Built once into $VIGIL_CACHE
 # and reused; prints the root's path.
 set -euo pipefail
@@ -9,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
 
 # Bump the suffix when the package list changes, so machines rebuild instead of reusing.
-root="$VIGIL_CACHE/nspawn/debian12-v1"
+root="$VIGIL_CACHE/nspawn/debian12-v2"
 if [ -x "$root/lib/systemd/systemd" ] && [ -x "$root/usr/sbin/sshd" ]; then
   echo "$root"
   exit 0
@@ -23,7 +24,7 @@ tmp="$VIGIL_CACHE/nspawn/.debian12-building.$$"
 trap '"${sudo_cmd[@]}" rm -rf "$tmp"' EXIT
 printf '[setup] building the Debian 12 root for the role test (about 4 minutes): %s\n' "$root" >&2
 "${sudo_cmd[@]}" debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,openssh-server \
+  --include=systemd,systemd-sysv,dbus,python3,python3-apt,openssh-server,ca-certificates \
   bookworm "$tmp" "$mirror" >"$VIGIL_CACHE/nspawn/debootstrap.log" 2>&1 || {
   echo "debootstrap failed; see $VIGIL_CACHE/nspawn/debootstrap.log" >&2
   exit 1

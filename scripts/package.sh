@@ -45,7 +45,10 @@ bin="$CARGO_TARGET_DIR/$profile_dir/vigil-agent"
 [ -x "$bin" ] || { echo "package.sh: $bin not found (build it, or drop --no-build)" >&2; exit 1; }
 
 deb="$out/vigil-agent_${version}_${arch}.deb"
-cargo deb -p vigil-agent --no-build --profile "$profile" --output "$deb" >&2
+# Test packages (dev) favour speed over size.
+fast=()
+[ "$profile" = dev ] && fast=(--fast)
+cargo deb -p vigil-agent --no-build --profile "$profile" "${fast[@]}" --output "$deb" >&2
 
 # The tarball: the same files as the package, laid out for a manual install.
 name="vigil-agent-${version}-linux-${arch}"
