@@ -56,7 +56,7 @@ fi
 # --- Issue 13: packaging and the real systemd host for the Ansible role test -----------------
 # cargo-deb builds vigil-agent's .deb (scripts/package.sh); systemd-container (systemd-nspawn)
 # and debootstrap give the role test a real Debian 12 host booted with systemd as PID 1.
-if ! command -v cargo-deb >/dev/null 2>&1 || [ "$(cargo-deb --version 2>/dev/null)" != "3.8.0" ]; then
+if ! command -v cargo-deb >/dev/null 2>&1 || [ "$(cargo-deb --version 2>/dev/null)" != "cargo-deb 3.8.0" ]; then
   log "installing cargo-deb 3.8.0"
   cargo install --locked --quiet cargo-deb --version 3.8.0
 fi
