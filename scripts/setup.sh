@@ -53,4 +53,28 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest >/dev/null
 fi
 
+# --- Issue 13: packaging and the real systemd host for the Ansible role test -----------------
+# cargo-deb builds vigil-agent's .deb (scripts/package.sh); systemd-container (systemd-nspawn)
+# and debootstrap give the role test a real Debian 12 host booted with systemd as PID 1.
+if ! command -v cargo-deb >/dev/null 2>&1 || [ "$(cargo-deb --version 2>/dev/null)" != "cargo-deb 3.8.0" ]; then
+  log "installing cargo-deb 3.8.0"
+  cargo install --locked --quiet cargo-deb --version 3.8.0
+fi
+host_debs=(systemd-container debootstrap)
+host_missing=()
+for p in "${host_debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || host_missing+=("$p")
+done
+if ((${#host_missing[@]})); then
+  log "installing Debian packages: ${host_missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${host_missing[@]}" >/dev/null
+fi
+# The Debian 12 root the role test boots (once per machine, about 4 minutes; outside the clone).
+# Built into a temporary directory and renamed, so an interrupted build is never mistaken for one.
+"$here/debian-host-root.sh" >/dev/null
+# --- end issue 13 ------------------------------------------------------------------------------
+
 log "ready (venv: $VIGIL_VENV)"

@@ -6,6 +6,7 @@ pub mod api;
 pub mod buffer;
 pub mod config;
 pub mod event;
+pub mod iam_policy;
 pub mod otlp;
 pub mod pipeline;
 pub mod processors;

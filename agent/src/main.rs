@@ -53,6 +53,26 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print the least-privilege IAM policy (JSON) the config needs: log groups from their
+    /// name templates, metric namespaces, X-Ray, the SSM parameters named.
+    IamPolicy {
+        #[arg(
+            long,
+            short,
+            env = "VIGIL_AGENT_CONFIG",
+            default_value = "/etc/vigil/agent.toml"
+        )]
+        config: PathBuf,
+        /// Region in the ARNs (`*`: any).
+        #[arg(long, default_value = "*")]
+        region: String,
+        /// Account id in the ARNs (`*`: any).
+        #[arg(long, default_value = "*")]
+        account_id: String,
+        /// ARN partition (`aws-cn`, `aws-us-gov`).
+        #[arg(long, default_value = "aws")]
+        partition: String,
+    },
     /// Check a config file and report every problem with its file, line and key.
     Validate {
         #[arg(
@@ -86,6 +106,38 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::IamPolicy {
+            config,
+            region,
+            account_id,
+            partition,
+        } => {
+            let loaded = match vigil_agent::config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            let scope = vigil_agent::iam_policy::Scope {
+                partition,
+                region,
+                account: account_id,
+            };
+            match vigil_agent::iam_policy::policy(&loaded, &scope) {
+                Ok(policy) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&policy).expect("a JSON value serialises")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Top {
             url,
             interval_ms,

@@ -10,12 +10,14 @@ mod moto;
 mod otlp_receiver;
 mod process;
 mod shop_sim;
+mod systemd_host;
 
 pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};
 pub use moto::{Moto, http_get, log_group_messages};
 pub use otlp_receiver::{Failure, OtlpReceiver, Received};
 pub use process::{ChildGuard, free_port, wait_until};
 pub use shop_sim::{ShopSim, SimSeries, SimSummary, xray_trace_id};
+pub use systemd_host::{SystemdHost, repo_root};
 
 use std::path::PathBuf;
 

@@ -48,6 +48,19 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// The template as an IAM resource pattern: every field becomes `*` (any value).
+    pub fn wildcard(&self) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Field(_) if out.ends_with('*') => {}
+                Part::Field(_) => out.push('*'),
+            }
+        }
+        out
+    }
+
     /// Renders with `lookup`; a field with no value present becomes `unknown` and is reported
     /// through `missing`.
     pub fn render(

@@ -3,7 +3,11 @@
 //! Static attributes (module, environment, ...) come from the config. Host attributes come from
 //! the machine: `host` always, and on EC2 `instance_id`, `availability_zone`, `region` and
 //! `autoscaling_group` from instance metadata (IMDSv2, with a short timeout so the agent starts
-//! just as fast off EC2, where they are simply absent). Existing attributes are not overwritten.
+//! just as fast off EC2, where they are simply absent). As a sidecar on ECS (EC2 or Fargate),
+//! the task metadata endpoint v4 adds cluster, task ARN, family, revision, launch type, zone and
+//! container name ([`ecs`]). Existing attributes are not overwritten.
+
+mod ecs;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +26,11 @@ pub struct EnrichConfig {
     /// Ask EC2 instance metadata (IMDSv2) for instance, zone, region and Auto Scaling group.
     #[serde(default = "yes")]
     pub ec2_metadata: bool,
-    /// Time allowed for all metadata requests together.
+    /// Ask the ECS task metadata endpoint v4 (`ECS_CONTAINER_METADATA_URI_V4`, set by ECS in
+    /// every container) for cluster, task ARN, family, revision, zone and container name.
+    #[serde(default = "yes")]
+    pub ecs_metadata: bool,
+    /// Time allowed for all metadata requests together (EC2 and ECS each).
     #[serde(default = "default_imds_timeout_ms")]
     pub imds_timeout_ms: u64,
 }
@@ -62,6 +70,12 @@ impl Enrich {
             .collect();
         if let Some(host) = hostname() {
             attributes.entry("host").or_insert(host.into());
+        }
+        if config.ecs_metadata {
+            let uri = std::env::var(ecs::URI_VAR).ok();
+            for (k, v) in ecs::metadata(uri, Duration::from_millis(config.imds_timeout_ms)).await {
+                attributes.entry(k).or_insert(v.into());
+            }
         }
         if config.ec2_metadata {
             for (k, v) in ec2_metadata(Duration::from_millis(config.imds_timeout_ms)).await {
