@@ -116,6 +116,7 @@ fn main() {
         default_timestamp_ms: 1,
         start_ms: 0,
         extra_tags: &extra,
+        deadline: None,
     };
     let runs = 15;
     let (split_time, split_peak) = measure(runs, || text.split('\n').collect::<Vec<&str>>());

@@ -31,6 +31,7 @@ async fn read(client: &reqwest::Client, url: &str) -> anyhow::Result<Reading> {
         default_timestamp_ms: 0,
         start_ms: 0,
         extra_tags: &tags,
+        deadline: None,
     };
     let mut metrics = Vec::new();
     parse::parse(&body, &options, &mut metrics)

@@ -252,6 +252,8 @@ async fn scrape(
     scrape_ms: i64,
     start_ms: i64,
 ) -> Result<Vec<MetricEvent>, (Reason, String)> {
+    // The timeout covers fetching and parsing: a target answers within it, or not at all.
+    let deadline = std::time::Instant::now() + timeout;
     let body = match tokio::time::timeout(timeout, fetch(client, target)).await {
         Ok(r) => r?,
         Err(_) => {
@@ -271,11 +273,13 @@ async fn scrape(
             default_timestamp_ms: scrape_ms,
             start_ms,
             extra_tags: &target.tags,
+            deadline: Some(deadline),
         };
         let mut events = Vec::new();
         match parse::parse(text, &opts, &mut events) {
             Ok(_) => Ok(events),
             Err(e) if e.too_many_series => Err((Reason::TooManySeries, e.to_string())),
+            Err(e) if e.timed_out => Err((Reason::Timeout, e.to_string())),
             Err(e) => Err((Reason::InvalidSyntax, e.to_string())),
         }
     })

@@ -25,6 +25,8 @@ pub struct Options<'a> {
     /// Tags added to every event (`instance`, `job`, configured labels). A label of the same
     /// name from the exporter is kept as `exported_<name>`, as Prometheus does.
     pub extra_tags: &'a Tags,
+    /// Parsing stops with an error past this instant (the scrape's timeout covers it too).
+    pub deadline: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct ParseError {
     pub message: String,
     /// The body has more sample lines than `max_series`.
     pub too_many_series: bool,
+    /// Parsing ran past `Options::deadline`.
+    pub timed_out: bool,
 }
 
 impl std::fmt::Display for ParseError {
@@ -90,7 +94,14 @@ pub fn parse(
             line: line_no,
             message,
             too_many_series: false,
+            timed_out: false,
         };
+        if i % 4096 == 4095 && opts.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            return Err(ParseError {
+                timed_out: true,
+                ..err("parsing took longer than the scrape timeout".to_owned())
+            });
+        }
         let line = raw
             .strip_suffix('\r')
             .unwrap_or(raw)
@@ -147,6 +158,7 @@ pub fn parse(
                 line: line_no,
                 message: format!("more than {} series (max_series)", opts.max_series),
                 too_many_series: true,
+                timed_out: false,
             });
         }
         let sample = parse_sample(line, &mut labels).map_err(err)?;
@@ -475,15 +487,20 @@ fn parse_sample<'t>(
                     Some(_) => pos += 1,
                 }
             }
-            if labels.iter().any(|(k, _)| k == label) {
-                return Err(format!("label `{label}` appears twice"));
-            }
             labels.push((label.to_owned(), value));
             pos = skip_blanks(bytes, pos);
             match bytes.get(pos) {
                 Some(b',') => pos += 1,
                 Some(b'}') => {}
                 _ => return Err(format!("expected `,` or `}}` after label `{label}`")),
+            }
+        }
+        // A label named twice: sorted names find it in n log n (a line may carry thousands).
+        if labels.len() > 1 {
+            let mut names: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+            names.sort_unstable();
+            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(format!("label `{}` appears twice", w[0]));
             }
         }
     }
@@ -563,6 +580,7 @@ mod tests {
             default_timestamp_ms: 1_000,
             start_ms: 500,
             extra_tags: &extra,
+            deadline: None,
         };
         let mut out = Vec::new();
         parse(text, &opts, &mut out).map(|_| out)
@@ -718,5 +736,42 @@ mod tests {
     fn empty_body_and_comments_only() {
         assert!(run("").unwrap().is_empty());
         assert!(run("# just a comment\n\n# EOF\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn many_labels_are_checked_for_duplicates_in_n_log_n() {
+        // 50,000 labels on one line: a pairwise check would take billions of comparisons.
+        let labels: Vec<String> = (0..50_000).map(|i| format!("l{i}=\"v\"")).collect();
+        let line = format!("m{{{}}} 1\n", labels.join(","));
+        let started = std::time::Instant::now();
+        let extra = Tags::new();
+        let opts = Options {
+            max_series: 10,
+            default_timestamp_ms: 1,
+            start_ms: 0,
+            extra_tags: &extra,
+            deadline: None,
+        };
+        let mut out = Vec::new();
+        parse(&line, &opts, &mut out).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let twice = format!("m{{{},l7=\"w\"}} 1\n", labels.join(","));
+        let e = parse(&twice, &opts, &mut Vec::new()).unwrap_err();
+        assert!(e.message.contains("label `l7` appears twice"), "{e}");
+    }
+
+    #[test]
+    fn parsing_stops_at_the_deadline() {
+        let text: String = (0..100_000).map(|i| format!("m{{i=\"{i}\"}} 1\n")).collect();
+        let extra = Tags::new();
+        let opts = Options {
+            max_series: 1_000_000,
+            default_timestamp_ms: 1,
+            start_ms: 0,
+            extra_tags: &extra,
+            deadline: Some(std::time::Instant::now()),
+        };
+        let e = parse(&text, &opts, &mut Vec::new()).unwrap_err();
+        assert!(e.timed_out, "{e}");
     }
 }
