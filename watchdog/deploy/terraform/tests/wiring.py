@@ -12,7 +12,7 @@ from pathlib import Path
 
 import hcl2
 
-module = Path(sys.argv[1])
+module = Path(sys.argv[1]).resolve()
 repo = module.parents[2]
 problems = []
 
