@@ -77,4 +77,15 @@ fi
 "$here/debian-host-root.sh" >/dev/null
 # --- end issue 13 ------------------------------------------------------------------------------
 
+# --- checkov for the watchdog's Terraform module (issue 14) ------------------------------------
+# checkov pins an old botocore that conflicts with moto's: it gets a virtualenv of its own.
+checkov_venv="$VIGIL_CACHE/checkov-venv"
+checkov_version="3.3.30"
+if [ "$("$checkov_venv/bin/checkov" --version 2>/dev/null)" != "$checkov_version" ]; then
+  log "installing checkov $checkov_version into $checkov_venv"
+  [ -x "$checkov_venv/bin/python" ] || python3 -m venv "$checkov_venv"
+  "$checkov_venv/bin/pip" install -q --disable-pip-version-check "checkov==$checkov_version"
+fi
+# --- end checkov ------------------------------------------------------------------------------
+
 log "ready (venv: $VIGIL_VENV)"

@@ -22,11 +22,18 @@ pub struct Moto {
 impl Moto {
     /// Starts moto and waits until it answers.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// Starts moto with extra environment (e.g. `MOTO_RECORDER_FILEPATH`, so a test's request
+    /// recording is its own file).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         // A port can be taken between probing and binding by a parallel test: retry.
         for attempt in 0..5 {
             let port = free_port();
             let mut cmd = Command::new(venv_bin("moto_server"));
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied());
             let mut guard = ChildGuard::spawn("moto", cmd).expect("spawn moto_server");
             let endpoint = format!("http://127.0.0.1:{port}");
             let ready = wait_until(Duration::from_secs(30), || {
@@ -95,6 +102,35 @@ impl Moto {
     /// Everything moto recorded (sent SNS notifications, SES messages, ...), as JSON.
     pub fn data(&self) -> String {
         http_get(&format!("{}/moto-api/data.json", self.endpoint)).expect("read moto data")
+    }
+
+    /// Starts moto's request recorder (`/moto-api/recorder/start-recording`); requests from
+    /// then on are appended to the recording, which `recording` reads back.
+    pub fn start_recording(&self) {
+        agent()
+            .post(&format!(
+                "{}/moto-api/recorder/start-recording",
+                self.endpoint
+            ))
+            .send_empty()
+            .expect("start moto's recorder");
+    }
+
+    /// Stops the recorder and returns every recorded request: one JSON object per line with
+    /// `method`, `url`, `headers`, `body` (base64 when `body_encoded`).
+    pub fn recording(&self) -> String {
+        agent()
+            .post(&format!(
+                "{}/moto-api/recorder/stop-recording",
+                self.endpoint
+            ))
+            .send_empty()
+            .expect("stop moto's recorder");
+        http_get(&format!(
+            "{}/moto-api/recorder/download-recording",
+            self.endpoint
+        ))
+        .expect("download moto's recording")
     }
 
     /// Stops the server (to simulate an outage).

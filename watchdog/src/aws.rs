@@ -1,6 +1,14 @@
 //! The AWS clients the watchdog uses, built once from the standard SDK configuration chain.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
+
+use aws_sdk_sns::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+
+use crate::iam::Operation;
 
 pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
@@ -16,19 +24,30 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// Clients from `AWS_REGION`, `AWS_ENDPOINT_URL`, the credentials chain, ...
-    pub async fn load() -> anyhow::Result<Aws> {
+    /// Clients from `AWS_REGION`, `AWS_ENDPOINT_URL`, the credentials chain, ... Every client
+    /// refuses operations outside `allowed` (and outside `iam::OPERATIONS` in any case).
+    pub async fn load(allowed: Allowed) -> anyhow::Result<Aws> {
         let config = vigil_common::aws::load().await;
+        let guard = OperationGuard(std::sync::Arc::new(allowed));
+        macro_rules! client {
+            ($sdk:ident) => {
+                $sdk::Client::from_conf(
+                    $sdk::config::Builder::from(&config)
+                        .interceptor(guard.clone())
+                        .build(),
+                )
+            };
+        }
         Ok(Aws {
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            autoscaling: aws_sdk_autoscaling::Client::new(&config),
-            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
-            rds: aws_sdk_rds::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
-            ssm: aws_sdk_ssm::Client::new(&config),
-            sns: aws_sdk_sns::Client::new(&config),
-            ses: aws_sdk_sesv2::Client::new(&config),
-            eventbridge: aws_sdk_eventbridge::Client::new(&config),
+            cloudwatch: client!(aws_sdk_cloudwatch),
+            autoscaling: client!(aws_sdk_autoscaling),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2),
+            rds: client!(aws_sdk_rds),
+            dynamodb: client!(aws_sdk_dynamodb),
+            ssm: client!(aws_sdk_ssm),
+            sns: client!(aws_sdk_sns),
+            ses: client!(aws_sdk_sesv2),
+            eventbridge: client!(aws_sdk_eventbridge),
             http: reqwest::Client::builder()
                 .user_agent(concat!("vigil-watchdog/", env!("CARGO_PKG_VERSION")))
                 // Synthetic checks must not follow a redirect to a healthy-looking page.
@@ -36,6 +55,56 @@ impl Aws {
                 .timeout(Duration::from_secs(10))
                 .build()?,
         })
+    }
+}
+
+/// Which operations the clients may call.
+#[derive(Debug)]
+pub enum Allowed {
+    /// Those the generated IAM policy grants for the spec (Lambda, `check`): a call outside
+    /// them fails here the way AccessDenied would fail it in AWS.
+    Granted(BTreeSet<Operation>),
+    /// Any operation in the table (local setup such as `create-state-table`).
+    AnyInTable,
+}
+
+/// Keeps the calls and the IAM table from drifting: an operation that is not in
+/// `iam::OPERATIONS`, or not granted for this spec, fails before it is sent, naming itself.
+#[derive(Clone, Debug)]
+struct OperationGuard(std::sync::Arc<Allowed>);
+
+impl Intercept for OperationGuard {
+    fn name(&self) -> &'static str {
+        "vigil-operation-guard"
+    }
+
+    // Not read_before_execution: client interceptors run that before the operation's own
+    // configuration (which stores its Metadata) is applied.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(meta) = cfg.load::<Metadata>() else {
+            return Err("the SDK did not name the operation (no Metadata)".into());
+        };
+        let Some(op) = Operation::from_sdk(meta.service(), meta.name()) else {
+            return Err(format!(
+                "{} {} is not in the watchdog's IAM table (watchdog/src/iam): add its row",
+                meta.service(),
+                meta.name()
+            )
+            .into());
+        };
+        match &*self.0 {
+            Allowed::Granted(ops) if !ops.contains(&op) => Err(format!(
+                "{} is not granted by the IAM policy generated for this spec",
+                op.action()
+            )
+            .into()),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -57,6 +57,8 @@ pub async fn notifier(spec: &Spec, aws: &Aws) -> Result<Option<Notifier>, String
     }
 }
 
+// Each argument is one independent input of a run (both callers pass them all).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     spec: &Spec,
     aws: &Aws,
@@ -65,8 +67,10 @@ pub async fn run(
     notifier: Option<&Notifier>,
     trigger: String,
     dry_run: bool,
+    // Evaluation stops here (checks not done are unknown), leaving time to decide and send.
+    deadline: Option<std::time::Instant>,
 ) -> Report {
-    let mut evaluation = evaluate(spec, aws, scope).await;
+    let mut evaluation = evaluate(spec, aws, scope, deadline).await;
     let now = evaluation.evaluated_at;
     let decisions = match state {
         Some(state) => match state.decide(&evaluation.findings, now, dry_run).await {
@@ -119,7 +123,7 @@ async fn heartbeat(aws: &Aws, outcome: &Outcome) {
     let result = aws
         .cloudwatch
         .put_metric_data()
-        .namespace("Vigil/Watchdog")
+        .namespace(crate::spec::HEARTBEAT_NAMESPACE)
         .metric_data(datum("heartbeat", 1))
         .metric_data(datum(
             "notifications_sent",

@@ -34,7 +34,24 @@ pub struct Evaluation {
     pub elapsed_ms: u64,
 }
 
-pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
+/// How long a step may take: `CHECK_TIMEOUT`, or less when the deadline comes first (then the
+/// error says the step was skipped for the deadline).
+fn limit(deadline: Option<Instant>) -> (Duration, &'static str) {
+    match deadline {
+        Some(d) if d.saturating_duration_since(Instant::now()) < CHECK_TIMEOUT => (
+            d.saturating_duration_since(Instant::now()),
+            "skipped: the invocation's deadline came first",
+        ),
+        _ => (CHECK_TIMEOUT, ""),
+    }
+}
+
+pub async fn evaluate(
+    spec: &Spec,
+    aws: &Aws,
+    scope: &Scope,
+    deadline: Option<Instant>,
+) -> Evaluation {
     let started = Instant::now();
     let now = metrics::now_secs();
 
@@ -59,8 +76,10 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
     // 1. What each check reads (discovery calls such as ListMetrics happen here), and the
     //    SLOs' ALB names resolved, at the same time.
     let plan_checks = join_all(selected.iter().map(|(_, _, _, check)| async {
-        match tokio::time::timeout(CHECK_TIMEOUT, check.wants(aws)).await {
+        let (limit, skipped) = limit(deadline);
+        match tokio::time::timeout(limit, check.wants(aws)).await {
             Ok(r) => r,
+            Err(_) if !skipped.is_empty() => Err(skipped.to_string()),
             Err(_) => Err(format!(
                 "timed out after {}s while planning",
                 CHECK_TIMEOUT.as_secs()
@@ -92,11 +111,18 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
     for want in wants.iter().flatten().flatten() {
         plan.want(&want.metric, want.stat, want.window);
     }
+    // `None`: the deadline came before the metrics did.
     let fetch = async {
         if plan.is_empty() {
-            metrics::MetricData::default()
+            Some(metrics::MetricData::default())
         } else {
-            metrics::fetch(&aws.cloudwatch, &plan, now).await
+            let read = metrics::fetch(&aws.cloudwatch, &plan, now);
+            match deadline {
+                Some(d) => tokio::time::timeout(d.saturating_duration_since(Instant::now()), read)
+                    .await
+                    .ok(),
+                None => Some(read.await),
+            }
         }
     };
 
@@ -109,15 +135,17 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
             .iter()
             .zip(&wants)
             .filter(|(_, w)| !needs_data(w))
-            .map(|((_, _, _, check), w)| run_check(check, aws, w, &no_data)),
+            .map(|((_, _, _, check), w)| run_check(check, aws, w, &no_data, deadline)),
     );
     let (independent, data) = tokio::join!(independent, fetch);
+    let metrics_skipped = data.is_none();
+    let data = data.unwrap_or_default();
     let dependent = join_all(
         selected
             .iter()
             .zip(&wants)
             .filter(|(_, w)| needs_data(w))
-            .map(|((_, _, _, check), w)| run_check(check, aws, w, &data)),
+            .map(|((_, _, _, check), w)| run_check(check, aws, w, &data, deadline)),
     )
     .await;
     let (mut independent, mut dependent) = (independent.into_iter(), dependent.into_iter());
@@ -136,14 +164,19 @@ pub async fn evaluate(spec: &Spec, aws: &Aws, scope: &Scope) -> Evaluation {
     // 4. Verdicts.
     let mut findings = Vec::new();
     for (name, service, s, series) in &slos {
-        findings.push(slo::evaluate(
-            spec,
-            name,
-            service,
-            s,
-            series.as_ref(),
-            &data,
-        ));
+        let mut finding = slo::evaluate(spec, name, service, s, series.as_ref(), &data);
+        if metrics_skipped {
+            let why = format!(
+                "slo {}: skipped: the invocation's deadline came before the metrics",
+                s.name
+            );
+            if finding.status == Status::Unknown {
+                finding.summary = why;
+            } else {
+                finding.mark_unknown(why);
+            }
+        }
+        findings.push(finding);
     }
     for ((service_name, service, check, _), outcome) in selected.iter().zip(outcomes) {
         let kind = check.kind();
@@ -195,10 +228,13 @@ async fn run_check(
     aws: &Aws,
     wants: &Result<Vec<Want>, String>,
     data: &metrics::MetricData,
+    deadline: Option<Instant>,
 ) -> Result<Outcome, String> {
     let wants = wants.as_ref().map_err(|e| e.clone())?;
-    match tokio::time::timeout(CHECK_TIMEOUT, check.run(aws, wants, data)).await {
+    let (limit, skipped) = limit(deadline);
+    match tokio::time::timeout(limit, check.run(aws, wants, data)).await {
         Ok(r) => r,
+        Err(_) if !skipped.is_empty() => Err(skipped.to_string()),
         Err(_) => Err(format!("timed out after {}s", CHECK_TIMEOUT.as_secs())),
     }
 }

@@ -12,6 +12,7 @@ mod cli;
 mod cycle;
 mod evaluate;
 mod finding;
+mod iam;
 mod lambda;
 mod metrics;
 mod notify;

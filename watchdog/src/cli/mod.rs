@@ -1,4 +1,5 @@
-//! The command line: `check` (once or on an interval), `validate`, and `create-state-table`.
+//! The command line: `check` (once or on an interval), `validate`, `create-state-table`, and
+//! `iam-policy`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use vigil_common::logging::LogFormat;
 
-use crate::aws::Aws;
+use crate::aws::{Allowed, Aws};
 use crate::evaluate::Scope;
+use crate::iam;
 use crate::spec::{self, Span};
 use crate::{cycle, report};
 
@@ -59,6 +61,19 @@ pub enum Command {
         #[arg(long, default_value = "alerts/", env = "VIGIL_SPEC")]
         spec: PathBuf,
     },
+    /// Print the least-privilege IAM policy document the spec needs (JSON). Without
+    /// --account-id/--region/--partition the ARNs carry `${account_id}`, `${region}` and
+    /// `${partition}`, for Terraform's templatefile().
+    IamPolicy {
+        #[arg(long, default_value = "alerts/", env = "VIGIL_SPEC")]
+        spec: PathBuf,
+        #[arg(long)]
+        account_id: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        partition: Option<String>,
+    },
     /// Create the alert-state table (with TTL) named in the spec, for local runs.
     CreateStateTable {
         #[arg(long, default_value = "alerts/", env = "VIGIL_SPEC")]
@@ -96,11 +111,32 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::IamPolicy {
+            spec,
+            account_id,
+            region,
+            partition,
+        } => {
+            let Some(spec) = load_spec(&spec) else {
+                return Ok(ExitCode::from(2));
+            };
+            let defaults = iam::Target::default();
+            let target = iam::Target {
+                partition: partition.unwrap_or(defaults.partition),
+                region: region.unwrap_or(defaults.region),
+                account: account_id.unwrap_or(defaults.account),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&iam::policy(&spec, &target))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CreateStateTable { spec, state_table } => {
             let Some(spec) = load_spec(&spec) else {
                 return Ok(ExitCode::from(2));
             };
-            let aws = Aws::load().await?;
+            let aws = Aws::load(Allowed::AnyInTable).await?;
             let Some(state) = cycle::alert_state(&spec, &aws, state_table.as_deref()) else {
                 anyhow::bail!(
                     "no table: set settings.state.table in the spec or pass --state-table"
@@ -124,7 +160,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let Some(spec) = load_spec(&spec) else {
                 return Ok(ExitCode::from(2));
             };
-            let aws = Aws::load().await?;
+            let aws = Aws::load(Allowed::Granted(iam::operations_with_table(
+                &spec,
+                state_table.is_some(),
+            )))
+            .await?;
             let state = cycle::alert_state(&spec, &aws, state_table.as_deref());
             let notifier = cycle::notifier(&spec, &aws)
                 .await
@@ -138,6 +178,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     notifier.as_ref(),
                     "cli".into(),
                     dry_run,
+                    None,
                 )
                 .await;
                 match output {

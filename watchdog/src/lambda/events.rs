@@ -27,6 +27,11 @@ pub enum Trigger {
         instance: String,
         state: String,
     },
+    /// An RDS instance or cluster event (failover, failure, maintenance, ...).
+    RdsEvent {
+        source: String,
+        event: String,
+    },
     /// Anything else: reported, never a crash.
     Unknown {
         description: String,
@@ -42,9 +47,20 @@ impl Trigger {
             Trigger::Ec2StateChange { instance, state } => {
                 format!("instance {instance} -> {state}")
             }
+            Trigger::RdsEvent { source, event } => format!("rds {source}: {event}"),
             Trigger::Unknown { description } => format!("unhandled event: {description}"),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct RdsDetail {
+    #[serde(rename = "SourceIdentifier")]
+    source: String,
+    #[serde(rename = "EventID", default)]
+    event: Option<String>,
+    #[serde(rename = "Message", default)]
+    message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +137,15 @@ pub fn classify(payload: &Value) -> Trigger {
                 Err(e) => unknown(format!("bad detail: {e}")),
             }
         }
+        ("aws.rds", "RDS DB Instance Event" | "RDS DB Cluster Event") => {
+            match serde_json::from_value::<RdsDetail>(detail) {
+                Ok(d) => Trigger::RdsEvent {
+                    source: d.source,
+                    event: d.event.or(d.message).unwrap_or_else(|| "event".into()),
+                },
+                Err(e) => unknown(format!("bad detail: {e}")),
+            }
+        }
         _ => unknown("no handler for this event type".into()),
     }
 }
@@ -178,6 +203,28 @@ pub async fn scope_for(trigger: &Trigger, spec: &Spec, aws: &Aws) -> Result<Scop
                     })
             })
             .collect(),
+        Trigger::RdsEvent { source, .. } => spec
+            .services
+            .iter()
+            .flat_map(|(name, s)| {
+                s.checks
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, c)| match c {
+                        CheckSpec::RdsInstance(r) | CheckSpec::RdsCluster(r) if r.id == *source => {
+                            Some((name.clone(), i))
+                        }
+                        _ => None,
+                    })
+            })
+            .collect(),
+        Trigger::Ec2StateChange { .. }
+            if !crate::iam::operations(spec)
+                .contains(&crate::iam::Operation::DescribeAutoScalingInstances) =>
+        {
+            // No check follows instances: nothing to look up (nor granted to look it up).
+            Vec::new()
+        }
         Trigger::Ec2StateChange { instance, .. } => {
             // Auto Scaling knows which group an instance belongs to: no EC2 API needed.
             let out = aws
@@ -266,6 +313,21 @@ mod tests {
             Trigger::Ec2StateChange {
                 instance: "i-1".into(),
                 state: "stopped".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rds_events_name_their_source() {
+        assert_eq!(
+            classify(&envelope(
+                "aws.rds",
+                "RDS DB Instance Event",
+                json!({"SourceIdentifier": "orders", "EventID": "RDS-EVENT-0049", "Message": "failover"})
+            )),
+            Trigger::RdsEvent {
+                source: "orders".into(),
+                event: "RDS-EVENT-0049".into()
             }
         );
     }

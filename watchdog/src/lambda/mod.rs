@@ -6,7 +6,7 @@ mod events;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::aws::Aws;
+use crate::aws::{Allowed, Aws};
 use crate::cycle::{self, Report};
 use crate::evaluate::Evaluation;
 use crate::metrics::now_secs;
@@ -41,14 +41,24 @@ pub async fn run() -> anyhow::Result<()> {
         "AWS_LAMBDA_RUNTIME_API is set but not {}: not a complete Lambda environment",
         missing.join(", ")
     );
-    // The spec ships next to the binary in the deployment package (/var/task/alerts).
-    let path = std::env::var("VIGIL_SPEC").unwrap_or_else(|_| "alerts".into());
+    // The spec ships next to `bootstrap` in the deployment package: $LAMBDA_TASK_ROOT/alerts
+    // (/var/task/alerts), unless VIGIL_SPEC names another place.
+    let path =
+        std::env::var("VIGIL_SPEC").unwrap_or_else(|_| match std::env::var("LAMBDA_TASK_ROOT") {
+            Ok(root) => format!("{root}/alerts"),
+            Err(_) => "alerts".into(),
+        });
     let spec = spec::load(std::path::Path::new(&path)).map_err(|e| e.to_string());
     if let Err(e) = &spec {
         tracing::error!(spec = %path, error = %e, "invalid alert spec");
     }
-    let aws = Aws::load().await?;
     let table = std::env::var("VIGIL_STATE_TABLE").ok();
+    // The clients may call exactly what the generated IAM policy grants for this spec.
+    let allowed = spec.as_ref().map_or_else(
+        |_| Default::default(),
+        |s| crate::iam::operations_with_table(s, table.is_some()),
+    );
+    let aws = Aws::load(Allowed::Granted(allowed)).await?;
     let state = spec
         .as_ref()
         .ok()
@@ -75,13 +85,43 @@ pub async fn run() -> anyhow::Result<()> {
         "ready for events"
     );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(setup, event.payload).await
+        handle(setup, event.payload, deadline(event.context.deadline)).await
     }))
     .await
     .map_err(|e| anyhow::anyhow!(e))
 }
 
-async fn handle(setup: &Setup, payload: Value) -> Result<Value, Error> {
+/// The invocation's deadline from `lambda-runtime-deadline-ms`: epoch milliseconds in AWS. A
+/// value too small to be a date (cargo lambda's emulator sends its timeout, 600000) is taken as
+/// the time left.
+fn deadline(header_ms: u64) -> std::time::SystemTime {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
+    let now = std::time::SystemTime::now();
+    if header_ms < YEAR_2001_MS {
+        now + std::time::Duration::from_millis(header_ms)
+    } else {
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(header_ms)
+    }
+}
+
+/// Time kept back from the invocation's deadline for deciding and sending: a quarter of what
+/// is left, between 1 and 10 seconds.
+fn evaluation_deadline(deadline: std::time::SystemTime) -> std::time::Instant {
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let reserve = (left / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(10),
+    );
+    std::time::Instant::now() + left.saturating_sub(reserve)
+}
+
+async fn handle(
+    setup: &Setup,
+    payload: Value,
+    deadline: std::time::SystemTime,
+) -> Result<Value, Error> {
     let spec = setup
         .spec
         .as_ref()
@@ -91,7 +131,14 @@ async fn handle(setup: &Setup, payload: Value) -> Result<Value, Error> {
         .as_ref()
         .map_err(|e| Error::from(format!("notifier: {e}")))?;
     let trigger = events::classify(&payload);
-    tracing::info!(trigger = %trigger.describe(), "invocation");
+    let evaluate_until = evaluation_deadline(deadline);
+    tracing::info!(
+        trigger = %trigger.describe(),
+        evaluate_ms = evaluate_until
+            .saturating_duration_since(std::time::Instant::now())
+            .as_millis() as u64,
+        "invocation"
+    );
     let report = match events::scope_for(&trigger, spec, &setup.aws).await {
         Ok(scope) => {
             cycle::run(
@@ -102,6 +149,7 @@ async fn handle(setup: &Setup, payload: Value) -> Result<Value, Error> {
                 notifier.as_ref(),
                 trigger.describe(),
                 setup.dry_run,
+                Some(evaluate_until),
             )
             .await
         }

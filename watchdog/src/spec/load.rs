@@ -152,10 +152,46 @@ pub fn load(dir: &Path) -> Result<Spec, SpecErrors> {
     for (name, service) in &spec.services {
         check_service(&spec.sources[name], name, service, &mut errors);
     }
+    check_deploy(&settings_file, &spec.settings, &mut errors);
     if errors.is_empty() {
         Ok(spec)
     } else {
         Err(SpecErrors(errors))
+    }
+}
+
+/// What AWS would refuse at deploy time: the function name, the schedule, and secrets that
+/// are not SSM parameter paths (the IAM policy names each parameter's ARN).
+fn check_deploy(file: &Path, settings: &Settings, errors: &mut Vec<SpecError>) {
+    use crate::notify::config::{ReceiverSpec, SecretRef};
+    if let Some(deploy) = &settings.deploy {
+        for (key, message) in super::deploy::problems(deploy) {
+            errors.push(plain_error(
+                file,
+                &format!("settings.deploy.{key}"),
+                message,
+            ));
+        }
+    }
+    let Some(notify) = &settings.notify else {
+        return;
+    };
+    for (name, receiver) in &notify.receivers {
+        let (field, secret) = match receiver {
+            ReceiverSpec::SlackWebhook { url } => ("slack_webhook.url", Some(url)),
+            ReceiverSpec::SlackBot { token, .. } => ("slack_bot.token", Some(token)),
+            ReceiverSpec::SmtpEmail { password, .. } => ("smtp_email.password", password.as_ref()),
+            ReceiverSpec::Sns { .. } | ReceiverSpec::SesEmail { .. } => ("", None),
+        };
+        if let Some(SecretRef::Ssm(parameter)) = secret
+            && let Err(message) = super::deploy::ssm_parameter_path(parameter)
+        {
+            errors.push(plain_error(
+                file,
+                &format!("settings.notify.receivers.{name}.{field}.ssm"),
+                message,
+            ));
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! files of one directory (`alerts/`). `load` parses and validates; every error names the file,
 //! the key path and, where the parser knows it, the line and column.
 
+mod deploy;
 mod duration;
 mod load;
 
@@ -9,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, de};
 
+pub use deploy::{DeploySettings, HEARTBEAT_NAMESPACE};
 pub use duration::Span;
 pub use load::{Spec, load};
 
@@ -62,6 +64,10 @@ pub struct Settings {
     /// Receivers and routes (see `notify::config`); without it nothing is sent.
     #[serde(default)]
     pub notify: Option<crate::notify::config::NotifySettings>,
+    /// How the watchdog runs in AWS (function name, schedule); read by `iam-policy` and the
+    /// Terraform module. See `spec/deploy.rs`.
+    #[serde(default)]
+    pub deploy: Option<DeploySettings>,
 }
 
 impl Default for Settings {
@@ -69,6 +75,7 @@ impl Default for Settings {
         Settings {
             state: None,
             notify: None,
+            deploy: None,
             burn_rate_alerts: default_burn_rate_alerts(),
             min_events: default_min_events(),
         }
