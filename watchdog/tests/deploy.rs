@@ -507,7 +507,7 @@ settings:
   deploy: {{ function_name: vigil-watchdog-test, schedule: rate(1 minute) }}
   notify:
     receivers:
-      chat: {{ slack_webhook: {{ url: {{ ssm: /vigil/slack/webhook }} }} }}
+      chat: {{ slack_webhook: {{ url: {{ ssm: /vigil/slack/webhook }}, allow_insecure_http: true }} }}
       pager: {{ sns: {{ topic_arn: "arn:aws:sns:{REGION}:{ACCOUNT}:vigil-pages" }} }}
       mail: {{ ses_email: {{ from: "Vigil <vigil@shop.example>", to: [oncall@shop.example] }} }}
     default_receivers: [chat, pager, mail]

@@ -402,7 +402,7 @@ fn grants(spec: &Spec, target: &Target) -> BTreeMap<Operation, BTreeSet<String>>
     if let Some(notify) = &spec.settings.notify {
         for receiver in notify.receivers.values() {
             let secret = match receiver {
-                ReceiverSpec::SlackWebhook { url } => Some(url),
+                ReceiverSpec::SlackWebhook { url, .. } => Some(url),
                 ReceiverSpec::SlackBot { token, .. } => Some(token),
                 ReceiverSpec::SmtpEmail { password, .. } => password.as_ref(),
                 ReceiverSpec::Sns { topic_arn } => {

@@ -178,7 +178,7 @@ fn check_deploy(file: &Path, settings: &Settings, errors: &mut Vec<SpecError>) {
     };
     for (name, receiver) in &notify.receivers {
         let (field, secret) = match receiver {
-            ReceiverSpec::SlackWebhook { url } => ("slack_webhook.url", Some(url)),
+            ReceiverSpec::SlackWebhook { url, .. } => ("slack_webhook.url", Some(url)),
             ReceiverSpec::SlackBot { token, .. } => ("slack_bot.token", Some(token)),
             ReceiverSpec::SmtpEmail { password, .. } => ("smtp_email.password", password.as_ref()),
             ReceiverSpec::Sns { .. } | ReceiverSpec::SesEmail { .. } => ("", None),
