@@ -10,6 +10,7 @@ mod moto;
 mod otlp_receiver;
 mod process;
 mod shop_sim;
+pub mod slack;
 
 pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};
 pub use moto::{Moto, http_get, log_group_messages};
