@@ -1,5 +1,5 @@
 //! A local HTTP server standing in for Slack (incoming webhooks and the Web API's
-//! `chat.postMessage` / `chat.update`), used by the watchdog's notifier tests.
+//! `chat.postMessage` / `chat.update`), used by the watchdog's notifier tests and the demo.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -13,6 +13,8 @@ pub struct SlackRequest {
     pub path: String,
     pub authorization: Option<String>,
     pub body: Value,
+    /// The status and body the stand-in answered (set once it answered).
+    pub answer: Option<(u16, String)>,
 }
 
 /// A local HTTP server standing in for Slack: incoming webhooks under `/services/...`, the Web
@@ -130,6 +132,7 @@ impl SlackStandIn {
                             path: path.clone(),
                             authorization: authorization.clone(),
                             body: body.clone(),
+                            answer: None,
                         });
                         r.len()
                     };
@@ -166,6 +169,9 @@ impl SlackStandIn {
                     } else {
                         (404, String::new(), "no_service".to_string())
                     };
+                    if let Some(r) = recorded.lock().unwrap().get_mut(request_count - 1) {
+                        r.answer = Some((status, answer.clone()));
+                    }
                     let _ = write!(
                         stream,
                         "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{answer}",
@@ -198,7 +204,53 @@ impl SlackStandIn {
             .collect()
     }
 
+    /// The channel as a reader sees it: each accepted bot post (`chat.postMessage`) or webhook
+    /// post, oldest first, with accepted `chat.update`s applied in place.
+    pub fn channel(&self) -> Vec<ChannelMessage> {
+        let mut shown: Vec<ChannelMessage> = Vec::new();
+        for r in self.requests.lock().unwrap().iter() {
+            let Some((200, answer)) = &r.answer else {
+                continue;
+            };
+            let answer: Value = serde_json::from_str(answer).unwrap_or(Value::Null);
+            if r.path == WEBHOOK_PATH {
+                shown.push(ChannelMessage {
+                    ts: None,
+                    posted: r.at,
+                    updated: None,
+                    body: r.body.clone(),
+                });
+            } else if answer["ok"] == true && r.path == "/api/chat.postMessage" {
+                shown.push(ChannelMessage {
+                    ts: answer["ts"].as_str().map(str::to_owned),
+                    posted: r.at,
+                    updated: None,
+                    body: r.body.clone(),
+                });
+            } else if answer["ok"] == true && r.path == "/api/chat.update" {
+                let ts = r.body["ts"].as_str();
+                if let Some(m) = shown.iter_mut().find(|m| m.ts.as_deref() == ts) {
+                    m.updated = Some(r.at);
+                    m.body = r.body.clone();
+                }
+            }
+        }
+        shown
+    }
+
     pub fn webhook_url(&self) -> String {
         format!("http://127.0.0.1:{}{WEBHOOK_PATH}", self.port)
     }
+}
+
+/// One message in the stand-in's channel.
+#[derive(Clone, Debug)]
+pub struct ChannelMessage {
+    /// Slack's message id (bot posts only).
+    pub ts: Option<String>,
+    pub posted: std::time::Instant,
+    /// When it was last changed by `chat.update`.
+    pub updated: Option<std::time::Instant>,
+    /// The body of the post, or of the latest update.
+    pub body: Value,
 }
