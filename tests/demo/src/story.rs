@@ -326,7 +326,8 @@ fn summarize(
     // Give the agent a moment to ship the last batches, then read its counters.
     std::thread::sleep(Duration::from_secs(2));
     let sent = stack.agent_sent();
-    let requests = stack.stop_shop();
+    // With --keep the shop goes on (for `vigil-agent top`); otherwise it stops and reports.
+    let requests = if args.keep { None } else { stack.stop_shop() };
     let channel = stack.slack.channel();
     let emails = stack.emails();
     // SNS keeps what it publishes to itself (moto's record of it is too large to read back
