@@ -1,28 +1,23 @@
 #!/usr/bin/env bash
-# The demo: builds vigil-agent, copies the sample shop logs to a scratch directory, and runs the
-# agent on them with a console sink, printing what it would ship to CloudWatch Logs. It appends
-# a few more lines while running to show live tailing, then stops the agent with SIGTERM.
+# The demo (the README's first command): the simulated shop watched by Vigil on this machine.
+# It installs what it needs (scripts/setup.sh: moto, cargo-lambda, aiosmtpd), builds exactly
+# what scripts/test.sh builds (same packages and features, so after the tests nothing is
+# rebuilt), then runs `vigil-demo` (tests/demo): moto with the shop's AWS resources, Slack /
+# New Relic / SMTP stand-ins, the shop simulator, vigil-agent, and the watchdog as a Lambda on
+# a schedule; it injects a payment outage, shows the page and its resolve, prints a summary
+# and stops everything it started (also on Ctrl-C).
+#
+#   scripts/demo.sh            # about 4-5 minutes once built
+#   scripts/demo.sh --keep     # leave the stack up afterwards for `vigil-agent top` (Ctrl-C ends)
+#   scripts/demo.sh --fast     # the short variant the test suite runs (about 2-3 minutes)
+#   scripts/demo.sh --help     # ports, rate, schedule
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(dirname "$here")"
+cd "$(dirname "$here")"
+
+"$here/setup.sh"
 source "$here/env.sh"
 
-cargo build --quiet -p vigil-agent
-agent="$CARGO_TARGET_DIR/debug/vigil-agent"
-
-DEMO_DIR="$(mktemp -d "${TMPDIR:-/tmp}/vigil-demo.XXXXXX")"
-export DEMO_DIR
-trap 'rm -rf "$DEMO_DIR"' EXIT
-cp -r "$root/examples/demo/logs" "$DEMO_DIR/logs"
-sed "s|\${DEMO_DIR}|$DEMO_DIR|g" "$root/examples/demo/agent.toml" >"$DEMO_DIR/agent.toml"
-
-"$agent" validate --config "$DEMO_DIR/agent.toml" >&2
-echo "--- what vigil-agent would ship (stdout) ---" >&2
-"$agent" run --config "$DEMO_DIR/agent.toml" &
-pid=$!
-sleep 1.5
-echo '{"timestamp":"2026-11-22T10:00:05.000Z","level":"info","route":"GET /cart","msg":"live line appended while running"}' \
-  >>"$DEMO_DIR/logs/checkout/checkout.log"
-sleep 1.5
-kill -TERM "$pid"
-wait "$pid"
+echo "== building Vigil (cargo build --workspace --bins --locked, as scripts/test.sh; the first build takes a while)" >&2
+cargo build --workspace --bins --locked
+exec "$CARGO_TARGET_DIR/debug/vigil-demo" "$@"

@@ -10,6 +10,7 @@ mod moto;
 mod otlp_receiver;
 mod process;
 mod shop_sim;
+pub mod slack;
 mod systemd_host;
 
 pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};

@@ -16,6 +16,8 @@ mod otel;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -39,11 +41,16 @@ pub struct Args {
     /// User requests to simulate, as fast as possible (latency is simulated, not slept).
     #[arg(long, conflicts_with_all = ["rate", "duration"])]
     pub requests: Option<u64>,
-    /// Requests per second, paced in real time for `--duration` seconds.
-    #[arg(long, requires = "duration")]
+    /// Requests per second, paced in real time for `--duration` seconds, or without
+    /// `--duration` until SIGTERM or SIGINT (the summary is printed either way).
+    #[arg(long)]
     pub rate: Option<f64>,
     #[arg(long, requires = "rate")]
     pub duration: Option<f64>,
+    /// The outage switch for demos: while this file exists, the payment gateway refuses every
+    /// payment, so every checkout fails (the file is looked at a few times a second).
+    #[arg(long)]
+    pub outage_file: Option<PathBuf>,
     /// Seed of every random choice (routes, latency, failures).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -86,6 +93,10 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(r > 0.0 && d > 0.0, "--rate and --duration must be positive");
             (r * d).round() as u64
         }
+        (None, Some(r), None) => {
+            anyhow::ensure!(r > 0.0, "--rate must be positive");
+            u64::MAX
+        }
         _ => 100,
     };
     // The gRPC exporter needs a Tokio runtime to live in; the HTTP one uses its own thread.
@@ -94,16 +105,43 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // SIGTERM / SIGINT end the run between two requests, so spans are flushed and the summary
+    // printed (an endless paced run is stopped this way).
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        stopping.store(true, Ordering::SeqCst);
+    });
     let exporters = otel::Exporters::new(&args, &runtime)?;
     let mut shop = Shop::new(&args, exporters)?;
 
     let started = Instant::now();
     let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut flushed = Instant::now();
     for i in 0..total {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         if let Some(p) = pace {
             let due = started + p.mul_f64(i as f64);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
+            }
+            // In real time, log lines reach the files while they are fresh.
+            if flushed.elapsed() > Duration::from_millis(200) {
+                shop.flush_logs();
+                flushed = Instant::now();
             }
         }
         shop.user_request()?;

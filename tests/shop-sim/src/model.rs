@@ -91,6 +91,7 @@ pub struct Shop {
     failure_rate: f64,
     slow_checkout_rate: f64,
     modules: BTreeMap<&'static str, Module>,
+    outage: Option<OutageSwitch>,
     counts: BTreeMap<(String, String), Counts>,
     requests: u64,
     spans: u64,
@@ -151,6 +152,7 @@ impl Shop {
             failure_rate: args.failure_rate,
             slow_checkout_rate: args.slow_checkout_rate,
             modules,
+            outage: args.outage_file.clone().map(OutageSwitch::new),
             counts: BTreeMap::new(),
             requests: 0,
             spans: 0,
@@ -379,9 +381,12 @@ impl Shop {
     }
 
     fn checkout(&mut self, cx: &Context, t: u64, _user: u32) -> Reply {
-        let fails = self.chance(self.checkout_failure_rate);
-        // Who fails: the payment gateway mostly, else the inventory database.
-        let payment_fails = fails && self.chance(0.7);
+        // During an outage the gateway refuses every payment; otherwise who fails is the
+        // payment gateway mostly, else the inventory database. (Without an outage the random
+        // draws are the same as without the switch, so seeded runs stay reproducible.)
+        let outage = self.outage.as_mut().is_some_and(OutageSwitch::on);
+        let fails = outage || self.chance(self.checkout_failure_rate);
+        let payment_fails = outage || (fails && self.chance(0.7));
         let inventory_fails = fails && !payment_fails;
         let slow = !fails && self.chance(self.slow_checkout_rate);
         let t = t + self.between(2.0, 10.0);
@@ -693,6 +698,15 @@ impl Shop {
         let _ = writeln!(log, "{line}");
     }
 
+    /// Writes buffered log lines to their files (errors ignored, as for each line).
+    pub fn flush_logs(&mut self) {
+        for m in self.modules.values_mut() {
+            if let Some(log) = m.log.as_mut() {
+                let _ = log.flush();
+            }
+        }
+    }
+
     /// Flushes every exporter and log, and returns the account of what was generated.
     pub fn finish(mut self) -> anyhow::Result<Summary> {
         for (name, m) in &mut self.modules {
@@ -721,6 +735,35 @@ impl Shop {
             slow_trace_ids: self.slow_traces,
             trace_ids: self.traces,
         })
+    }
+}
+
+/// The outage switch: a file whose existence means "the payment gateway is down", looked at
+/// no more often than every 100 ms.
+struct OutageSwitch {
+    path: std::path::PathBuf,
+    checked: Option<std::time::Instant>,
+    on: bool,
+}
+
+impl OutageSwitch {
+    fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            checked: None,
+            on: false,
+        }
+    }
+
+    fn on(&mut self) -> bool {
+        if self
+            .checked
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+        {
+            self.on = self.path.exists();
+            self.checked = Some(std::time::Instant::now());
+        }
+        self.on
     }
 }
 
