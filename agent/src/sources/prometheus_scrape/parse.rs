@@ -762,7 +762,9 @@ mod tests {
 
     #[test]
     fn parsing_stops_at_the_deadline() {
-        let text: String = (0..100_000).map(|i| format!("m{{i=\"{i}\"}} 1\n")).collect();
+        let text: String = (0..100_000)
+            .map(|i| format!("m{{i=\"{i}\"}} 1\n"))
+            .collect();
         let extra = Tags::new();
         let opts = Options {
             max_series: 1_000_000,
