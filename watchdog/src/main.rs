@@ -15,6 +15,7 @@ mod finding;
 mod lambda;
 mod metrics;
 mod notify;
+mod render;
 mod report;
 mod slo;
 mod spec;
