@@ -26,8 +26,15 @@ impl Comparison {
 /// named metrics (CloudWatch evaluates it).
 #[derive(Clone, Debug)]
 pub enum Source {
-    Metric { metric: MetricRef, stat: &'static str },
-    Math { expression: String, label: String, inputs: Vec<(String, MetricRef, &'static str)> },
+    Metric {
+        metric: MetricRef,
+        stat: &'static str,
+    },
+    Math {
+        expression: String,
+        label: String,
+        inputs: Vec<(String, MetricRef, &'static str)>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -47,7 +54,10 @@ fn metric(ns: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
     MetricRef {
         namespace: ns.into(),
         metric: name.into(),
-        dimensions: dims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        dimensions: dims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
@@ -55,7 +65,13 @@ fn metric(ns: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
 fn name(severity: Severity, kind: &str, resource: &str) -> String {
     let resource: String = resource
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("vigil-{severity}-{kind}-{resource}")
 }
@@ -68,9 +84,16 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             out.push(Alarm {
                 name: name(Severity::Ticket, "dlq-depth", dlq),
                 severity: Severity::Ticket,
-                description: format!("Messages of {} failed and wait in its dead-letter queue {dlq}.", q.queue),
+                description: format!(
+                    "Messages of {} failed and wait in its dead-letter queue {dlq}.",
+                    q.queue
+                ),
                 source: Source::Metric {
-                    metric: metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", &[("QueueName", dlq.as_str())]),
+                    metric: metric(
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        &[("QueueName", dlq.as_str())],
+                    ),
                     stat: "Maximum",
                 },
                 period: 300,
@@ -83,7 +106,10 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
     }
     for (lb_name, lb) in &infra.load_balancers {
         for (tg, tg_dim) in &lb.target_groups {
-            let dims = [("LoadBalancer", lb.dimension.as_str()), ("TargetGroup", tg_dim.as_str())];
+            let dims = [
+                ("LoadBalancer", lb.dimension.as_str()),
+                ("TargetGroup", tg_dim.as_str()),
+            ];
             out.push(Alarm {
                 name: name(Severity::Page, "alb-unhealthy-hosts", tg),
                 severity: Severity::Page,
@@ -101,14 +127,24 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             out.push(Alarm {
                 name: name(Severity::Page, "alb-target-5xx-rate", tg),
                 severity: Severity::Page,
-                description: format!("More than 1% of {tg}'s requests end in a target 5xx, 5 minutes running."),
+                description: format!(
+                    "More than 1% of {tg}'s requests end in a target 5xx, 5 minutes running."
+                ),
                 source: Source::Math {
                     // No 5xx point means no 5xx; no request point means no rate (not breaching).
                     expression: "IF(requests>0, 100*FILL(errors,0)/requests)".into(),
                     label: "target 5xx %".into(),
                     inputs: vec![
-                        ("requests".into(), metric("AWS/ApplicationELB", "RequestCount", &dims), "Sum"),
-                        ("errors".into(), metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &dims), "Sum"),
+                        (
+                            "requests".into(),
+                            metric("AWS/ApplicationELB", "RequestCount", &dims),
+                            "Sum",
+                        ),
+                        (
+                            "errors".into(),
+                            metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &dims),
+                            "Sum",
+                        ),
                     ],
                 },
                 period: 60,
@@ -123,9 +159,15 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
         out.push(Alarm {
             name: name(Severity::Ticket, "aurora-replica-lag", c),
             severity: Severity::Ticket,
-            description: format!("An Aurora replica of {c} lags more than 1 s for 5 minutes (reads are stale)."),
+            description: format!(
+                "An Aurora replica of {c} lags more than 1 s for 5 minutes (reads are stale)."
+            ),
             source: Source::Metric {
-                metric: metric("AWS/RDS", "AuroraReplicaLagMaximum", &[("DBClusterIdentifier", c.as_str())]),
+                metric: metric(
+                    "AWS/RDS",
+                    "AuroraReplicaLagMaximum",
+                    &[("DBClusterIdentifier", c.as_str())],
+                ),
                 stat: "Maximum",
             },
             period: 60,
@@ -145,8 +187,16 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
                 expression: "FILL(reads,0)+FILL(writes,0)".into(),
                 label: "throttled requests".into(),
                 inputs: vec![
-                    ("reads".into(), metric("AWS/DynamoDB", "ReadThrottleEvents", &d), "Sum"),
-                    ("writes".into(), metric("AWS/DynamoDB", "WriteThrottleEvents", &d), "Sum"),
+                    (
+                        "reads".into(),
+                        metric("AWS/DynamoDB", "ReadThrottleEvents", &d),
+                        "Sum",
+                    ),
+                    (
+                        "writes".into(),
+                        metric("AWS/DynamoDB", "WriteThrottleEvents", &d),
+                        "Sum",
+                    ),
                 ],
             },
             period: 60,
@@ -162,7 +212,11 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             severity: Severity::Ticket,
             description: format!("{c} evicts keys (carts and sessions are lost): memory is full."),
             source: Source::Metric {
-                metric: metric("AWS/ElastiCache", "Evictions", &[("CacheClusterId", c.as_str())]),
+                metric: metric(
+                    "AWS/ElastiCache",
+                    "Evictions",
+                    &[("CacheClusterId", c.as_str())],
+                ),
                 stat: "Sum",
             },
             period: 300,
@@ -207,8 +261,14 @@ pub fn put_metric_alarm(a: &Alarm) -> Value {
             v["Statistic"] = json!(stat);
             v["Period"] = json!(a.period);
         }
-        Source::Math { expression, label, inputs } => {
-            let mut metrics = vec![json!({ "Id": "e1", "Expression": expression, "Label": label, "ReturnData": true })];
+        Source::Math {
+            expression,
+            label,
+            inputs,
+        } => {
+            let mut metrics = vec![
+                json!({ "Id": "e1", "Expression": expression, "Label": label, "ReturnData": true }),
+            ];
             for (id, metric, stat) in inputs {
                 metrics.push(json!({
                     "Id": id,
@@ -256,21 +316,40 @@ pub fn terraform(alarms: &[Alarm]) -> String {
          # actions with var.alarm_actions if wanted.\n",
     );
     for a in alarms {
-        let _ = writeln!(out, "\nresource \"aws_cloudwatch_metric_alarm\" \"{}\" {{", resource_name(&a.name));
+        let _ = writeln!(
+            out,
+            "\nresource \"aws_cloudwatch_metric_alarm\" \"{}\" {{",
+            resource_name(&a.name)
+        );
         let _ = writeln!(out, "  alarm_name          = {}", hcl(&a.name));
         let _ = writeln!(
             out,
             "  alarm_description   = {}",
-            hcl(&format!("[{}] {} Generated by vigil-watchdog render from alerts/.", a.severity, a.description))
+            hcl(&format!(
+                "[{}] {} Generated by vigil-watchdog render from alerts/.",
+                a.severity, a.description
+            ))
         );
-        let _ = writeln!(out, "  comparison_operator = {}", hcl(a.comparison.as_str()));
+        let _ = writeln!(
+            out,
+            "  comparison_operator = {}",
+            hcl(a.comparison.as_str())
+        );
         let _ = writeln!(out, "  evaluation_periods  = {}", a.evaluation_periods);
         let _ = writeln!(out, "  datapoints_to_alarm = {}", a.datapoints_to_alarm);
-        let _ = writeln!(out, "  threshold           = {}", super::cloudwatch::fmt_num(a.threshold));
+        let _ = writeln!(
+            out,
+            "  threshold           = {}",
+            super::cloudwatch::fmt_num(a.threshold)
+        );
         let _ = writeln!(out, "  treat_missing_data  = \"notBreaching\"");
         let _ = writeln!(out, "  alarm_actions       = var.alarm_actions");
         let _ = writeln!(out, "  ok_actions          = var.alarm_actions");
-        let _ = writeln!(out, "  tags                = merge(var.tags, {{ \"vigil:severity\" = {} }})", hcl(&a.severity.to_string()));
+        let _ = writeln!(
+            out,
+            "  tags                = merge(var.tags, {{ \"vigil:severity\" = {} }})",
+            hcl(&a.severity.to_string())
+        );
         match &a.source {
             Source::Metric { metric, stat } => {
                 let _ = writeln!(out, "  namespace           = {}", hcl(&metric.namespace));
@@ -279,7 +358,11 @@ pub fn terraform(alarms: &[Alarm]) -> String {
                 let _ = writeln!(out, "  period              = {}", a.period);
                 let _ = writeln!(out, "  dimensions          = {}", hcl_dims(metric));
             }
-            Source::Math { expression, label, inputs } => {
+            Source::Math {
+                expression,
+                label,
+                inputs,
+            } => {
                 let _ = writeln!(out, "\n  metric_query {{");
                 let _ = writeln!(out, "    id          = \"e1\"");
                 let _ = writeln!(out, "    expression  = {}", hcl(expression));

@@ -132,7 +132,8 @@ fn sli_queries(slo: &SloModel, period: u64) -> (Vec<Value>, &'static str, &'stat
 /// The metrics of a widget that shows one expression of `total`/`bad` over `period` buckets.
 fn sli_widget_metrics(slo: &SloModel, period: u64, exprs: &[(&str, String, &str)]) -> Vec<Value> {
     let (mut metrics, total, bad) = sli_queries(slo, period);
-    metrics.push(json!([{ "id": "bad", "expression": bad, "label": "bad events", "visible": false }]));
+    metrics
+        .push(json!([{ "id": "bad", "expression": bad, "label": "bad events", "visible": false }]));
     let _ = total;
     for (id, e, label) in exprs {
         metrics.push(expression(id, e.clone(), label));
@@ -264,10 +265,7 @@ fn single_values(slo: &SloModel, region: &str) -> Value {
             ("sli", sli_expr(), "SLI %"),
             (
                 "budgetleft",
-                format!(
-                    "IF(total>0, 100*(1-(bad/total)/{}))",
-                    fmt_num(slo.budget())
-                ),
+                format!("IF(total>0, 100*(1-(bad/total)/{}))", fmt_num(slo.budget())),
                 "error budget left %",
             ),
             ("events", "total".into(), "events"),
@@ -330,8 +328,16 @@ fn burn_down(slo: &SloModel, region: &str) -> Value {
         slo,
         period,
         &[
-            ("ctotal", "RUNNING_SUM(FILL(total,0))".into(), "events so far"),
-            ("cbad", "RUNNING_SUM(FILL(bad,0))".into(), "bad events so far"),
+            (
+                "ctotal",
+                "RUNNING_SUM(FILL(total,0))".into(),
+                "events so far",
+            ),
+            (
+                "cbad",
+                "RUNNING_SUM(FILL(bad,0))".into(),
+                "bad events so far",
+            ),
             (
                 "left",
                 format!("IF(ctotal>0, 100*(1-cbad/({budget}*ctotal)))"),
@@ -446,7 +452,10 @@ pub fn slo_dashboard(slo: &SloModel, region: &str) -> Value {
 fn span_search(metric: &str, service: &str, stat: &str) -> String {
     format!(
         "SEARCH('{{Vigil/SpanMetrics,route,service}} MetricName=\"{metric}\" service=\"{}\"', '{stat}', 60)",
-        service.replace('\\', "\\\\").replace('"', "\\\"").replace('\'', "\\'")
+        service
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\'', "\\'")
     )
 }
 
@@ -466,7 +475,13 @@ pub fn overview(spec: &Spec, slos: &[SloModel], region: &str) -> Value {
     } else {
         let links: Vec<String> = slos
             .iter()
-            .map(|s| format!("[{}]({})", md(&s.id()), console_link(region, &slo_dashboard_name(s))))
+            .map(|s| {
+                format!(
+                    "[{}]({})",
+                    md(&s.id()),
+                    console_link(region, &slo_dashboard_name(s))
+                )
+            })
             .collect();
         intro.push_str(&format!(
             "SLO dashboards: {}. Infrastructure: [vigil-infrastructure]({}).",
@@ -608,52 +623,140 @@ pub fn infrastructure(spec: &Spec, region: &str) -> Value {
         section(&mut grid, "Edge: CloudFront and WAF");
         for id in &infra.cloudfront_distributions {
             let d = [("DistributionId", id.as_str()), ("Region", "Global")];
-            grid.place(8, 5, "metric", graph(format!("CloudFront {id}: error rates %"), "us-east-1", vec![
-                metric_entry(&metric("AWS/CloudFront", "4xxErrorRate", &d), opts("Average", "4xx %")),
-                metric_entry(&metric("AWS/CloudFront", "5xxErrorRate", &d), opts("Average", "5xx %")),
-            ], 300));
-            grid.place(8, 5, "metric", graph(format!("CloudFront {id}: origin latency (p95, ms)"), "us-east-1", vec![
-                metric_entry(&metric("AWS/CloudFront", "OriginLatency", &d), opts("p95", "origin latency p95")),
-            ], 300));
-            grid.place(8, 5, "metric", graph(format!("CloudFront {id}: cache hit ratio %"), "us-east-1", vec![
-                metric_entry(&metric("AWS/CloudFront", "CacheHitRate", &d), opts("Average", "cache hit %")),
-            ], 300));
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("CloudFront {id}: error rates %"),
+                    "us-east-1",
+                    vec![
+                        metric_entry(
+                            &metric("AWS/CloudFront", "4xxErrorRate", &d),
+                            opts("Average", "4xx %"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/CloudFront", "5xxErrorRate", &d),
+                            opts("Average", "5xx %"),
+                        ),
+                    ],
+                    300,
+                ),
+            );
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("CloudFront {id}: origin latency (p95, ms)"),
+                    "us-east-1",
+                    vec![metric_entry(
+                        &metric("AWS/CloudFront", "OriginLatency", &d),
+                        opts("p95", "origin latency p95"),
+                    )],
+                    300,
+                ),
+            );
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("CloudFront {id}: cache hit ratio %"),
+                    "us-east-1",
+                    vec![metric_entry(
+                        &metric("AWS/CloudFront", "CacheHitRate", &d),
+                        opts("Average", "cache hit %"),
+                    )],
+                    300,
+                ),
+            );
         }
         for acl in &infra.web_acls {
             let (acl_region, m) = match acl.scope {
                 WebAclScope::Cloudfront => (
                     "us-east-1".to_string(),
-                    metric("AWS/WAFV2", "BlockedRequests", &[("Rule", "ALL"), ("WebACL", acl.name.as_str())]),
+                    metric(
+                        "AWS/WAFV2",
+                        "BlockedRequests",
+                        &[("Rule", "ALL"), ("WebACL", acl.name.as_str())],
+                    ),
                 ),
                 WebAclScope::Regional => (
                     region.to_string(),
                     metric(
                         "AWS/WAFV2",
                         "BlockedRequests",
-                        &[("Region", region), ("Rule", "ALL"), ("WebACL", acl.name.as_str())],
+                        &[
+                            ("Region", region),
+                            ("Rule", "ALL"),
+                            ("WebACL", acl.name.as_str()),
+                        ],
                     ),
                 ),
             };
-            grid.place(8, 5, "metric", graph(format!("WAF {}: blocked requests", acl.name), &acl_region,
-                vec![metric_entry(&m, opts("Sum", "blocked"))], 300));
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("WAF {}: blocked requests", acl.name),
+                    &acl_region,
+                    vec![metric_entry(&m, opts("Sum", "blocked"))],
+                    300,
+                ),
+            );
         }
     }
     if !infra.load_balancers.is_empty() {
-        section(&mut grid, "Load balancers: target errors, p95 latency, unhealthy hosts");
+        section(
+            &mut grid,
+            "Load balancers: target errors, p95 latency, unhealthy hosts",
+        );
         for (name, lb) in &infra.load_balancers {
             for (tg, tg_dim) in &lb.target_groups {
-                let d = [("LoadBalancer", lb.dimension.as_str()), ("TargetGroup", tg_dim.as_str())];
+                let d = [
+                    ("LoadBalancer", lb.dimension.as_str()),
+                    ("TargetGroup", tg_dim.as_str()),
+                ];
                 grid.place(8, 5, "metric", graph(format!("{name} → {tg}: target 5xx and requests"), region, vec![
                     metric_entry(&metric("AWS/ApplicationELB", "RequestCount", &d), json!({ "stat": "Sum", "label": "requests", "id": "req" })),
                     metric_entry(&metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &d), json!({ "stat": "Sum", "label": "target 5xx", "id": "e5xx", "yAxis": "right" })),
                 ], 60));
-                grid.place(8, 5, "metric", graph(format!("{name} → {tg}: p95 response time (s)"), region, vec![
-                    metric_entry(&metric("AWS/ApplicationELB", "TargetResponseTime", &d), opts("p95", "p95")),
-                ], 60));
-                grid.place(8, 5, "metric", graph(format!("{name} → {tg}: healthy and unhealthy hosts"), region, vec![
-                    metric_entry(&metric("AWS/ApplicationELB", "HealthyHostCount", &d), opts("Minimum", "healthy")),
-                    metric_entry(&metric("AWS/ApplicationELB", "UnHealthyHostCount", &d), opts("Maximum", "unhealthy")),
-                ], 60));
+                grid.place(
+                    8,
+                    5,
+                    "metric",
+                    graph(
+                        format!("{name} → {tg}: p95 response time (s)"),
+                        region,
+                        vec![metric_entry(
+                            &metric("AWS/ApplicationELB", "TargetResponseTime", &d),
+                            opts("p95", "p95"),
+                        )],
+                        60,
+                    ),
+                );
+                grid.place(
+                    8,
+                    5,
+                    "metric",
+                    graph(
+                        format!("{name} → {tg}: healthy and unhealthy hosts"),
+                        region,
+                        vec![
+                            metric_entry(
+                                &metric("AWS/ApplicationELB", "HealthyHostCount", &d),
+                                opts("Minimum", "healthy"),
+                            ),
+                            metric_entry(
+                                &metric("AWS/ApplicationELB", "UnHealthyHostCount", &d),
+                                opts("Maximum", "unhealthy"),
+                            ),
+                        ],
+                        60,
+                    ),
+                );
             }
         }
     }
@@ -670,35 +773,102 @@ pub fn infrastructure(spec: &Spec, region: &str) -> Value {
         section(&mut grid, "Hosts (Auto Scaling groups)");
         for group in asgs {
             let d = [("AutoScalingGroupName", group)];
-            grid.place(6, 5, "metric", graph(format!("{group}: hosts and CPU"), region, vec![
-                metric_entry(&metric("AWS/AutoScaling", "GroupInServiceInstances", &d), opts("Minimum", "in service")),
-                metric_entry(&metric("AWS/EC2", "CPUUtilization", &d), json!({ "stat": "Average", "label": "CPU %", "yAxis": "right" })),
-            ], 60));
+            grid.place(
+                6,
+                5,
+                "metric",
+                graph(
+                    format!("{group}: hosts and CPU"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/AutoScaling", "GroupInServiceInstances", &d),
+                            opts("Minimum", "in service"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/EC2", "CPUUtilization", &d),
+                            json!({ "stat": "Average", "label": "CPU %", "yAxis": "right" }),
+                        ),
+                    ],
+                    60,
+                ),
+            );
         }
     }
     if !infra.queues.is_empty() {
         section(&mut grid, "Queues and dead-letter queues");
         for q in &infra.queues {
             let mut metrics = vec![
-                metric_entry(&metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", &[("QueueName", q.queue.as_str())]), opts("Maximum", "visible")),
-                metric_entry(&metric("AWS/SQS", "ApproximateAgeOfOldestMessage", &[("QueueName", q.queue.as_str())]), json!({ "stat": "Maximum", "label": "oldest (s)", "yAxis": "right" })),
+                metric_entry(
+                    &metric(
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        &[("QueueName", q.queue.as_str())],
+                    ),
+                    opts("Maximum", "visible"),
+                ),
+                metric_entry(
+                    &metric(
+                        "AWS/SQS",
+                        "ApproximateAgeOfOldestMessage",
+                        &[("QueueName", q.queue.as_str())],
+                    ),
+                    json!({ "stat": "Maximum", "label": "oldest (s)", "yAxis": "right" }),
+                ),
             ];
             if let Some(dlq) = &q.dlq {
-                metrics.push(metric_entry(&metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", &[("QueueName", dlq.as_str())]), opts("Maximum", "in the DLQ")));
+                metrics.push(metric_entry(
+                    &metric(
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        &[("QueueName", dlq.as_str())],
+                    ),
+                    opts("Maximum", "in the DLQ"),
+                ));
             }
-            grid.place(8, 5, "metric", graph(format!("SQS {}", q.queue), region, metrics, 300));
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(format!("SQS {}", q.queue), region, metrics, 300),
+            );
         }
     }
     if !infra.aurora_clusters.is_empty() {
-        section(&mut grid, "Aurora: connections, replication lag, slow queries");
+        section(
+            &mut grid,
+            "Aurora: connections, replication lag, slow queries",
+        );
         for c in &infra.aurora_clusters {
             let d = [("DBClusterIdentifier", c.as_str())];
-            grid.place(8, 5, "metric", graph(format!("{c}: connections"), region, vec![
-                metric_entry(&metric("AWS/RDS", "DatabaseConnections", &d), opts("Maximum", "connections")),
-            ], 60));
-            grid.place(8, 5, "metric", graph(format!("{c}: replica lag (ms)"), region, vec![
-                metric_entry(&metric("AWS/RDS", "AuroraReplicaLagMaximum", &d), opts("Maximum", "max replica lag")),
-            ], 60));
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{c}: connections"),
+                    region,
+                    vec![metric_entry(
+                        &metric("AWS/RDS", "DatabaseConnections", &d),
+                        opts("Maximum", "connections"),
+                    )],
+                    60,
+                ),
+            );
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{c}: replica lag (ms)"),
+                    region,
+                    vec![metric_entry(
+                        &metric("AWS/RDS", "AuroraReplicaLagMaximum", &d),
+                        opts("Maximum", "max replica lag"),
+                    )],
+                    60,
+                ),
+            );
             grid.place(8, 5, "log", json!({
                 "title": format!("{c}: slow queries per 5 minutes"),
                 "region": region,
@@ -711,31 +881,85 @@ pub fn infrastructure(spec: &Spec, region: &str) -> Value {
         section(&mut grid, "DynamoDB throttles");
         for t in &infra.dynamodb_tables {
             let d = [("TableName", t.as_str())];
-            grid.place(8, 5, "metric", graph(format!("{t}: throttled reads and writes"), region, vec![
-                metric_entry(&metric("AWS/DynamoDB", "ReadThrottleEvents", &d), opts("Sum", "read throttles")),
-                metric_entry(&metric("AWS/DynamoDB", "WriteThrottleEvents", &d), opts("Sum", "write throttles")),
-            ], 60));
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{t}: throttled reads and writes"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/DynamoDB", "ReadThrottleEvents", &d),
+                            opts("Sum", "read throttles"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/DynamoDB", "WriteThrottleEvents", &d),
+                            opts("Sum", "write throttles"),
+                        ),
+                    ],
+                    60,
+                ),
+            );
         }
     }
     if !infra.redis_clusters.is_empty() {
         section(&mut grid, "Redis (ElastiCache) evictions");
         for c in &infra.redis_clusters {
             let d = [("CacheClusterId", c.as_str())];
-            grid.place(8, 5, "metric", graph(format!("{c}: evictions and memory"), region, vec![
-                metric_entry(&metric("AWS/ElastiCache", "Evictions", &d), opts("Sum", "evictions")),
-                metric_entry(&metric("AWS/ElastiCache", "DatabaseMemoryUsagePercentage", &d), json!({ "stat": "Maximum", "label": "memory %", "yAxis": "right" })),
-            ], 60));
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{c}: evictions and memory"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/ElastiCache", "Evictions", &d),
+                            opts("Sum", "evictions"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/ElastiCache", "DatabaseMemoryUsagePercentage", &d),
+                            json!({ "stat": "Maximum", "label": "memory %", "yAxis": "right" }),
+                        ),
+                    ],
+                    60,
+                ),
+            );
         }
     }
     if let (false, Some(account)) = (infra.opensearch_domains.is_empty(), &infra.account_id) {
         section(&mut grid, "OpenSearch cluster health");
         for domain in &infra.opensearch_domains {
-            let d = [("ClientId", account.as_str()), ("DomainName", domain.as_str())];
-            grid.place(8, 5, "metric", graph(format!("{domain}: cluster status (1 = in that state)"), region, vec![
-                metric_entry(&metric("AWS/ES", "ClusterStatus.green", &d), json!({ "stat": "Minimum", "label": "green", "color": "#2ca02c" })),
-                metric_entry(&metric("AWS/ES", "ClusterStatus.yellow", &d), json!({ "stat": "Maximum", "label": "yellow", "color": "#ff7f0e" })),
-                metric_entry(&metric("AWS/ES", "ClusterStatus.red", &d), json!({ "stat": "Maximum", "label": "red", "color": "#d62728" })),
-            ], 60));
+            let d = [
+                ("ClientId", account.as_str()),
+                ("DomainName", domain.as_str()),
+            ];
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{domain}: cluster status (1 = in that state)"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/ES", "ClusterStatus.green", &d),
+                            json!({ "stat": "Minimum", "label": "green", "color": "#2ca02c" }),
+                        ),
+                        metric_entry(
+                            &metric("AWS/ES", "ClusterStatus.yellow", &d),
+                            json!({ "stat": "Maximum", "label": "yellow", "color": "#ff7f0e" }),
+                        ),
+                        metric_entry(
+                            &metric("AWS/ES", "ClusterStatus.red", &d),
+                            json!({ "stat": "Maximum", "label": "red", "color": "#d62728" }),
+                        ),
+                    ],
+                    60,
+                ),
+            );
         }
     }
     grid.body("-PT6H")

@@ -72,7 +72,10 @@ pub fn render(spec: &Spec) -> Result<Vec<Artifact>, SpecErrors> {
             let nr = newrelic::dashboard(spec, &slos, account).map_err(SpecErrors)?;
             out.push(json_file("newrelic/vigil-slos.json".into(), &nr));
         }
-        None if slos.iter().any(|s| !matches!(s.nr, model::NrSli::CloudWatchOnly)) => {
+        None if slos
+            .iter()
+            .any(|s| !matches!(s.nr, model::NrSli::CloudWatchOnly)) =>
+        {
             return Err(SpecErrors(vec![SpecError {
                 file: nr_file,
                 line: None,

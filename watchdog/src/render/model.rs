@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::spec::{BurnRateAlert, MetricRef, Service, Severity, Sli, Slo, Spec, SpecError};
+use crate::spec::{BurnRateAlert, MetricRef, Service, Sli, Slo, Spec, SpecError};
 
 pub const SPAN_NAMESPACE: &str = "Vigil/SpanMetrics";
 pub const ALB_NAMESPACE: &str = "AWS/ApplicationELB";
@@ -19,7 +19,10 @@ pub enum CwSli {
     Good { good: MetricRef, total: MetricRef },
     /// ALB latency: bad = SampleCount × (100 - PR(:threshold)) / 100 per bucket, the same
     /// weighting the watchdog does in Rust.
-    RankedBelow { latency: MetricRef, threshold_ms: u32 },
+    RankedBelow {
+        latency: MetricRef,
+        threshold_ms: u32,
+    },
 }
 
 /// The span-metric series New Relic receives through OTLP for this SLI, when it has one.
@@ -69,11 +72,6 @@ impl SloModel<'_> {
 
     pub fn runbook(&self) -> Option<&str> {
         self.spec_service.labels.get("runbook").map(String::as_str)
-    }
-
-    /// The alert with the highest severity decides whether this SLO can page.
-    pub fn pages(&self) -> bool {
-        self.alerts.iter().any(|a| a.severity == Severity::Page)
     }
 }
 

@@ -13,11 +13,51 @@ pub const COLUMNS: u32 = 12;
 
 /// NRQL words that cannot be used as bare attribute or metric names.
 const RESERVED: &[&str] = &[
-    "ago", "and", "as", "auto", "begin", "begintime", "by", "compare", "day", "days", "end",
-    "endtime", "explain", "facet", "false", "from", "hour", "hours", "in", "is", "like", "limit",
-    "minute", "minutes", "month", "months", "not", "null", "offset", "or", "order", "raw",
-    "second", "seconds", "select", "since", "timeseries", "true", "until", "week", "weeks",
-    "where", "with", "year", "years",
+    "ago",
+    "and",
+    "as",
+    "auto",
+    "begin",
+    "begintime",
+    "by",
+    "compare",
+    "day",
+    "days",
+    "end",
+    "endtime",
+    "explain",
+    "facet",
+    "false",
+    "from",
+    "hour",
+    "hours",
+    "in",
+    "is",
+    "like",
+    "limit",
+    "minute",
+    "minutes",
+    "month",
+    "months",
+    "not",
+    "null",
+    "offset",
+    "or",
+    "order",
+    "raw",
+    "second",
+    "seconds",
+    "select",
+    "since",
+    "timeseries",
+    "true",
+    "until",
+    "week",
+    "weeks",
+    "where",
+    "with",
+    "year",
+    "years",
 ];
 
 /// A metric or attribute name as NRQL needs it: bare when plain, in backticks otherwise.
@@ -34,7 +74,9 @@ pub fn ident(name: &str) -> Result<String, String> {
     if plain {
         Ok(name.to_string())
     } else if name.contains('`') || name.is_empty() {
-        Err(format!("`{name}` cannot be written in NRQL (a name may not contain a backtick or be empty)"))
+        Err(format!(
+            "`{name}` cannot be written in NRQL (a name may not contain a backtick or be empty)"
+        ))
     } else {
         Ok(format!("`{name}`"))
     }
@@ -114,10 +156,13 @@ fn nrql_for(slo: &SloModel) -> Result<Option<Nrql>, SpecError> {
             total,
             is_good,
         } => {
-            let variant = if *is_good { "good_over_total" } else { "bad_over_total" };
+            let variant = if *is_good {
+                "good_over_total"
+            } else {
+                "bad_over_total"
+            };
             let name = |m: &MetricRef, which: &str| {
-                ident(&m.metric)
-                    .map_err(|e| err(format!("{sli_key}.{variant}.{which}.metric"), e))
+                ident(&m.metric).map_err(|e| err(format!("{sli_key}.{variant}.{which}.metric"), e))
             };
             let dims = |m: &MetricRef, which: &str| {
                 filter(&m.dimensions)
@@ -216,10 +261,24 @@ impl Page {
     }
 
     fn markdown(&mut self, width: u32, height: u32, text: String) {
-        self.place(width, height, String::new(), "viz.markdown", json!({ "text": text }));
+        self.place(
+            width,
+            height,
+            String::new(),
+            "viz.markdown",
+            json!({ "text": text }),
+        );
     }
 
-    fn nrql(&mut self, width: u32, height: u32, title: String, viz: &str, query: String, extra: Value) {
+    fn nrql(
+        &mut self,
+        width: u32,
+        height: u32,
+        title: String,
+        viz: &str,
+        query: String,
+        extra: Value,
+    ) {
         let mut raw = json!({ "nrqlQueries": [{ "accountIds": [self.account], "query": query }] });
         if let (Some(raw), Some(extra)) = (raw.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
@@ -316,7 +375,10 @@ fn slo_page(slo: &SloModel, nrql: Option<&Nrql>, account: u64) -> Value {
             format!("{}: burn now over {} and {}", a.severity, a.long, a.short),
             "viz.billboard",
             // Two queries, each over exactly its window ending now (as the watchdog judges).
-            q.query(q.burn(slo.budget(), &format!("burn {}", a.long)), &format!("SINCE {} ago", nrql_span(a.long.as_secs()))),
+            q.query(
+                q.burn(slo.budget(), &format!("burn {}", a.long)),
+                &format!("SINCE {} ago", nrql_span(a.long.as_secs())),
+            ),
             json!({ "thresholds": [{ "alertSeverity": "CRITICAL", "value": a.factor }] }),
         );
         let short = q.query(
@@ -333,11 +395,20 @@ fn slo_page(slo: &SloModel, nrql: Option<&Nrql>, account: u64) -> Value {
         page.nrql(
             8,
             3,
-            format!("{}: burn rate per {} with the {}× threshold", a.severity, a.short, fmt_num(a.factor)),
+            format!(
+                "{}: burn rate per {} with the {}× threshold",
+                a.severity,
+                a.short,
+                fmt_num(a.factor)
+            ),
             "viz.line",
             q.query(
                 q.burn(slo.budget(), "burn"),
-                &format!("TIMESERIES {} SINCE {} ago", nrql_span(a.short.as_secs().max(60)), nrql_span((a.long.as_secs() * 4).max(3 * 3600))),
+                &format!(
+                    "TIMESERIES {} SINCE {} ago",
+                    nrql_span(a.short.as_secs().max(60)),
+                    nrql_span((a.long.as_secs() * 4).max(3 * 3600))
+                ),
             ),
             thresholds(a),
         );

@@ -298,7 +298,11 @@ async fn slo_report(
 ) -> SloReport {
     let (mut start, end) = range_for(slo, month, now);
     // Hourly buckets up to 60 days (CloudWatch keeps them 455 days), daily beyond.
-    let bucket = if end - start <= 60 * 86_400 { 3600 } else { 86_400 };
+    let bucket = if end - start <= 60 * 86_400 {
+        3600
+    } else {
+        86_400
+    };
     // Events before the objective changed were promised another one: the budget of the
     // current objective is measured from the first whole bucket after the change.
     let objective_since = slo
@@ -326,17 +330,32 @@ async fn slo_report(
         windows: Vec::new(),
         incidents: incidents
             .iter()
-            .filter(|i| i.fingerprint == fingerprint || i.fingerprint.starts_with(&format!("{fingerprint}/")))
+            .filter(|i| {
+                i.fingerprint == fingerprint
+                    || i.fingerprint.starts_with(&format!("{fingerprint}/"))
+            })
             .cloned()
             .collect(),
         error: None,
         objective_since,
     };
-    match read_series(&aws.cloudwatch, &wanted, start / bucket * bucket, end.div_ceil(bucket) * bucket, bucket).await {
+    match read_series(
+        &aws.cloudwatch,
+        &wanted,
+        start / bucket * bucket,
+        end.div_ceil(bucket) * bucket,
+        bucket,
+    )
+    .await
+    {
         Ok(series) => {
             let mut sum = Counts::default();
             for (ts, c) in bucket_counts(&slo.cw, &series) {
-                let first = if objective_since.is_some() { start } else { start / bucket * bucket };
+                let first = if objective_since.is_some() {
+                    start
+                } else {
+                    start / bucket * bucket
+                };
                 if ts < first || ts >= end {
                     continue;
                 }
@@ -353,10 +372,23 @@ async fn slo_report(
     }
     // Burn now: only when the range ends now (a past month has no "now").
     if month.is_none() || end == now {
-        let longest = slo.alerts.iter().map(|a| a.long.as_secs()).max().unwrap_or(0);
+        let longest = slo
+            .alerts
+            .iter()
+            .map(|a| a.long.as_secs())
+            .max()
+            .unwrap_or(0);
         let step = if longest <= 15 * 86_400 { 60 } else { 3600 };
         let to = now / step * step;
-        match read_series(&aws.cloudwatch, &wanted, to.saturating_sub(longest), to, step).await {
+        match read_series(
+            &aws.cloudwatch,
+            &wanted,
+            to.saturating_sub(longest),
+            to,
+            step,
+        )
+        .await
+        {
             Ok(series) => {
                 let buckets = bucket_counts(&slo.cw, &series);
                 let window = |secs: u64| {
@@ -373,7 +405,13 @@ async fn slo_report(
                         factor: a.factor,
                         long_rate: long.burn_rate(slo.slo.objective),
                         short_rate: short.burn_rate(slo.slo.objective),
-                        verdict: burn::judge(long, short, slo.slo.objective, a.factor, slo.min_events),
+                        verdict: burn::judge(
+                            long,
+                            short,
+                            slo.slo.objective,
+                            a.factor,
+                            slo.min_events,
+                        ),
                     });
                 }
             }
@@ -400,7 +438,11 @@ async fn incidents(aws: &Aws, table: &str, start: u64, end: u64) -> Result<Vec<I
             .await
             .map_err(|e| format!("scanning {table}: {}", error_text(&e)))?;
         for item in page.items() {
-            let s = |k: &str| item.get(k).and_then(|v: &AttributeValue| v.as_s().ok()).cloned();
+            let s = |k: &str| {
+                item.get(k)
+                    .and_then(|v: &AttributeValue| v.as_s().ok())
+                    .cloned()
+            };
             let n = |k: &str| {
                 item.get(k)
                     .and_then(|v: &AttributeValue| v.as_n().ok())
@@ -438,7 +480,13 @@ async fn incidents(aws: &Aws, table: &str, start: u64, end: u64) -> Result<Vec<I
     Ok(out)
 }
 
-pub async fn build(spec: &Spec, aws: &Aws, month: Option<Month>, table: Option<&str>, now: u64) -> Result<Report, String> {
+pub async fn build(
+    spec: &Spec,
+    aws: &Aws,
+    month: Option<Month>,
+    table: Option<&str>,
+    now: u64,
+) -> Result<Report, String> {
     let slos = model::slos(spec).map_err(|errors| {
         errors
             .iter()
@@ -457,7 +505,12 @@ pub async fn build(spec: &Spec, aws: &Aws, month: Option<Month>, table: Option<&
             (s, e.min(now))
         }
         None => (
-            now.saturating_sub(slos.iter().map(|s| s.slo.period.as_secs()).max().unwrap_or(30 * 86_400)),
+            now.saturating_sub(
+                slos.iter()
+                    .map(|s| s.slo.period.as_secs())
+                    .max()
+                    .unwrap_or(30 * 86_400),
+            ),
             now,
         ),
     };
@@ -465,7 +518,10 @@ pub async fn build(spec: &Spec, aws: &Aws, month: Option<Month>, table: Option<&
         .map(str::to_string)
         .or_else(|| spec.settings.state.as_ref().map(|s| s.table.clone()));
     let (all_incidents, state_note) = match &table {
-        None => (Vec::new(), Some("no alert state configured (settings.state.table): incidents unknown".to_string())),
+        None => (
+            Vec::new(),
+            Some("no alert state configured (settings.state.table): incidents unknown".to_string()),
+        ),
         Some(t) => match incidents(aws, t, timeline.0, timeline.1).await {
             Ok(list) => (list, None),
             Err(e) => (Vec::new(), Some(format!("incidents unknown: {e}"))),
@@ -529,4 +585,3 @@ pub fn duration(secs: u64) -> String {
         _ => format!("{d}d{h:02}h"),
     }
 }
-

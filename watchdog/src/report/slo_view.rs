@@ -7,7 +7,10 @@ use super::slo::{Compliance, Incident, Report, SloReport, WindowBurn, duration, 
 use crate::slo::burn::Verdict;
 
 fn pct(x: Option<f64>, digits: usize) -> String {
-    x.map_or_else(|| "no data".into(), |x| format!("{:.*}%", digits, x * 100.0))
+    x.map_or_else(
+        || "no data".into(),
+        |x| format!("{:.*}%", digits, x * 100.0),
+    )
 }
 
 fn rate(x: Option<f64>) -> String {
@@ -75,7 +78,10 @@ fn title(report: &Report) -> String {
             when(report.timeline.0),
             when(report.timeline.1)
         ),
-        None => format!("SLO report at {} (each SLO over its period)", when(report.generated_at)),
+        None => format!(
+            "SLO report at {} (each SLO over its period)",
+            when(report.generated_at)
+        ),
     }
 }
 
@@ -106,7 +112,13 @@ pub fn text(report: &Report) -> String {
         let _ = writeln!(out, "\nNo SLOs are declared in the spec.");
     }
     for s in &report.slos {
-        let _ = writeln!(out, "\n[{}] {}/{}", compliance_word(&s.compliance()), s.service, s.name);
+        let _ = writeln!(
+            out,
+            "\n[{}] {}/{}",
+            compliance_word(&s.compliance()),
+            s.service,
+            s.name
+        );
         let _ = writeln!(out, "  {}", slo_headline(s));
         if let Some(e) = &s.error {
             let _ = writeln!(out, "  could not read: {e}");
@@ -135,7 +147,11 @@ pub fn text(report: &Report) -> String {
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "*{}*", title(report));
-    let met = report.slos.iter().filter(|s| s.compliance() == Compliance::Met).count();
+    let met = report
+        .slos
+        .iter()
+        .filter(|s| s.compliance() == Compliance::Met)
+        .count();
     let _ = writeln!(out, "{met} of {} SLOs within budget\n", report.slos.len());
     for s in &report.slos {
         let icon = match s.compliance() {
@@ -225,7 +241,11 @@ fn burndown_svg(s: &SloReport) -> String {
             .iter()
             .map(|(ts, left)| format!("{:.1},{:.1}", x_of(*ts), y_of(*left)))
             .collect();
-        let color = if s.compliance() == Compliance::Breached { "#d62728" } else { "#1f77b4" };
+        let color = if s.compliance() == Compliance::Breached {
+            "#d62728"
+        } else {
+            "#1f77b4"
+        };
         let _ = write!(
             svg,
             "<polyline class=\"budget\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
@@ -264,13 +284,21 @@ fn timeline_svg(report: &Report) -> String {
         w = WIDTH + 200.0,
     );
     if report.incidents.is_empty() {
-        let _ = write!(svg, "<text x=\"{label_w}\" y=\"{}\" font-size=\"13\" fill=\"#666\">no incidents in this period</text>", PAD + 12.0);
+        let _ = write!(
+            svg,
+            "<text x=\"{label_w}\" y=\"{}\" font-size=\"13\" fill=\"#666\">no incidents in this period</text>",
+            PAD + 12.0
+        );
     }
     for (n, i) in report.incidents.iter().enumerate() {
         let y = PAD + n as f64 * row_h;
         let x1 = x_of(i.opened);
         let x2 = x_of(i.resolved.unwrap_or(end)).max(x1 + 2.0);
-        let color = if i.severity == crate::spec::Severity::Page { "#d62728" } else { "#ff7f0e" };
+        let color = if i.severity == crate::spec::Severity::Page {
+            "#d62728"
+        } else {
+            "#ff7f0e"
+        };
         let _ = write!(
             svg,
             "<text x=\"0\" y=\"{}\" font-size=\"11\">{}</text>\
@@ -279,7 +307,11 @@ fn timeline_svg(report: &Report) -> String {
             esc(&i.fingerprint),
             x2 - x1,
             row_h - 6.0,
-            esc(&incident_line(i, report.generated_at))
+            esc(&format!(
+                "{} {}",
+                incident_line(i, report.generated_at),
+                i.summary
+            ))
         );
     }
     svg.push_str("</svg>");

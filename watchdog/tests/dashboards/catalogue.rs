@@ -19,16 +19,70 @@ fn set(names: &[&str]) -> Dims {
 /// AWS metrics the infrastructure dashboard and alarms use, with the dimensions AWS publishes
 /// them under (CloudWatch user guide, "metrics and dimensions" page of each service).
 const AWS: &[(&str, &[&str], &[&[&str]])] = &[
-    ("AWS/ApplicationELB", &["RequestCount", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "HealthyHostCount", "UnHealthyHostCount"], &[&["LoadBalancer", "TargetGroup"]]),
-    ("AWS/CloudFront", &["4xxErrorRate", "5xxErrorRate", "OriginLatency", "CacheHitRate"], &[&["DistributionId", "Region"]]),
-    ("AWS/WAFV2", &["BlockedRequests"], &[&["Rule", "WebACL"], &["Region", "Rule", "WebACL"]]),
-    ("AWS/AutoScaling", &["GroupInServiceInstances"], &[&["AutoScalingGroupName"]]),
+    (
+        "AWS/ApplicationELB",
+        &[
+            "RequestCount",
+            "HTTPCode_Target_5XX_Count",
+            "TargetResponseTime",
+            "HealthyHostCount",
+            "UnHealthyHostCount",
+        ],
+        &[&["LoadBalancer", "TargetGroup"]],
+    ),
+    (
+        "AWS/CloudFront",
+        &[
+            "4xxErrorRate",
+            "5xxErrorRate",
+            "OriginLatency",
+            "CacheHitRate",
+        ],
+        &[&["DistributionId", "Region"]],
+    ),
+    (
+        "AWS/WAFV2",
+        &["BlockedRequests"],
+        &[&["Rule", "WebACL"], &["Region", "Rule", "WebACL"]],
+    ),
+    (
+        "AWS/AutoScaling",
+        &["GroupInServiceInstances"],
+        &[&["AutoScalingGroupName"]],
+    ),
     ("AWS/EC2", &["CPUUtilization"], &[&["AutoScalingGroupName"]]),
-    ("AWS/SQS", &["ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"], &[&["QueueName"]]),
-    ("AWS/RDS", &["DatabaseConnections", "AuroraReplicaLagMaximum"], &[&["DBClusterIdentifier"]]),
-    ("AWS/DynamoDB", &["ReadThrottleEvents", "WriteThrottleEvents"], &[&["TableName"]]),
-    ("AWS/ElastiCache", &["Evictions", "DatabaseMemoryUsagePercentage"], &[&["CacheClusterId"]]),
-    ("AWS/ES", &["ClusterStatus.green", "ClusterStatus.yellow", "ClusterStatus.red"], &[&["ClientId", "DomainName"]]),
+    (
+        "AWS/SQS",
+        &[
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateAgeOfOldestMessage",
+        ],
+        &[&["QueueName"]],
+    ),
+    (
+        "AWS/RDS",
+        &["DatabaseConnections", "AuroraReplicaLagMaximum"],
+        &[&["DBClusterIdentifier"]],
+    ),
+    (
+        "AWS/DynamoDB",
+        &["ReadThrottleEvents", "WriteThrottleEvents"],
+        &[&["TableName"]],
+    ),
+    (
+        "AWS/ElastiCache",
+        &["Evictions", "DatabaseMemoryUsagePercentage"],
+        &[&["CacheClusterId"]],
+    ),
+    (
+        "AWS/ES",
+        &[
+            "ClusterStatus.green",
+            "ClusterStatus.yellow",
+            "ClusterStatus.red",
+        ],
+        &[&["ClientId", "DomainName"]],
+    ),
 ];
 
 /// Reads the span-metrics table of the agent's documentation.
@@ -38,7 +92,10 @@ pub fn agent_metrics(doc: &Path) -> Catalogue {
         .split("## Span metrics")
         .nth(1)
         .expect("docs/agent-metrics.md has a Span metrics section");
-    assert!(section.contains("`Vigil/SpanMetrics`"), "span metrics namespace documented");
+    assert!(
+        section.contains("`Vigil/SpanMetrics`"),
+        "span metrics namespace documented"
+    );
     let mut metrics = BTreeMap::new();
     for line in section.lines().take_while(|l| !l.starts_with("## ")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -62,7 +119,10 @@ pub fn agent_metrics(doc: &Path) -> Catalogue {
     // The heartbeat contract (ARCHITECTURE.md, "Metric contract with the agent").
     let arch = std::fs::read_to_string(doc.parent().unwrap().join("../ARCHITECTURE.md")).unwrap();
     assert!(arch.contains("heartbeat `Vigil/Agent` `heartbeat` with dimension `host`"));
-    metrics.insert(("Vigil/Agent".into(), "heartbeat".into()), vec![set(&["host"])]);
+    metrics.insert(
+        ("Vigil/Agent".into(), "heartbeat".into()),
+        vec![set(&["host"])],
+    );
     for (ns, names, dim_sets) in AWS {
         for name in *names {
             metrics.insert(

@@ -33,7 +33,8 @@ fn chromium(profile: &Path, args: &[&str]) -> ChildGuard {
     ])
     .arg(format!("--user-data-dir={}", profile.display()))
     .args(args);
-    let mut guard = ChildGuard::spawn("chromium", cmd).expect("start chromium (scripts/setup.sh installs it)");
+    let mut guard =
+        ChildGuard::spawn("chromium", cmd).expect("start chromium (scripts/setup.sh installs it)");
     if guard.wait_exit(Duration::from_secs(90)).is_none() {
         let log = guard.log();
         guard.kill();
@@ -62,8 +63,8 @@ pub fn render(html: &Path, scratch: &Path) -> Rendered {
             &url,
         ],
     );
-    let png = std::fs::read(&shot)
-        .unwrap_or_else(|e| panic!("no screenshot ({e}):\n{}", guard.log()));
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}):\n{}", guard.log()));
     let (inked_share, distinct_colours) = ink(&png);
     Rendered {
         dom,
@@ -113,9 +114,21 @@ fn ink(png: &[u8]) -> (f64, usize) {
         let filter = raw[y * (stride + 1)];
         let line = &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)];
         for x in 0..stride {
-            let a = if x >= channels { pixels[y * stride + x - channels] } else { 0 };
-            let b = if y > 0 { pixels[(y - 1) * stride + x] } else { 0 };
-            let c = if x >= channels && y > 0 { pixels[(y - 1) * stride + x - channels] } else { 0 };
+            let a = if x >= channels {
+                pixels[y * stride + x - channels]
+            } else {
+                0
+            };
+            let b = if y > 0 {
+                pixels[(y - 1) * stride + x]
+            } else {
+                0
+            };
+            let c = if x >= channels && y > 0 {
+                pixels[(y - 1) * stride + x - channels]
+            } else {
+                0
+            };
             let predicted = match filter {
                 0 => 0,
                 1 => a,
@@ -123,8 +136,18 @@ fn ink(png: &[u8]) -> (f64, usize) {
                 3 => ((a as u16 + b as u16) / 2) as u8,
                 4 => {
                     let p = a as i16 + b as i16 - c as i16;
-                    let (pa, pb, pc) = ((p - a as i16).abs(), (p - b as i16).abs(), (p - c as i16).abs());
-                    if pa <= pb && pa <= pc { a } else if pb <= pc { b } else { c }
+                    let (pa, pb, pc) = (
+                        (p - a as i16).abs(),
+                        (p - b as i16).abs(),
+                        (p - c as i16).abs(),
+                    );
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
                 }
                 other => panic!("PNG filter {other}"),
             };
