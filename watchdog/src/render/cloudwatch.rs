@@ -242,7 +242,11 @@ fn slo_header(slo: &SloModel, region: &str) -> String {
          Gaps in the graphs mean **no data**: no events were counted, which is never shown as 100 %.",
         slo.service,
         slo.slo.name,
-        md(&slo.file.display().to_string()),
+        // The file name only: the output must not depend on where the spec was read from.
+        md(&slo
+            .file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())),
         slo.key
     ));
     match slo.runbook() {

@@ -454,7 +454,7 @@ fn render_refuses_or_renders_bad_input_correctly() {
 fn report_from_seeded_metrics_and_state_renders_in_chromium() {
     let moto = Moto::start();
     let spec = spec_dir(
-        "settings:\n  state: { table: vigil-alert-state }\nservices:\n  checkout:\n    labels: { runbook: \"https://runbooks.example/checkout\" }\n    slos:\n      - name: checkout-success-rate\n        objective: 99.9\n        sli: { span_errors: { service: checkout, route: \"POST /checkout\" } }\n      - name: checkout-latency\n        objective: 95\n        sli: { span_latency: { service: checkout, route: \"POST /checkout\", threshold_ms: 300 } }\n",
+        "settings:\n  state: { table: vigil-alert-state }\nservices:\n  checkout:\n    labels: { runbook: \"https://runbooks.example/checkout\" }\n    slos:\n      - name: checkout-success-rate\n        objective: 99.9\n        sli: { span_errors: { service: checkout, route: \"POST /checkout\" } }\n      - name: checkout-latency\n        objective: 95\n        sli: { span_latency: { service: checkout, route: \"POST /nothing-yet\", threshold_ms: 300 } }\n",
     );
     run_ok(watchdog(
         &moto,
@@ -631,7 +631,7 @@ fn report_from_seeded_metrics_and_state_renders_in_chromium() {
     ));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(
-        !page.contains("<script") && !page.contains("http://") && !page.contains("src="),
+        !page.contains("<script") && !page.contains("<link") && !page.contains("src="),
         "self-contained"
     );
     let rendered = chromium::render(&html, html_dir.path());
