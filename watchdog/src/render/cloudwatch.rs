@@ -353,10 +353,10 @@ fn burn_down(slo: &SloModel, region: &str) -> Value {
     let metrics: Vec<Value> = metrics
         .into_iter()
         .map(|mut m| {
-            if let Some(opts) = m.as_array_mut().and_then(|a| a.last_mut()) {
-                if opts["id"] == "ctotal" || opts["id"] == "cbad" {
-                    opts["visible"] = json!(false);
-                }
+            if let Some(opts) = m.as_array_mut().and_then(|a| a.last_mut())
+                && (opts["id"] == "ctotal" || opts["id"] == "cbad")
+            {
+                opts["visible"] = json!(false);
             }
             m
         })

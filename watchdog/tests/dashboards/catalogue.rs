@@ -18,7 +18,14 @@ fn set(names: &[&str]) -> Dims {
 
 /// AWS metrics the infrastructure dashboard and alarms use, with the dimensions AWS publishes
 /// them under (CloudWatch user guide, "metrics and dimensions" page of each service).
-const AWS: &[(&str, &[&str], &[&[&str]])] = &[
+/// (namespace, metric names, the dimension sets they are published with)
+type AwsMetrics = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static [&'static str]],
+);
+
+const AWS: &[AwsMetrics] = &[
     (
         "AWS/ApplicationELB",
         &[
