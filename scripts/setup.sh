@@ -87,5 +87,16 @@ if [ "$("$checkov_venv/bin/checkov" --version 2>/dev/null)" != "$checkov_version
   "$checkov_venv/bin/pip" install -q --disable-pip-version-check "checkov==$checkov_version"
 fi
 # --- end checkov ------------------------------------------------------------------------------
+# --- issue 15: headless Chromium for the SLO report test ------------------------------------
+# The HTML report (`vigil-watchdog report --format html`) is rendered by Debian's chromium in
+# watchdog/tests: a screenshot and the DOM after layout prove it draws one chart per SLO.
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok installed'; then
+  log "installing chromium (report rendering test)"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+fi
+# --- end issue 15 ------------------------------------------------------------------------------
 
 log "ready (venv: $VIGIL_VENV)"

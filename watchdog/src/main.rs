@@ -16,6 +16,7 @@ mod iam;
 mod lambda;
 mod metrics;
 mod notify;
+mod render;
 mod report;
 mod slo;
 mod spec;

@@ -19,6 +19,9 @@ use vigil_test_support::slack::{BOT_TOKEN, SlackStandIn, WEBHOOK_PATH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vigil-watchdog");
 
+// `render` and `report`: dashboards, alarms and the SLO report (watchdog/tests/dashboards/).
+mod dashboards;
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

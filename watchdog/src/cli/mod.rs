@@ -74,6 +74,11 @@ pub enum Command {
         #[arg(long)]
         partition: Option<String>,
     },
+    /// Write the dashboards and alarms that follow from the spec (or, with --check, say which
+    /// generated file is stale).
+    Render(crate::render::cli::RenderArgs),
+    /// The state of every SLO now and over its period, with the incidents of the period.
+    Report(crate::report::slo::ReportArgs),
     /// Create the alert-state table (with TTL) named in the spec, for local runs.
     CreateStateTable {
         #[arg(long, default_value = "alerts/", env = "VIGIL_SPEC")]
@@ -95,6 +100,8 @@ fn load_spec(path: &std::path::Path) -> Option<spec::Spec> {
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Render(args) => crate::render::cli::run(args),
+        Command::Report(args) => crate::report::slo::run(args).await,
         Command::Validate { spec } => {
             let Some(spec) = load_spec(&spec) else {
                 return Ok(ExitCode::from(2));

@@ -51,7 +51,7 @@ pub enum Stat {
 }
 
 impl Stat {
-    fn name(self) -> String {
+    pub fn name(self) -> String {
         match self {
             Stat::Sum => "Sum".into(),
             Stat::Maximum => "Maximum".into(),

@@ -1,5 +1,8 @@
 //! The human-readable report printed by `vigil-watchdog check`.
 
+pub mod slo;
+pub mod slo_view;
+
 use std::fmt::Write;
 
 use aws_sdk_cloudwatch::primitives::{DateTime, DateTimeFormat};

@@ -17,6 +17,9 @@ pub struct Spec {
     pub services: BTreeMap<String, Service>,
     /// The file each service came from, for messages.
     pub sources: BTreeMap<String, PathBuf>,
+    pub infrastructure: super::infrastructure::Infrastructure,
+    /// The file `infrastructure` came from, for messages.
+    pub infrastructure_source: Option<PathBuf>,
 }
 
 impl Spec {
@@ -121,6 +124,22 @@ pub fn load(dir: &Path) -> Result<Spec, SpecErrors> {
                 None => {
                     spec.settings = settings;
                     settings_from = Some(file.clone());
+                }
+            }
+        }
+        if let Some(infrastructure) = parsed.infrastructure {
+            match &spec.infrastructure_source {
+                Some(first) => errors.push(plain_error(
+                    file,
+                    "infrastructure",
+                    format!("infrastructure is already declared in {}", first.display()),
+                )),
+                None => {
+                    for (key, message) in infrastructure.problems() {
+                        errors.push(plain_error(file, &key, message));
+                    }
+                    spec.infrastructure = infrastructure;
+                    spec.infrastructure_source = Some(file.clone());
                 }
             }
         }
@@ -284,6 +303,15 @@ fn check_service(file: &Path, name: &str, service: &Service, errors: &mut Vec<Sp
                 file,
                 &format!("{key}.name"),
                 format!("SLO `{}` is already declared at slos[{first}]", slo.name),
+            ));
+        }
+        if let Some(since) = &slo.objective_since
+            && since.parse::<jiff::Timestamp>().is_err()
+        {
+            errors.push(plain_error(
+                file,
+                &format!("{key}.objective_since"),
+                format!("`{since}` is not an RFC 3339 time like 2026-11-15T00:00:00Z"),
             ));
         }
         if slo.period.as_secs() > LONGEST_WINDOW_SECS {

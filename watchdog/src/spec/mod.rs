@@ -4,6 +4,7 @@
 
 mod deploy;
 mod duration;
+pub mod infrastructure;
 mod load;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Deserializer, de};
 
 pub use deploy::{DeploySettings, HEARTBEAT_NAMESPACE};
 pub use duration::Span;
-pub use load::{Spec, load};
+pub use load::{Spec, SpecError, SpecErrors, load};
 
 /// How loud a finding is: a page wakes someone, a ticket waits for working hours.
 #[derive(
@@ -46,6 +47,9 @@ pub struct SpecFile {
         deserialize_with = "yaml_serde::with::singleton_map_recursive::deserialize"
     )]
     pub services: BTreeMap<String, Service>,
+    /// What the minimum monitoring set watches (at most one file may declare it).
+    #[serde(default)]
+    pub infrastructure: Option<infrastructure::Infrastructure>,
 }
 
 /// Settings that apply to every service (at most one file may declare them).
@@ -184,6 +188,21 @@ pub struct Slo {
     /// Replaces `settings.min_events` for this SLO.
     #[serde(default)]
     pub min_events: Option<u64>,
+    /// When the current objective took effect (RFC 3339, e.g. `2026-11-15T00:00:00Z`), if it
+    /// changed within the period: the report measures the budget from then on only, and the
+    /// dashboards mark the change (events before it were promised another objective).
+    #[serde(default)]
+    pub objective_since: Option<String>,
+}
+
+impl Slo {
+    /// `objective_since` as Unix seconds (validated at load).
+    pub fn objective_since_secs(&self) -> Option<u64> {
+        self.objective_since
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second().max(0) as u64)
+    }
 }
 
 fn default_slo_period() -> Span {

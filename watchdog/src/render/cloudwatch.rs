@@ -1,0 +1,970 @@
+//! CloudWatch dashboards as PutDashboard `DashboardBody` JSON: the overview, one per SLO and the
+//! infrastructure dashboard. Arithmetic on counts is CloudWatch metric math, evaluated
+//! server-side; every SLI expression is guarded so that a window without events draws nothing
+//! ("no data") instead of 100 %.
+
+use serde_json::{Value, json};
+
+use super::model::{CwSli, SloModel};
+use crate::spec::infrastructure::{Infrastructure, WebAclScope};
+use crate::spec::{MetricRef, Severity, Spec};
+
+/// Widgets are placed left to right on CloudWatch's 24-column grid, wrapping to a new row.
+struct Grid {
+    widgets: Vec<Value>,
+    x: u32,
+    y: u32,
+    row_height: u32,
+}
+
+pub const COLUMNS: u32 = 24;
+
+impl Grid {
+    fn new() -> Grid {
+        Grid {
+            widgets: Vec::new(),
+            x: 0,
+            y: 0,
+            row_height: 0,
+        }
+    }
+
+    fn place(&mut self, width: u32, height: u32, kind: &str, properties: Value) {
+        if self.x + width > COLUMNS {
+            self.new_row();
+        }
+        self.widgets.push(json!({
+            "type": kind,
+            "x": self.x,
+            "y": self.y,
+            "width": width,
+            "height": height,
+            "properties": properties,
+        }));
+        self.x += width;
+        self.row_height = self.row_height.max(height);
+    }
+
+    fn new_row(&mut self) {
+        if self.x > 0 {
+            self.y += self.row_height;
+            self.x = 0;
+            self.row_height = 0;
+        }
+    }
+
+    fn text(&mut self, width: u32, height: u32, markdown: String) {
+        self.place(width, height, "text", json!({ "markdown": markdown }));
+    }
+
+    fn body(self, start: &str) -> Value {
+        json!({ "start": start, "periodOverride": "inherit", "widgets": self.widgets })
+    }
+}
+
+/// One `metrics` array entry for a metric: namespace, name, dimension pairs, options.
+pub fn metric_entry(m: &MetricRef, options: Value) -> Value {
+    let mut entry = vec![json!(m.namespace), json!(m.metric)];
+    for (k, v) in &m.dimensions {
+        entry.push(json!(k));
+        entry.push(json!(v));
+    }
+    entry.push(options);
+    Value::Array(entry)
+}
+
+fn expression(id: &str, expression: String, label: &str) -> Value {
+    json!([{ "id": id, "expression": expression, "label": label }])
+}
+
+/// Duration as ISO 8601 for a widget's relative `start` (`-PT6H`, `-P30D`).
+fn iso_ago(secs: u64) -> String {
+    if secs.is_multiple_of(86_400) {
+        format!("-P{}D", secs / 86_400)
+    } else if secs.is_multiple_of(3600) {
+        format!("-PT{}H", secs / 3600)
+    } else {
+        format!("-PT{}M", secs.div_ceil(60))
+    }
+}
+
+/// The hidden per-bucket queries of an SLI; defines `total` and `bad` (as expressions or
+/// metrics) for the expressions that follow.
+fn sli_queries(slo: &SloModel, period: u64) -> (Vec<Value>, &'static str, &'static str) {
+    let hidden = |id: &str, stat: &str| json!({ "id": id, "stat": stat, "period": period, "visible": false });
+    match &slo.cw {
+        CwSli::Bad { bad, total } => (
+            vec![
+                metric_entry(total, hidden("total", "Sum")),
+                metric_entry(bad, hidden("badraw", "Sum")),
+            ],
+            "total",
+            // A bucket without a bad-event point had no bad events.
+            "FILL(badraw,0)",
+        ),
+        CwSli::Good { good, total } => (
+            vec![
+                metric_entry(total, hidden("total", "Sum")),
+                metric_entry(good, hidden("good", "Sum")),
+            ],
+            "total",
+            // Never below zero: the two counters are published separately.
+            "MAX([total-FILL(good,0),total*0])",
+        ),
+        CwSli::RankedBelow {
+            latency,
+            threshold_ms,
+        } => {
+            // TargetResponseTime is in seconds; PR(:t) is the percent of samples at or below t.
+            let rank = format!("PR(:{})", *threshold_ms as f64 / 1000.0);
+            (
+                vec![
+                    metric_entry(latency, hidden("total", "SampleCount")),
+                    metric_entry(latency, hidden("rank", rank.as_str())),
+                ],
+                "total",
+                "total*(100-rank)/100",
+            )
+        }
+    }
+}
+
+/// The metrics of a widget that shows one expression of `total`/`bad` over `period` buckets.
+fn sli_widget_metrics(slo: &SloModel, period: u64, exprs: &[(&str, String, &str)]) -> Vec<Value> {
+    let (mut metrics, total, bad) = sli_queries(slo, period);
+    metrics
+        .push(json!([{ "id": "bad", "expression": bad, "label": "bad events", "visible": false }]));
+    let _ = total;
+    for (id, e, label) in exprs {
+        metrics.push(expression(id, e.clone(), label));
+    }
+    metrics
+}
+
+/// SLI in percent; no events = no point (never 100 %).
+fn sli_expr() -> String {
+    "IF(total>0, 100*(1-bad/total))".into()
+}
+
+/// Numbers printed without float noise (0.1 % budget is 0.001, not 0.0010000000000000009).
+pub fn fmt_num(x: f64) -> String {
+    let s = format!("{:.10}", x);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+fn alert_title(a: &crate::spec::BurnRateAlert) -> String {
+    format!(
+        "{}: burn over {} and {} ≥ {}×",
+        a.severity,
+        a.long,
+        a.short,
+        fmt_num(a.factor)
+    )
+}
+
+fn severity_colour(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Page => "#d62728",
+        Severity::Ticket => "#ff7f0e",
+    }
+}
+
+/// Dashboard names: letters, digits, `-` and `_` only.
+pub fn slo_dashboard_name(slo: &SloModel) -> String {
+    format!("vigil-slo-{}", slo.id())
+}
+
+fn console_link(region: &str, dashboard: &str) -> String {
+    format!(
+        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards:name={dashboard}"
+    )
+}
+
+/// Markdown cannot contain an unescaped `|` in a table cell or stray markup from spec text.
+fn md(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('*', "\\*")
+        .replace('_', "\\_")
+        .replace('[', "\\[")
+        .replace(']', "\\]")
+        .replace('<', "&lt;")
+}
+
+fn what_pages(slo: &SloModel) -> String {
+    let period_hours = slo.slo.period.as_secs() as f64 / 3600.0;
+    let mut lines = vec![
+        "| severity | long window | short window | factor | means |".to_string(),
+        "|---|---|---|---|---|".to_string(),
+    ];
+    for a in slo.alerts {
+        let share = a.factor * a.long.as_secs() as f64 / 3600.0 / period_hours * 100.0;
+        lines.push(format!(
+            "| **{}** | {} | {} | {}× | {}% of the {} budget spent in {} |",
+            a.severity,
+            a.long,
+            a.short,
+            fmt_num(a.factor),
+            fmt_num((share * 10.0).round() / 10.0),
+            slo.slo.period,
+            a.long
+        ));
+    }
+    lines.join("\n")
+}
+
+fn slo_header(slo: &SloModel, region: &str) -> String {
+    let mut text = format!(
+        "# {} / {}\n{}\n\n**Objective {}%** of events good over {} (error budget {}%). \
+         An alert fires only when **both** of its windows burn the budget at least *factor* times \
+         faster than allowed, and only with at least {} events in the long window \
+         (the low-traffic guard):\n\n{}\n\n",
+        md(slo.service),
+        md(&slo.slo.name),
+        slo.slo.description.as_deref().map(md).unwrap_or_default(),
+        fmt_num(slo.slo.objective),
+        slo.slo.period,
+        fmt_num(slo.budget() * 100.0),
+        slo.min_events,
+        what_pages(slo)
+    );
+    if let Some(since) = &slo.slo.objective_since {
+        text.push_str(&format!(
+            "**The objective changed at {since}** (the vertical line): events before it were promised \
+             another objective, so the SLI and budget over the whole {} mix both; \
+             `vigil-watchdog report` measures the budget from {since} on.\n\n",
+            slo.slo.period
+        ));
+    }
+    text.push_str(&format!(
+        "Pages go out as finding `slo:{}:{}` (declared in {} at `{}`). \
+         Gaps in the graphs mean **no data**: no events were counted, which is never shown as 100 %.",
+        slo.service,
+        slo.slo.name,
+        // The file name only: the output must not depend on where the spec was read from.
+        md(&slo
+            .file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())),
+        slo.key
+    ));
+    match slo.runbook() {
+        Some(url) => text.push_str(&format!("\n\n[button:primary:Runbook]({url})")),
+        None => text.push_str("\n\nNo runbook: add a `runbook` label to the service."),
+    }
+    text.push_str(&format!(
+        " [button:Overview]({})",
+        console_link(region, "vigil-overview")
+    ));
+    text
+}
+
+fn single_values(slo: &SloModel, region: &str) -> Value {
+    let period = slo.slo.period.as_secs();
+    let metrics = sli_widget_metrics(
+        slo,
+        period,
+        &[
+            ("sli", sli_expr(), "SLI %"),
+            (
+                "budgetleft",
+                format!("IF(total>0, 100*(1-(bad/total)/{}))", fmt_num(slo.budget())),
+                "error budget left %",
+            ),
+            ("events", "total".into(), "events"),
+        ],
+    );
+    json!({
+        "title": format!("{} over {} (objective {}%)", slo.slo.name, slo.slo.period, fmt_num(slo.slo.objective)),
+        "view": "singleValue",
+        "region": region,
+        "metrics": metrics,
+        "period": period,
+        "start": iso_ago(period),
+        "setPeriodToTimeRange": true,
+        "singleValueFullPrecision": true,
+    })
+}
+
+/// A graph period that gives at most ~720 points over `range` and is a multiple of a minute.
+fn bucket_for(range: u64) -> u64 {
+    let raw = (range / 720).max(60);
+    [60, 300, 900, 3600, 21_600, 86_400]
+        .into_iter()
+        .find(|p| *p >= raw)
+        .unwrap_or(86_400)
+}
+
+fn sli_over_period(slo: &SloModel, region: &str) -> Value {
+    let range = slo.slo.period.as_secs();
+    let period = bucket_for(range);
+    json!({
+        "title": format!("SLI per {} over {}", crate::spec::Span::from_secs(period), slo.slo.period),
+        "view": "timeSeries",
+        "region": region,
+        "metrics": sli_widget_metrics(slo, period, &[("sli", sli_expr(), "SLI %")]),
+        "period": period,
+        "start": iso_ago(range),
+        "yAxis": { "left": { "label": "% good", "showUnits": false } },
+        "annotations": with_objective_change(slo, json!({ "horizontal": [
+            { "label": format!("objective {}%", fmt_num(slo.slo.objective)), "value": slo.slo.objective, "color": "#d62728" }
+        ] })),
+    })
+}
+
+/// Marks the moment the objective changed with a vertical annotation.
+fn with_objective_change(slo: &SloModel, mut annotations: Value) -> Value {
+    if let Some(since) = &slo.slo.objective_since {
+        annotations["vertical"] = json!([{
+            "label": format!("objective {}% since", fmt_num(slo.slo.objective)),
+            "value": since,
+        }]);
+    }
+    annotations
+}
+
+fn burn_down(slo: &SloModel, region: &str) -> Value {
+    let range = slo.slo.period.as_secs();
+    let period = bucket_for(range);
+    let budget = fmt_num(slo.budget());
+    let metrics = sli_widget_metrics(
+        slo,
+        period,
+        &[
+            (
+                "ctotal",
+                "RUNNING_SUM(FILL(total,0))".into(),
+                "events so far",
+            ),
+            (
+                "cbad",
+                "RUNNING_SUM(FILL(bad,0))".into(),
+                "bad events so far",
+            ),
+            (
+                "left",
+                format!("IF(ctotal>0, 100*(1-cbad/({budget}*ctotal)))"),
+                "error budget left %",
+            ),
+        ],
+    );
+    // Only the budget line is drawn; the running sums are its inputs.
+    let metrics: Vec<Value> = metrics
+        .into_iter()
+        .map(|mut m| {
+            if let Some(opts) = m.as_array_mut().and_then(|a| a.last_mut())
+                && (opts["id"] == "ctotal" || opts["id"] == "cbad")
+            {
+                opts["visible"] = json!(false);
+            }
+            m
+        })
+        .collect();
+    json!({
+        "title": format!("Error budget left over {} (burn-down)", slo.slo.period),
+        "view": "timeSeries",
+        "region": region,
+        "metrics": metrics,
+        "period": period,
+        "start": iso_ago(range),
+        "yAxis": { "left": { "label": "% of budget left", "showUnits": false, "max": 100 } },
+        "annotations": with_objective_change(slo, json!({ "horizontal": [
+            { "label": "budget spent", "value": 0, "color": "#d62728" }
+        ] })),
+    })
+}
+
+/// Both windows of one alert as tumbling buckets of their own length, and the factor.
+fn alert_windows(slo: &SloModel, alert: &crate::spec::BurnRateAlert, region: &str) -> Value {
+    let mut metrics = Vec::new();
+    for (suffix, window) in [("long", alert.long), ("short", alert.short)] {
+        let period = window.as_secs().div_ceil(60) * 60;
+        let (queries, _, bad) = sli_queries(slo, period);
+        // Each window's queries need their own ids.
+        for mut q in queries {
+            if let Some(opts) = q.as_array_mut().and_then(|a| a.last_mut()) {
+                let id = opts["id"].as_str().unwrap_or_default().to_string();
+                opts["id"] = json!(format!("{id}{suffix}"));
+            }
+            metrics.push(q);
+        }
+        let rename = |e: &str| {
+            e.replace("badraw", &format!("badraw{suffix}"))
+                .replace("total", &format!("total{suffix}"))
+                .replace("good", &format!("good{suffix}"))
+                .replace("rank", &format!("rank{suffix}"))
+        };
+        let bad = rename(bad);
+        let total = format!("total{suffix}");
+        metrics.push(json!([{
+            "id": format!("burn{suffix}"),
+            "expression": format!("IF({total}>0, (({bad})/{total})/{})", fmt_num(slo.budget())),
+            "label": format!("burn rate over {window}"),
+            "period": period,
+        }]));
+    }
+    let range = (alert.long.as_secs() * 4).max(3 * 3600);
+    let color = severity_colour(alert.severity);
+    json!({
+        "title": alert_title(alert),
+        "view": "timeSeries",
+        "region": region,
+        "metrics": metrics,
+        "start": iso_ago(range),
+        "period": alert.short.as_secs().div_ceil(60) * 60,
+        "yAxis": { "left": { "label": "× budget rate", "showUnits": false, "min": 0 } },
+        "annotations": { "horizontal": [
+            { "label": format!("{} threshold {}×", alert.severity, fmt_num(alert.factor)), "value": alert.factor,
+              "color": color }
+        ] },
+    })
+}
+
+fn events(slo: &SloModel, region: &str) -> Value {
+    let period = 300;
+    json!({
+        "title": "Events and bad events per 5 minutes",
+        "view": "timeSeries",
+        "region": region,
+        "metrics": sli_widget_metrics(slo, period, &[
+            ("all", "total".into(), "events"),
+            ("badshown", "bad".into(), "bad events"),
+        ]),
+        "period": period,
+        "start": "-PT24H",
+    })
+}
+
+/// One dashboard per SLO.
+pub fn slo_dashboard(slo: &SloModel, region: &str) -> Value {
+    let mut grid = Grid::new();
+    grid.text(24, 7, slo_header(slo, region));
+    grid.place(8, 6, "metric", single_values(slo, region));
+    grid.place(8, 6, "metric", sli_over_period(slo, region));
+    grid.place(8, 6, "metric", burn_down(slo, region));
+    grid.new_row();
+    for alert in slo.alerts {
+        grid.place(8, 6, "metric", alert_windows(slo, alert, region));
+    }
+    grid.new_row();
+    grid.place(24, 5, "metric", events(slo, region));
+    grid.body("-PT24H")
+}
+
+/// A SEARCH expression over the agent's span metrics of one service.
+fn span_search(metric: &str, service: &str, stat: &str) -> String {
+    format!(
+        "SEARCH('{{Vigil/SpanMetrics,route,service}} MetricName=\"{metric}\" service=\"{}\"', '{stat}', 60)",
+        service
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\'', "\\'")
+    )
+}
+
+/// The overview: every SLO against its objective, budget left and burn rates; per module
+/// requests, errors and latency; agent heartbeats per host.
+pub fn overview(spec: &Spec, slos: &[SloModel], region: &str) -> Value {
+    let mut grid = Grid::new();
+    let mut intro = String::from(
+        "# Vigil overview\nEvery SLO of `alerts/` against its objective, the error budget left over its \
+         period, and the burn rate of each alert's long window with the alert's factor as a line. \
+         Gaps mean **no data** (no events), never 100 %.\n\n",
+    );
+    if slos.is_empty() {
+        intro.push_str(
+            "**No SLOs are declared** (`services.<name>.slos` is empty in every file): only module traffic and heartbeats are shown.\n",
+        );
+    } else {
+        let links: Vec<String> = slos
+            .iter()
+            .map(|s| {
+                format!(
+                    "[{}]({})",
+                    md(&s.id()),
+                    console_link(region, &slo_dashboard_name(s))
+                )
+            })
+            .collect();
+        intro.push_str(&format!(
+            "SLO dashboards: {}. Infrastructure: [vigil-infrastructure]({}).",
+            links.join(" · "),
+            console_link(region, "vigil-infrastructure")
+        ));
+    }
+    grid.text(24, 3, intro);
+    for slo in slos {
+        grid.new_row();
+        grid.place(8, 5, "metric", single_values(slo, region));
+        // Long windows of every alert, each with its factor.
+        let mut metrics = Vec::new();
+        let mut annotations = Vec::new();
+        for (i, alert) in slo.alerts.iter().enumerate() {
+            let period = alert.long.as_secs().div_ceil(60) * 60;
+            let (queries, _, bad) = sli_queries(slo, period);
+            let suffix = format!("a{i}");
+            for mut q in queries {
+                if let Some(opts) = q.as_array_mut().and_then(|a| a.last_mut()) {
+                    let id = opts["id"].as_str().unwrap_or_default().to_string();
+                    opts["id"] = json!(format!("{id}{suffix}"));
+                }
+                metrics.push(q);
+            }
+            let bad = bad
+                .replace("badraw", &format!("badraw{suffix}"))
+                .replace("total", &format!("total{suffix}"))
+                .replace("good", &format!("good{suffix}"))
+                .replace("rank", &format!("rank{suffix}"));
+            metrics.push(json!([{
+                "id": format!("burn{suffix}"),
+                "expression": format!("IF(total{suffix}>0, (({bad})/total{suffix})/{})", fmt_num(slo.budget())),
+                "label": format!("burn over {} ({} at {}×)", alert.long, alert.severity, fmt_num(alert.factor)),
+                "period": period,
+            }]));
+            annotations.push(json!({
+                "label": format!("{} {}×", alert.severity, fmt_num(alert.factor)),
+                "value": alert.factor,
+                "color": severity_colour(alert.severity),
+            }));
+        }
+        grid.place(
+            16,
+            5,
+            "metric",
+            json!({
+                "title": format!("{} burn rates", slo.id()),
+                "view": "timeSeries",
+                "region": region,
+                "metrics": metrics,
+                "start": "-P3D",
+                "period": 3600,
+                "yAxis": { "left": { "label": "× budget rate", "showUnits": false, "min": 0 } },
+                "annotations": { "horizontal": annotations },
+            }),
+        );
+    }
+    grid.new_row();
+    grid.text(
+        24,
+        1,
+        "## Modules: requests, errors and p95 latency (agent span metrics, all routes)".into(),
+    );
+    for (module, services) in super::model::span_services(spec) {
+        let mut traffic = Vec::new();
+        let mut latency = Vec::new();
+        for (i, service) in services.iter().enumerate() {
+            traffic.push(json!([{ "id": format!("req{i}"), "expression": span_search("requests", service, "Sum"), "label": "requests" }]));
+            traffic.push(json!([{ "id": format!("err{i}"), "expression": span_search("errors", service, "Sum"), "label": "errors" }]));
+            latency.push(json!([{ "id": format!("lat{i}"), "expression": span_search("latency", service, "p95"), "label": "p95 ms" }]));
+        }
+        grid.place(
+            8,
+            5,
+            "metric",
+            json!({ "title": format!("{module}: requests and errors per minute"), "view": "timeSeries",
+                    "region": region, "metrics": traffic, "period": 60 }),
+        );
+        grid.place(
+            4,
+            5,
+            "metric",
+            json!({ "title": format!("{module}: p95 latency (ms)"), "view": "timeSeries",
+                    "region": region, "metrics": latency, "period": 60 }),
+        );
+    }
+    grid.new_row();
+    grid.place(
+        24,
+        5,
+        "metric",
+        json!({
+            "title": "Agent heartbeats per host (a missing line = an agent that stopped)",
+            "view": "timeSeries",
+            "region": region,
+            "metrics": [[{ "id": "hb", "expression": "SEARCH('{Vigil/Agent,host} MetricName=\"heartbeat\"', 'SampleCount', 60)", "label": "" }]],
+            "period": 60,
+        }),
+    );
+    grid.body("-PT6H")
+}
+
+fn metric(ns: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
+    MetricRef {
+        namespace: ns.into(),
+        metric: name.into(),
+        dimensions: dims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn graph(title: String, region: &str, metrics: Vec<Value>, period: u64) -> Value {
+    json!({ "title": title, "view": "timeSeries", "region": region, "metrics": metrics, "period": period })
+}
+
+fn opts(stat: &str, label: &str) -> Value {
+    json!({ "stat": stat, "label": label })
+}
+
+/// The minimum monitoring set: edge, load balancers, hosts, queues, databases, caches, search.
+pub fn infrastructure(spec: &Spec, region: &str) -> Value {
+    let infra: &Infrastructure = &spec.infrastructure;
+    let mut grid = Grid::new();
+    grid.text(
+        24,
+        2,
+        "# Vigil infrastructure\nThe minimum monitoring set declared under `infrastructure:` in `alerts/`. \
+         Alarms on the same metrics are in `dashboards/alarms/` (names `vigil-page-*` and `vigil-ticket-*`, watched by the `alarms` checks)."
+            .into(),
+    );
+    let section = |grid: &mut Grid, title: &str| {
+        grid.new_row();
+        grid.text(24, 1, format!("## {title}"));
+    };
+    if !infra.cloudfront_distributions.is_empty() || !infra.web_acls.is_empty() {
+        section(&mut grid, "Edge: CloudFront and WAF");
+        for id in &infra.cloudfront_distributions {
+            let d = [("DistributionId", id.as_str()), ("Region", "Global")];
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("CloudFront {id}: error rates %"),
+                    "us-east-1",
+                    vec![
+                        metric_entry(
+                            &metric("AWS/CloudFront", "4xxErrorRate", &d),
+                            opts("Average", "4xx %"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/CloudFront", "5xxErrorRate", &d),
+                            opts("Average", "5xx %"),
+                        ),
+                    ],
+                    300,
+                ),
+            );
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("CloudFront {id}: origin latency (p95, ms)"),
+                    "us-east-1",
+                    vec![metric_entry(
+                        &metric("AWS/CloudFront", "OriginLatency", &d),
+                        opts("p95", "origin latency p95"),
+                    )],
+                    300,
+                ),
+            );
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("CloudFront {id}: cache hit ratio %"),
+                    "us-east-1",
+                    vec![metric_entry(
+                        &metric("AWS/CloudFront", "CacheHitRate", &d),
+                        opts("Average", "cache hit %"),
+                    )],
+                    300,
+                ),
+            );
+        }
+        for acl in &infra.web_acls {
+            let (acl_region, m) = match acl.scope {
+                WebAclScope::Cloudfront => (
+                    "us-east-1".to_string(),
+                    metric(
+                        "AWS/WAFV2",
+                        "BlockedRequests",
+                        &[("Rule", "ALL"), ("WebACL", acl.name.as_str())],
+                    ),
+                ),
+                WebAclScope::Regional => (
+                    region.to_string(),
+                    metric(
+                        "AWS/WAFV2",
+                        "BlockedRequests",
+                        &[
+                            ("Region", region),
+                            ("Rule", "ALL"),
+                            ("WebACL", acl.name.as_str()),
+                        ],
+                    ),
+                ),
+            };
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("WAF {}: blocked requests", acl.name),
+                    &acl_region,
+                    vec![metric_entry(&m, opts("Sum", "blocked"))],
+                    300,
+                ),
+            );
+        }
+    }
+    if !infra.load_balancers.is_empty() {
+        section(
+            &mut grid,
+            "Load balancers: target errors, p95 latency, unhealthy hosts",
+        );
+        for (name, lb) in &infra.load_balancers {
+            for (tg, tg_dim) in &lb.target_groups {
+                let d = [
+                    ("LoadBalancer", lb.dimension.as_str()),
+                    ("TargetGroup", tg_dim.as_str()),
+                ];
+                grid.place(8, 5, "metric", graph(format!("{name} → {tg}: target 5xx and requests"), region, vec![
+                    metric_entry(&metric("AWS/ApplicationELB", "RequestCount", &d), json!({ "stat": "Sum", "label": "requests", "id": "req" })),
+                    metric_entry(&metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &d), json!({ "stat": "Sum", "label": "target 5xx", "id": "e5xx", "yAxis": "right" })),
+                ], 60));
+                grid.place(
+                    8,
+                    5,
+                    "metric",
+                    graph(
+                        format!("{name} → {tg}: p95 response time (s)"),
+                        region,
+                        vec![metric_entry(
+                            &metric("AWS/ApplicationELB", "TargetResponseTime", &d),
+                            opts("p95", "p95"),
+                        )],
+                        60,
+                    ),
+                );
+                grid.place(
+                    8,
+                    5,
+                    "metric",
+                    graph(
+                        format!("{name} → {tg}: healthy and unhealthy hosts"),
+                        region,
+                        vec![
+                            metric_entry(
+                                &metric("AWS/ApplicationELB", "HealthyHostCount", &d),
+                                opts("Minimum", "healthy"),
+                            ),
+                            metric_entry(
+                                &metric("AWS/ApplicationELB", "UnHealthyHostCount", &d),
+                                opts("Maximum", "unhealthy"),
+                            ),
+                        ],
+                        60,
+                    ),
+                );
+            }
+        }
+    }
+    let asgs: Vec<&str> = spec
+        .services
+        .values()
+        .flat_map(|s| &s.checks)
+        .filter_map(|c| match c {
+            crate::spec::CheckSpec::Asg(a) => Some(a.group.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !asgs.is_empty() {
+        section(&mut grid, "Hosts (Auto Scaling groups)");
+        for group in asgs {
+            let d = [("AutoScalingGroupName", group)];
+            grid.place(
+                6,
+                5,
+                "metric",
+                graph(
+                    format!("{group}: hosts and CPU"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/AutoScaling", "GroupInServiceInstances", &d),
+                            opts("Minimum", "in service"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/EC2", "CPUUtilization", &d),
+                            json!({ "stat": "Average", "label": "CPU %", "yAxis": "right" }),
+                        ),
+                    ],
+                    60,
+                ),
+            );
+        }
+    }
+    if !infra.queues.is_empty() {
+        section(&mut grid, "Queues and dead-letter queues");
+        for q in &infra.queues {
+            let mut metrics = vec![
+                metric_entry(
+                    &metric(
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        &[("QueueName", q.queue.as_str())],
+                    ),
+                    opts("Maximum", "visible"),
+                ),
+                metric_entry(
+                    &metric(
+                        "AWS/SQS",
+                        "ApproximateAgeOfOldestMessage",
+                        &[("QueueName", q.queue.as_str())],
+                    ),
+                    json!({ "stat": "Maximum", "label": "oldest (s)", "yAxis": "right" }),
+                ),
+            ];
+            if let Some(dlq) = &q.dlq {
+                metrics.push(metric_entry(
+                    &metric(
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        &[("QueueName", dlq.as_str())],
+                    ),
+                    opts("Maximum", "in the DLQ"),
+                ));
+            }
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(format!("SQS {}", q.queue), region, metrics, 300),
+            );
+        }
+    }
+    if !infra.aurora_clusters.is_empty() {
+        section(
+            &mut grid,
+            "Aurora: connections, replication lag, slow queries",
+        );
+        for c in &infra.aurora_clusters {
+            let d = [("DBClusterIdentifier", c.as_str())];
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{c}: connections"),
+                    region,
+                    vec![metric_entry(
+                        &metric("AWS/RDS", "DatabaseConnections", &d),
+                        opts("Maximum", "connections"),
+                    )],
+                    60,
+                ),
+            );
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{c}: replica lag (ms)"),
+                    region,
+                    vec![metric_entry(
+                        &metric("AWS/RDS", "AuroraReplicaLagMaximum", &d),
+                        opts("Maximum", "max replica lag"),
+                    )],
+                    60,
+                ),
+            );
+            grid.place(8, 5, "log", json!({
+                "title": format!("{c}: slow queries per 5 minutes"),
+                "region": region,
+                "view": "timeSeries",
+                "query": format!("SOURCE '/aws/rds/cluster/{c}/slowquery' | stats count(*) as slow_queries by bin(5m)"),
+            }));
+        }
+    }
+    if !infra.dynamodb_tables.is_empty() {
+        section(&mut grid, "DynamoDB throttles");
+        for t in &infra.dynamodb_tables {
+            let d = [("TableName", t.as_str())];
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{t}: throttled reads and writes"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/DynamoDB", "ReadThrottleEvents", &d),
+                            opts("Sum", "read throttles"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/DynamoDB", "WriteThrottleEvents", &d),
+                            opts("Sum", "write throttles"),
+                        ),
+                    ],
+                    60,
+                ),
+            );
+        }
+    }
+    if !infra.redis_clusters.is_empty() {
+        section(&mut grid, "Redis (ElastiCache) evictions");
+        for c in &infra.redis_clusters {
+            let d = [("CacheClusterId", c.as_str())];
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{c}: evictions and memory"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/ElastiCache", "Evictions", &d),
+                            opts("Sum", "evictions"),
+                        ),
+                        metric_entry(
+                            &metric("AWS/ElastiCache", "DatabaseMemoryUsagePercentage", &d),
+                            json!({ "stat": "Maximum", "label": "memory %", "yAxis": "right" }),
+                        ),
+                    ],
+                    60,
+                ),
+            );
+        }
+    }
+    if let (false, Some(account)) = (infra.opensearch_domains.is_empty(), &infra.account_id) {
+        section(&mut grid, "OpenSearch cluster health");
+        for domain in &infra.opensearch_domains {
+            let d = [
+                ("ClientId", account.as_str()),
+                ("DomainName", domain.as_str()),
+            ];
+            grid.place(
+                8,
+                5,
+                "metric",
+                graph(
+                    format!("{domain}: cluster status (1 = in that state)"),
+                    region,
+                    vec![
+                        metric_entry(
+                            &metric("AWS/ES", "ClusterStatus.green", &d),
+                            json!({ "stat": "Minimum", "label": "green", "color": "#2ca02c" }),
+                        ),
+                        metric_entry(
+                            &metric("AWS/ES", "ClusterStatus.yellow", &d),
+                            json!({ "stat": "Maximum", "label": "yellow", "color": "#ff7f0e" }),
+                        ),
+                        metric_entry(
+                            &metric("AWS/ES", "ClusterStatus.red", &d),
+                            json!({ "stat": "Maximum", "label": "red", "color": "#d62728" }),
+                        ),
+                    ],
+                    60,
+                ),
+            );
+        }
+    }
+    grid.body("-PT6H")
+}

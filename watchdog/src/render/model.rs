@@ -1,0 +1,329 @@
+//! What every generated view draws, resolved once from the spec: each SLO with its alerts and
+//! the exact CloudWatch series behind its SLI (load balancers named plainly in the spec are
+//! turned into dimension values through `infrastructure.load_balancers`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::spec::{BurnRateAlert, MetricRef, Service, Sli, Slo, Spec, SpecError};
+
+pub const SPAN_NAMESPACE: &str = "Vigil/SpanMetrics";
+pub const ALB_NAMESPACE: &str = "AWS/ApplicationELB";
+
+/// How CloudWatch tells the bad events from the total, server-side.
+#[derive(Clone, Debug)]
+pub enum CwSli {
+    /// `bad` counted directly (span errors, target 5xx, `bad_over_total`).
+    Bad { bad: MetricRef, total: MetricRef },
+    /// `good` counted (requests under a threshold, `good_over_total`): bad = total - good.
+    Good { good: MetricRef, total: MetricRef },
+    /// ALB latency: bad = SampleCount × (100 - PR(:threshold)) / 100 per bucket, the same
+    /// weighting the watchdog does in Rust.
+    RankedBelow {
+        latency: MetricRef,
+        threshold_ms: u32,
+    },
+}
+
+/// The span-metric series New Relic receives through OTLP for this SLI, when it has one.
+#[derive(Clone, Debug)]
+pub enum NrSli {
+    Span {
+        service: String,
+        route: String,
+        /// `Some` for latency SLIs (`requests_under_threshold`).
+        threshold_ms: Option<u32>,
+    },
+    /// A counter the agent ships under its own name (namespace `Vigil/...`).
+    Counter {
+        good_or_bad: MetricRef,
+        total: MetricRef,
+        is_good: bool,
+    },
+    /// Data that only CloudWatch has (AWS/* metrics).
+    CloudWatchOnly,
+}
+
+#[derive(Clone, Debug)]
+pub struct SloModel<'a> {
+    pub service: &'a str,
+    pub spec_service: &'a Service,
+    pub slo: &'a Slo,
+    pub alerts: &'a [BurnRateAlert],
+    pub min_events: u64,
+    pub cw: CwSli,
+    pub nr: NrSli,
+    /// Where the SLO is declared, for messages and the dashboards' text.
+    pub file: PathBuf,
+    /// Its place in the file, e.g. `services.checkout.slos[0]`.
+    pub key: String,
+}
+
+impl SloModel<'_> {
+    /// `<service>-<slo>`: unique, and made of the characters dashboard names allow.
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.service, self.slo.name)
+    }
+
+    /// The error budget as a fraction (validated: objective strictly between 0 and 100).
+    pub fn budget(&self) -> f64 {
+        1.0 - self.slo.objective / 100.0
+    }
+
+    pub fn runbook(&self) -> Option<&str> {
+        self.spec_service.labels.get("runbook").map(String::as_str)
+    }
+}
+
+fn metric(namespace: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
+    MetricRef {
+        namespace: namespace.into(),
+        metric: name.into(),
+        dimensions: dims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn error(file: &Path, key: String, message: String) -> SpecError {
+    SpecError {
+        file: file.to_path_buf(),
+        line: None,
+        column: None,
+        key,
+        message,
+    }
+}
+
+/// ALB dimension values for an SLI's load balancer and target group.
+fn alb_dimensions(
+    spec: &Spec,
+    file: &Path,
+    key: &str,
+    load_balancer: &str,
+    target_group: &str,
+) -> Result<(String, String), SpecError> {
+    let lb = if load_balancer.contains('/') {
+        load_balancer.to_string()
+    } else {
+        match spec.infrastructure.load_balancers.get(load_balancer) {
+            Some(lb) => lb.dimension.clone(),
+            None => {
+                return Err(error(
+                    file,
+                    format!("{key}.load_balancer"),
+                    format!(
+                        "`{load_balancer}` is a name; dashboards and alarms need its CloudWatch dimension: \
+                         declare infrastructure.load_balancers.{load_balancer}.dimension (app/{load_balancer}/<id>)"
+                    ),
+                ));
+            }
+        }
+    };
+    let tg = if target_group.contains('/') {
+        target_group.to_string()
+    } else {
+        let found = spec
+            .infrastructure
+            .load_balancers
+            .values()
+            .find_map(|lb| lb.target_groups.get(target_group));
+        match found {
+            Some(tg) => tg.clone(),
+            None => {
+                return Err(error(
+                    file,
+                    format!("{key}.target_group"),
+                    format!(
+                        "`{target_group}` is a name; dashboards and alarms need its CloudWatch dimension: \
+                         declare it under infrastructure.load_balancers.<load balancer>.target_groups \
+                         (targetgroup/{target_group}/<id>)"
+                    ),
+                ));
+            }
+        }
+    };
+    Ok((lb, tg))
+}
+
+fn resolve<'a>(
+    spec: &'a Spec,
+    service: &'a str,
+    spec_service: &'a Service,
+    index: usize,
+    slo: &'a Slo,
+) -> Result<SloModel<'a>, SpecError> {
+    let file = spec
+        .sources
+        .get(service)
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("alerts/"));
+    let key = format!("services.{service}.slos[{index}]");
+    let sli_key = format!("{key}.sli");
+    let (cw, nr) = match &slo.sli {
+        Sli::SpanErrors { service, route } => {
+            let dims = [("route", route.as_str()), ("service", service.as_str())];
+            (
+                CwSli::Bad {
+                    bad: metric(SPAN_NAMESPACE, "errors", &dims),
+                    total: metric(SPAN_NAMESPACE, "requests", &dims),
+                },
+                NrSli::Span {
+                    service: service.clone(),
+                    route: route.clone(),
+                    threshold_ms: None,
+                },
+            )
+        }
+        Sli::SpanLatency {
+            service,
+            route,
+            threshold_ms,
+        } => {
+            let threshold = threshold_ms.to_string();
+            let dims = [("route", route.as_str()), ("service", service.as_str())];
+            let good_dims = [dims[0], dims[1], ("threshold_ms", threshold.as_str())];
+            (
+                CwSli::Good {
+                    good: metric(SPAN_NAMESPACE, "requests_under_threshold", &good_dims),
+                    total: metric(SPAN_NAMESPACE, "requests", &dims),
+                },
+                NrSli::Span {
+                    service: service.clone(),
+                    route: route.clone(),
+                    threshold_ms: Some(*threshold_ms),
+                },
+            )
+        }
+        Sli::AlbAvailability {
+            load_balancer,
+            target_group,
+        } => {
+            let (lb, tg) = alb_dimensions(
+                spec,
+                &file,
+                &format!("{sli_key}.alb_availability"),
+                load_balancer,
+                target_group,
+            )?;
+            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
+            (
+                CwSli::Bad {
+                    bad: metric(ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", &dims),
+                    total: metric(ALB_NAMESPACE, "RequestCount", &dims),
+                },
+                NrSli::CloudWatchOnly,
+            )
+        }
+        Sli::AlbLatency {
+            load_balancer,
+            target_group,
+            threshold_ms,
+        } => {
+            let (lb, tg) = alb_dimensions(
+                spec,
+                &file,
+                &format!("{sli_key}.alb_latency"),
+                load_balancer,
+                target_group,
+            )?;
+            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
+            (
+                CwSli::RankedBelow {
+                    latency: metric(ALB_NAMESPACE, "TargetResponseTime", &dims),
+                    threshold_ms: *threshold_ms,
+                },
+                NrSli::CloudWatchOnly,
+            )
+        }
+        Sli::GoodOverTotal { good, total } => (
+            CwSli::Good {
+                good: good.clone(),
+                total: total.clone(),
+            },
+            agent_counter(good, total, true),
+        ),
+        Sli::BadOverTotal { bad, total } => (
+            CwSli::Bad {
+                bad: bad.clone(),
+                total: total.clone(),
+            },
+            agent_counter(bad, total, false),
+        ),
+    };
+    let (alerts, min_events) = spec.alerts_for(slo);
+    if alerts.is_empty() {
+        return Err(error(
+            &file,
+            format!("{key}.burn_rate_alerts"),
+            "no burn-rate alerts: nothing would page, and the dashboards would have no thresholds to draw"
+                .into(),
+        ));
+    }
+    Ok(SloModel {
+        service,
+        spec_service,
+        slo,
+        alerts,
+        min_events,
+        cw,
+        nr,
+        file,
+        key,
+    })
+}
+
+/// Counters in a `Vigil/...` namespace come from the agent, which ships the same metric to New
+/// Relic under its own name; anything else only CloudWatch has.
+fn agent_counter(counter: &MetricRef, total: &MetricRef, is_good: bool) -> NrSli {
+    if counter.namespace.starts_with("Vigil/") && total.namespace.starts_with("Vigil/") {
+        NrSli::Counter {
+            good_or_bad: counter.clone(),
+            total: total.clone(),
+            is_good,
+        }
+    } else {
+        NrSli::CloudWatchOnly
+    }
+}
+
+/// Every SLO of the spec, in service then declaration order; all problems at once.
+pub fn slos(spec: &Spec) -> Result<Vec<SloModel<'_>>, Vec<SpecError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (name, service) in &spec.services {
+        for (i, slo) in service.slos.iter().enumerate() {
+            match resolve(spec, name, service, i, slo) {
+                Ok(model) => out.push(model),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Span-metric service names per platform module: the spec's service keys (the shop names its
+/// OpenTelemetry services after them) plus any other service a span SLI names.
+pub fn span_services(spec: &Spec) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, service) in &spec.services {
+        let Some(module) = &service.module else {
+            continue;
+        };
+        let names = out.entry(module.clone()).or_default();
+        names.push(name.clone());
+        for slo in &service.slos {
+            if let Sli::SpanErrors { service, .. } | Sli::SpanLatency { service, .. } = &slo.sli
+                && !names.contains(service)
+            {
+                names.push(service.clone());
+            }
+        }
+    }
+    out
+}
