@@ -109,6 +109,9 @@ pub struct Stack {
     pub outage_file: PathBuf,
     pub sim_summary: PathBuf,
     pub log_dir: PathBuf,
+    /// The filled-in alert spec the watchdog runs on, and the watchdog binary (for `report`).
+    pub spec_dir: PathBuf,
+    pub watchdog: PathBuf,
 }
 
 /// Replaces every `${NAME}` of `vars` in a template.
@@ -312,7 +315,23 @@ impl Stack {
             outage_file,
             sim_summary,
             log_dir,
+            spec_dir,
+            watchdog: tools.watchdog.clone(),
         })
+    }
+
+    /// Writes the HTML SLO report (`vigil-watchdog report`) of this run's metrics and alert
+    /// state to `out`, while moto still holds them.
+    pub fn slo_report(&self, out: &Path) -> anyhow::Result<()> {
+        let mut report = Command::new(&self.watchdog);
+        report
+            .args(["report", "--spec"])
+            .arg(&self.spec_dir)
+            .args(["--format", "html", "--out"])
+            .arg(out)
+            .envs(self.moto.env())
+            .env("VIGIL_LOG", "warn");
+        run_ok(report, "vigil-watchdog report").map(drop)
     }
 
     /// Fails, with the process's log, when a part of the stack stopped on its own.

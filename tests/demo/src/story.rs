@@ -493,9 +493,12 @@ fn summarize(
         println!("    {line}");
     }
     println!("  Where to look:");
-    // DEMO-REPORT: the HTML SLO report (`vigil-watchdog report`, another branch) is printed here
-    // once merged: run it against this moto and print its path.
-    println!("    HTML SLO report: (vigil-watchdog report: not wired in yet)");
+    // Outside the scratch directory, which goes when the demo ends.
+    let report = std::env::temp_dir().join("vigil-demo-slo-report.html");
+    match stack.slo_report(&report) {
+        Ok(()) => println!("    HTML SLO report: {}", report.display()),
+        Err(e) => println!("    HTML SLO report: not written ({e:#})"),
+    }
     println!("    Dashboards:      dashboards/ (generated from the alert spec)");
     println!(
         "    Live agent:      vigil-agent top --url http://127.0.0.1:{}/metrics  (start the demo with --keep)",

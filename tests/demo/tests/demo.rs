@@ -68,6 +68,14 @@ fn the_fast_demo_pages_once_for_the_outage_and_resolves_in_place() {
         "{output}"
     );
     assert!(output.contains("[RESOLVED]"), "{output}");
+    // The summary points at the HTML SLO report of this run, written while moto was up.
+    let report = std::env::temp_dir().join("vigil-demo-slo-report.html");
+    assert!(
+        output.contains(&format!("HTML SLO report: {}", report.display())),
+        "{output}"
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg"), "the report draws its charts inline");
 }
 
 #[test]

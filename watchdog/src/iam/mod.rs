@@ -37,6 +37,9 @@ pub enum Operation {
     /// these two are never granted to the function.
     CreateTable,
     UpdateTimeToLive,
+    /// `report` only (run by people, with their own credentials): the incidents of a period
+    /// are read from the whole table. Never granted to the function.
+    Scan,
 }
 
 /// One row: the operation, the SDK's service and operation names (as the client's
@@ -205,6 +208,7 @@ pub const OPERATIONS: &[Row] = &[
         "dynamodb:UpdateTimeToLive",
         &[],
     ),
+    row(O::Scan, "DynamoDB", "Scan", "dynamodb:Scan", &[]),
 ];
 
 impl Operation {
