@@ -69,7 +69,7 @@ impl Stat {
     }
 }
 
-type SeriesKey = (MetricRef, Stat);
+pub(crate) type SeriesKey = (MetricRef, Stat);
 
 /// One series given by hand in unit tests: metric, statistic, (bucket start, value) pairs.
 #[cfg(test)]
@@ -277,7 +277,9 @@ pub async fn fetch(client: &Client, plan: &MetricsPlan, now: u64) -> MetricData 
     data
 }
 
-async fn read_chunk(
+/// One GetMetricData read of `keys` (at most 500), every page of it; `calls` counts the
+/// requests. Also the report's reader.
+pub(crate) async fn read_chunk(
     client: &Client,
     keys: &[&SeriesKey],
     start: u64,
