@@ -14,7 +14,7 @@ pub mod slack;
 mod systemd_host;
 
 pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};
-pub use moto::{Moto, http_get, log_group_messages};
+pub use moto::{Moto, http_get, log_group_messages, put_minutes};
 pub use otlp_receiver::{Failure, OtlpReceiver, Received};
 pub use process::{ChildGuard, free_port, wait_until};
 pub use shop_sim::{ShopSim, SimSeries, SimSummary, xray_trace_id};

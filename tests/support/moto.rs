@@ -194,3 +194,44 @@ pub async fn log_group_messages(logs: &aws_sdk_cloudwatchlogs::Client, group: &s
     }
     messages
 }
+
+/// Puts into CloudWatch (moto) one datapoint per (minute start, value), with the given dimensions.
+pub async fn put_minutes(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    dims: &[(&str, &str)],
+    points: impl IntoIterator<Item = (u64, f64)>,
+) {
+    let dimensions: Vec<aws_sdk_cloudwatch::types::Dimension> = dims
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name(*k)
+                .value(*v)
+                .build()
+        })
+        .collect();
+    let data: Vec<aws_sdk_cloudwatch::types::MetricDatum> = points
+        .into_iter()
+        .map(|(ts, value)| {
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name(metric)
+                .set_dimensions(Some(dimensions.clone()))
+                // Inside the minute's bucket, not on its edge.
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    ts as i64 + 1,
+                ))
+                .value(value)
+                .build()
+        })
+        .collect();
+    for chunk in data.chunks(500) {
+        cw.put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .expect("PutMetricData");
+    }
+}

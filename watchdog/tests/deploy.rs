@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use base64::Engine;
 use serde_json::{Value, json};
-use vigil_test_support::{ChildGuard, Moto, free_port, venv_bin, wait_until};
+use vigil_test_support::{ChildGuard, Moto, free_port, put_minutes, venv_bin, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vigil-watchdog");
 const ACCOUNT: &str = "123456789012";
@@ -305,38 +303,6 @@ fn assert_no_refusals(text: &str) {
 }
 
 // ---- seeding moto ---------------------------------------------------------------------
-
-async fn put_minutes(
-    cw: &aws_sdk_cloudwatch::Client,
-    namespace: &str,
-    metric: &str,
-    dims: &[(&str, &str)],
-    points: impl IntoIterator<Item = (u64, f64)>,
-) {
-    let dimensions: Vec<Dimension> = dims
-        .iter()
-        .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
-        .collect();
-    let data: Vec<MetricDatum> = points
-        .into_iter()
-        .map(|(ts, value)| {
-            MetricDatum::builder()
-                .metric_name(metric)
-                .set_dimensions(Some(dimensions.clone()))
-                .timestamp(DateTime::from_secs(ts as i64 + 1))
-                .value(value)
-                .build()
-        })
-        .collect();
-    for chunk in data.chunks(500) {
-        cw.put_metric_data()
-            .namespace(namespace)
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .expect("PutMetricData");
-    }
-}
 
 /// Checkout burning its error budget: 1000 requests a minute for an hour, 2 % failing.
 async fn put_burning_checkout(cw: &aws_sdk_cloudwatch::Client) {

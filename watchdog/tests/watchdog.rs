@@ -12,10 +12,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use serde_json::Value;
-use vigil_test_support::Moto;
 use vigil_test_support::slack::{BOT_TOKEN, SlackStandIn, WEBHOOK_PATH};
+use vigil_test_support::{Moto, put_minutes};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vigil-watchdog");
 
@@ -112,40 +111,6 @@ async fn start_of_a_minute() {
     let second = now() % 60;
     if second > 40 {
         tokio::time::sleep(Duration::from_secs(61 - second)).await;
-    }
-}
-
-/// Puts one datapoint per (minute start, value), with the given dimensions.
-async fn put_minutes(
-    cw: &aws_sdk_cloudwatch::Client,
-    namespace: &str,
-    metric: &str,
-    dims: &[(&str, &str)],
-    points: impl IntoIterator<Item = (u64, f64)>,
-) {
-    let dimensions: Vec<Dimension> = dims
-        .iter()
-        .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
-        .collect();
-    let data: Vec<MetricDatum> = points
-        .into_iter()
-        .map(|(ts, value)| {
-            MetricDatum::builder()
-                .metric_name(metric)
-                .set_dimensions(Some(dimensions.clone()))
-                // Inside the minute's bucket, not on its edge.
-                .timestamp(DateTime::from_secs(ts as i64 + 1))
-                .value(value)
-                .build()
-        })
-        .collect();
-    for chunk in data.chunks(500) {
-        cw.put_metric_data()
-            .namespace(namespace)
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .expect("PutMetricData");
     }
 }
 
