@@ -99,4 +99,11 @@ if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok ins
 fi
 # --- end issue 15 ------------------------------------------------------------------------------
 
+# --- cargo-deny (issue 12): licenses, one HTTP/TLS stack, sources (scripts/deny.sh) ----------
+if [ "$(cargo-deny --version 2>/dev/null)" != "cargo-deny 0.20.2" ]; then
+  log "installing cargo-deny 0.20.2"
+  cargo install --locked --quiet cargo-deny --version 0.20.2
+fi
+# --- end cargo-deny ----------------------------------------------------------------------------
+
 log "ready (venv: $VIGIL_VENV)"

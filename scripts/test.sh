@@ -10,6 +10,8 @@ source "$here/env.sh"
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all --check
+echo "== cargo deny (deny.toml)" >&2
+"$here/deny.sh"
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build binaries (end-to-end tests run the real programs)" >&2

@@ -389,6 +389,44 @@ async fn shipping_goes_ahead_without_the_optional_get_log_events_permission() {
     );
 }
 
+/// A host without CA certificates (a minimal image, no `ca-certificates` package): the SDK's
+/// client once panicked at start, even for a plain-http endpoint. Now the agent says what is
+/// missing and ships to http endpoints as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ca_certificates_the_agent_says_so_and_ships_over_http() {
+    let moto = Moto::start();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
+    let mut shop = Shop::new();
+    shop.write(20);
+    let empty = shop.path().join("no-certificates");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut env = moto.env();
+    // The system store is read from these when they are set: an empty directory and a file
+    // that does not exist stand for a host without certificates.
+    env.push(("SSL_CERT_DIR".into(), empty.display().to_string()));
+    env.push((
+        "SSL_CERT_FILE".into(),
+        empty.join("none.pem").display().to_string(),
+    ));
+    let mut agent = start_agent_with(&env, &shop.config());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let arrived = loop {
+        let arrived: usize = read_back(&logs).await.values().map(Vec::len).sum();
+        if arrived as u64 >= shop.total() || Instant::now() > deadline || !agent.is_running() {
+            break arrived;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(arrived as u64, shop.total(), "{}", agent.log());
+    stop(&mut agent);
+    let log = agent.log();
+    assert!(
+        log.contains("no CA certificates found"),
+        "the missing certificates are named:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 /// Names come from the data: a stream name of 600 two-byte characters is cut to CloudWatch's
 /// 512 characters on a character boundary (it once panicked the sink's task, silently), and
 /// the line is delivered.
