@@ -76,6 +76,14 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
                     parameters.insert(parameter_arn(name, scope));
                 }
             }
+            // The X-Ray OTLP endpoint is authorised as xray:PutTraceSegments; the Logs one as
+            // PutLogEvents into the named group (which must exist: it is not created).
+            SinkConfig::AwsOtlp(c) => {
+                xray = true;
+                if let Some(g) = &c.log_group {
+                    groups.insert(g.clone());
+                }
+            }
             SinkConfig::Console(_) => {}
         }
     }
