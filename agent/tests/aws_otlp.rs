@@ -381,6 +381,55 @@ async fn oversize_and_out_of_range_items_are_counted_drops_not_refused_requests(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_halved_until_the_refused_span_is_isolated() {
+    let standin = AwsOtlpStandIn::start(REGION, Duration::from_secs(3600));
+    standin.refuse_span_named("span 13");
+    let agent = start_agent(&standin, "", &static_credentials());
+    let now = now_nanos();
+    let spans = (0..20)
+        .map(|i| span(4, i, now - 1_000_000, vec![]))
+        .collect();
+    post_traces(
+        &agent,
+        ExportTraceServiceRequest {
+            resource_spans: vec![request(vec![kv("service.name", "cart")], spans)],
+        },
+    )
+    .await;
+    let settled = wait_until(Duration::from_secs(30), || {
+        standin.received()["spans"].as_array().unwrap().len() >= 19
+            && errors(&agent, "request_refused") >= 1.0
+    });
+    let received = standin.received();
+    assert!(settled, "{}\n{}", received, agent.guard.log());
+    assert_no_violations(&received, &standin);
+    let names: HashSet<&str> = received["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 19);
+    assert!(!names.contains("span 13"));
+    assert_eq!(
+        agent_counter(
+            &agent,
+            "vigil_component_events_total",
+            r#"component="aws",outcome="rejected""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        agent_counter(
+            &agent,
+            "vigil_component_events_total",
+            r#"component="aws",outcome="sent""#
+        ),
+        19.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_ecs_credentials_are_used_without_restart() {
     // Keys from the ECS container credentials endpoint live 4 s; the stand-in refuses a key
     // once it expired, so the agent must fetch new ones as it runs.

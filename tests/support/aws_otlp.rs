@@ -82,6 +82,11 @@ impl AwsOtlpStandIn {
         self.control(json!({ "partial": rejected }));
     }
 
+    /// Requests holding a span of this name are answered 400 (not a violation: on purpose).
+    pub fn refuse_span_named(&self, name: &str) {
+        self.control(json!({ "refuse_span_name": name }));
+    }
+
     fn control(&self, body: Value) {
         ureq::post(&format!("{}/control", self.endpoint))
             .send(body.to_string())

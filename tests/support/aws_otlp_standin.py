@@ -7,7 +7,8 @@ secret of the access key it names (static test keys, or keys this server handed 
 /creds, refused once expired); the credential scope must name the endpoint's service and the
 region; content-type, content-encoding (gzip) and, for logs, x-aws-log-group/x-aws-log-stream
 must be present and signed; the body is decoded with the official OpenTelemetry protobuf
-definitions and held to the published limits. A failed check is answered 403/400/413 *and*
+definitions and held to the published limits. A request holding a span of a chosen name is
+answered 400 (as the real endpoint answers content it refuses). A failed check is answered 403/400/413 *and*
 recorded as a violation. The test can queue answers (429 with Retry-After, 5xx, partial
 success) and reads what arrived from GET /received.
 """
@@ -59,6 +60,7 @@ class State:
         self.creds_issued = 0
         self.answers = []  # queued (status, retry_after) for the next valid requests
         self.partial = []  # queued rejected counts for the next accepted requests
+        self.refuse_span_name = None  # requests holding a span of this name are answered 400
         self.requests = []  # one summary per OTLP request
         self.spans = []
         self.logs = []
@@ -138,6 +140,7 @@ class Handler(BaseHTTPRequestHandler):
             with s.lock:
                 s.answers.extend((a["status"], a.get("retry_after")) for a in c.get("answers", []))
                 s.partial.extend(c.get("partial", []))
+                s.refuse_span_name = c.get("refuse_span_name", s.refuse_span_name)
             return self.reply(200, b"{}")
         service = SERVICE_OF_PATH.get(self.path)
         if service is None:
@@ -166,6 +169,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.refuse(400, f"undecodable OTLP body: {e}", raw)
         if problem:
             return self.refuse(400, problem, raw)
+        if service == "xray" and any(i["name"] == s.refuse_span_name for i in items):
+            with s.lock:
+                s.requests.append({"path": self.path, "status": 400, "access_key": self.access_key,
+                                   "items": len(items), "wire_bytes": len(raw)})
+            return self.reply(400, b'{"message":"span refused on request"}')
         with s.lock:
             answer = s.answers.pop(0) if s.answers else None
             rejected = s.partial.pop(0) if (answer is None and s.partial) else 0

@@ -37,7 +37,8 @@ use crate::otlp::{EncodeLimits, Encoded, Encoder, Truncations};
 use crate::sinks::newrelic::EntityResources;
 use crate::telemetry::{Outcome, Stats};
 use credentials::CredentialsCache;
-use request::Drop;
+use request::{Drop, SpanCheck};
+pub use service::sign_headers;
 use service::{Endpoints, Request, Service};
 
 /// Attribute values are kept whole up to this (the span limit of 200 KB bounds them anyway).
@@ -63,8 +64,6 @@ struct Building<I> {
     /// The batch being processed put items into `pending`.
     has_current: bool,
     started: Option<Instant>,
-    /// The last resource seen and the size of its message (resources repeat batch after batch).
-    last_resource: Option<(Arc<Resource>, usize)>,
 }
 
 impl<I> Building<I> {
@@ -75,7 +74,6 @@ impl<I> Building<I> {
             acks: Vec::new(),
             has_current: false,
             started: None,
-            last_resource: None,
         }
     }
 }
@@ -155,6 +153,7 @@ impl AwsOtlpSink {
         let mut spans: Building<Span> = Building::new(Signal::Traces);
         let mut logs: Building<LogRecord> = Building::new(Signal::Logs);
         let mut entities = EntityResources::default();
+        let mut span_check = SpanCheck::default();
         let mut ready: Vec<Request> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_millis(50).min(timeout));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,6 +180,10 @@ impl AwsOtlpSink {
                                 let scope = (s.scope_name.clone(), s.scope_version.clone());
                                 let item = self.traces.span(s, &mut cuts);
                                 self.count_cuts(cuts);
+                                if let Err(why) = span_check.check(&self.traces, Some(&res), (&scope.0, &scope.1), &item) {
+                                    self.drop_item(why);
+                                    continue;
+                                }
                                 self.add(&self.traces, &mut spans, Some(&res), (&scope.0, &scope.1), item, &ack, &mut ready, Pending::<Span>::into_request);
                             }
                             Event::Log(l) if logs_wanted => {
@@ -266,24 +269,6 @@ impl AwsOtlpSink {
         ready: &mut Vec<Request>,
         into_request: fn(Pending<I>) -> Encoded,
     ) {
-        if b.signal == Signal::Traces {
-            if item.encoded_len() > MAX_SPAN_BYTES {
-                self.drop_item(Drop::SpanTooLarge);
-                return;
-            }
-            let res_bytes = match (&b.last_resource, resource) {
-                (Some((last, n)), Some(r)) if Arc::ptr_eq(last, r) => *n,
-                _ => {
-                    let n = encoder.resource(resource).encoded_len();
-                    b.last_resource = resource.map(|r| (Arc::clone(r), n));
-                    n
-                }
-            };
-            if res_bytes + scope.0.len() + scope.1.len() > MAX_RESOURCE_SCOPE_BYTES {
-                self.drop_item(Drop::ResourceTooLarge);
-                return;
-            }
-        }
         match b.pending.add(encoder, resource, scope, item) {
             Ok(None) => {}
             Ok(Some(full)) => {

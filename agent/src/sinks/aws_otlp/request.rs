@@ -7,7 +7,14 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
-use crate::otlp::Encoded;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+use super::config::{MAX_RESOURCE_SCOPE_BYTES, MAX_SPAN_BYTES};
+use crate::event::Resource;
+use crate::otlp::{Encoded, Encoder};
 
 /// Timestamps the endpoints take: from 14 days back to 2 hours ahead.
 pub const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
@@ -31,6 +38,39 @@ impl Drop {
             Drop::ResourceTooLarge => "resource_too_large",
             Drop::TimeOutOfRange => "time_out_of_range",
         }
+    }
+}
+
+/// The size limits of one span, checked on its encoded message before it joins a request.
+#[derive(Default)]
+pub struct SpanCheck {
+    /// The last resource seen and the size of its message (resources repeat batch after batch).
+    last_resource: Option<(Arc<Resource>, usize)>,
+}
+
+impl SpanCheck {
+    pub fn check(
+        &mut self,
+        encoder: &Encoder,
+        resource: Option<&Arc<Resource>>,
+        scope: (&str, &str),
+        span: &Span,
+    ) -> Result<(), Drop> {
+        if span.encoded_len() > MAX_SPAN_BYTES {
+            return Err(Drop::SpanTooLarge);
+        }
+        let resource_bytes = match (&self.last_resource, resource) {
+            (Some((last, n)), Some(r)) if Arc::ptr_eq(last, r) => *n,
+            _ => {
+                let n = encoder.resource(resource).encoded_len();
+                self.last_resource = resource.map(|r| (Arc::clone(r), n));
+                n
+            }
+        };
+        if resource_bytes + scope.0.len() + scope.1.len() > MAX_RESOURCE_SCOPE_BYTES {
+            return Err(Drop::ResourceTooLarge);
+        }
+        Ok(())
     }
 }
 

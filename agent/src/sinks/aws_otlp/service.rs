@@ -198,7 +198,14 @@ impl Service {
             }
         };
         let identity: Identity = credentials.into();
-        let signed = match self.sign(url, &headers, body, &identity, req.signal) {
+        let signed = match sign_headers(
+            &self.region,
+            req.signal.service(),
+            url,
+            &headers,
+            body,
+            &identity,
+        ) {
             Ok(s) => s,
             Err(why) => return Verdict::Refused { why },
         };
@@ -251,39 +258,39 @@ impl Service {
             _ => Verdict::Refused { why },
         }
     }
+}
 
-    /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`) for a POST of
-    /// `body` with `headers` to `url`.
-    fn sign(
-        &self,
-        url: &str,
-        headers: &[(&'static str, &str)],
-        body: &[u8],
-        identity: &Identity,
-        signal: Signal,
-    ) -> Result<Vec<(String, String)>, String> {
-        let params = v4::SigningParams::builder()
-            .identity(identity)
-            .region(&self.region)
-            .name(signal.service())
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| format!("signing parameters: {e}"))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            url,
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| format!("cannot sign a request to {url}: {e}"))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| format!("signing failed: {e}"))?
-            .into_parts();
-        Ok(instructions
-            .headers()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect())
-    }
+/// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`) for a POST of
+/// `body` with `headers` to `url`.
+pub fn sign_headers(
+    region: &str,
+    service: &str,
+    url: &str,
+    headers: &[(&'static str, &str)],
+    body: &[u8],
+    identity: &Identity,
+) -> Result<Vec<(String, String)>, String> {
+    let params = v4::SigningParams::builder()
+        .identity(identity)
+        .region(region)
+        .name(service)
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("signing parameters: {e}"))?
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| format!("cannot sign a request to {url}: {e}"))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| format!("signing failed: {e}"))?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
 }
