@@ -36,7 +36,7 @@ impl Default for Scope {
 /// A config none of whose sinks calls AWS needs no policy.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "no sink in this config calls AWS (cloudwatch_logs, cloudwatch_metrics, xray, newrelic with ssm_parameter): no policy needed"
+    "no sink in this config calls AWS (cloudwatch_logs, cloudwatch_metrics, xray, aws_otlp, newrelic with ssm_parameter): no policy needed"
 )]
 pub struct NothingToAllow;
 

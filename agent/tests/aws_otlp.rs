@@ -331,7 +331,9 @@ async fn post_traces(agent: &Agent, req: ExportTraceServiceRequest) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_and_out_of_range_items_are_counted_drops_not_refused_requests() {
     let standin = AwsOtlpStandIn::start(REGION, Duration::from_secs(3600));
-    let agent = start_agent(&standin, "", &static_credentials());
+    // Beside it, the legacy sink, which cannot take these (non-X-Ray) trace ids.
+    let legacy = "[sinks.legacy]\ntype = \"xray\"\ninputs = [\"otlp\"]\n";
+    let agent = start_agent(&standin, legacy, &static_credentials());
     let now = now_nanos();
     // A span of ~300 KB (five 60 KB attributes: each is under the value limit, together over
     // the span limit), a resource of ~20 KB, a span 15 days old: each among good spans.
@@ -378,6 +380,24 @@ async fn oversize_and_out_of_range_items_are_counted_drops_not_refused_requests(
     assert_eq!(errors(&agent, "span_too_large"), 1.0);
     assert_eq!(errors(&agent, "resource_too_large"), 10.0);
     assert_eq!(errors(&agent, "time_out_of_range"), 1.0);
+
+    // The legacy sink dropped all 32 spans, and its warning names the sink that takes them.
+    let counted = wait_until(Duration::from_secs(10), || {
+        agent_counter(
+            &agent,
+            "vigil_component_errors_total",
+            r#"component="legacy",error="trace_id_not_xray""#,
+        ) == 32.0
+    });
+    assert!(counted, "{}", agent.guard.log());
+    assert!(
+        agent
+            .guard
+            .log()
+            .contains("send traces through the `aws_otlp` sink"),
+        "{}",
+        agent.guard.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,9 +451,10 @@ async fn a_refused_request_is_halved_until_the_refused_span_is_isolated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_ecs_credentials_are_used_without_restart() {
-    // Keys from the ECS container credentials endpoint live 4 s; the stand-in refuses a key
-    // once it expired, so the agent must fetch new ones as it runs.
-    let standin = AwsOtlpStandIn::start(REGION, Duration::from_secs(4));
+    // Keys from the ECS container credentials endpoint live 6 s; the stand-in refuses a key
+    // once it expired, so the agent must fetch new ones as it runs (it does at half-life, so a
+    // request has 3 s between signing and arriving).
+    let standin = AwsOtlpStandIn::start(REGION, Duration::from_secs(6));
     let env = vec![(
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_owned(),
         standin.credentials_url(),
@@ -441,8 +462,8 @@ async fn rotating_ecs_credentials_are_used_without_restart() {
     let agent = start_agent(&standin, "", &env);
     let started = Instant::now();
     let mut sent = 0usize;
-    // One request of 5 spans every 250 ms for 11 s: spans through three key lifetimes.
-    for round in 0..44u16 {
+    // One request of 5 spans every 250 ms for 15 s: spans through several key lifetimes.
+    for round in 0..60u16 {
         let now = now_nanos();
         let spans = (0..5)
             .map(|i| span(7, round * 5 + i, now - 1_000_000, vec![]))
@@ -497,6 +518,19 @@ fn bad_configs_are_refused_naming_the_sink_and_key() {
         stderr.contains("sinks.aws.endpoint") && stderr.contains("allow_insecure_http"),
         "{stderr}"
     );
+
+    // A log group without its stream.
+    let text = config(dir.path(), &standin, free_port(), free_port(), "")
+        .replace("log_stream = \"otel\"\n", "");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil-agent"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("sinks.aws.log_stream"), "{stderr}");
 
     // No region anywhere: the agent does not start, and says which sink needs one.
     let path = dir.path().join("agent-ok.toml");
