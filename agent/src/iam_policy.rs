@@ -36,7 +36,7 @@ impl Default for Scope {
 /// A config none of whose sinks calls AWS needs no policy.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "no sink in this config calls AWS (cloudwatch_logs, cloudwatch_metrics, xray, newrelic with ssm_parameter): no policy needed"
+    "no sink in this config calls AWS (cloudwatch_logs, cloudwatch_metrics, xray, aws_otlp, newrelic with ssm_parameter): no policy needed"
 )]
 pub struct NothingToAllow;
 
@@ -74,6 +74,14 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
             SinkConfig::NewRelic(c) => {
                 if let Some(name) = &c.license_key.ssm_parameter {
                     parameters.insert(parameter_arn(name, scope));
+                }
+            }
+            // The X-Ray OTLP endpoint is authorised as xray:PutTraceSegments; the Logs one as
+            // PutLogEvents into the named group (which must exist: it is not created).
+            SinkConfig::AwsOtlp(c) => {
+                xray = true;
+                if let Some(g) = &c.log_group {
+                    groups.insert(g.clone());
                 }
             }
             SinkConfig::Console(_) => {}

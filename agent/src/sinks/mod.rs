@@ -1,6 +1,7 @@
 //! Sinks: where events leave the agent. Each sink owns its input queue and acknowledges every
 //! batch once it is delivered, so sources can advance their checkpoints.
 
+pub mod aws_otlp;
 pub mod cloudwatch_logs;
 pub mod cloudwatch_metrics;
 pub mod console;
@@ -23,6 +24,7 @@ pub enum SinkConfig {
     CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsConfig),
     XRay(xray::XRayConfig),
     NewRelic(newrelic::NewRelicConfig),
+    AwsOtlp(aws_otlp::AwsOtlpConfig),
 }
 
 impl SinkConfig {
@@ -32,6 +34,7 @@ impl SinkConfig {
         "cloudwatch_metrics",
         "xray",
         "newrelic",
+        "aws_otlp",
     ];
 
     pub(crate) fn parse(
@@ -67,6 +70,11 @@ impl SinkConfig {
                 c.validate(path, errs);
                 Some(Self::NewRelic(c))
             }
+            "aws_otlp" => {
+                let c: aws_otlp::AwsOtlpConfig = errs.deserialize(path, table.into())?;
+                c.validate(path, errs);
+                Some(Self::AwsOtlp(c))
+            }
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
                 None
@@ -83,7 +91,8 @@ impl SinkConfig {
             Self::CloudWatchLogs(_)
             | Self::CloudWatchMetrics(_)
             | Self::XRay(_)
-            | Self::NewRelic(_) => crate::buffer::BufferKind::Disk,
+            | Self::NewRelic(_)
+            | Self::AwsOtlp(_) => crate::buffer::BufferKind::Disk,
             Self::Console(_) => crate::buffer::BufferKind::Memory,
         }
     }
@@ -102,6 +111,7 @@ impl SinkConfig {
             ),
             Self::XRay(c) => Sink::XRay(xray::XRaySink::new(name, c, stats).await),
             Self::NewRelic(c) => Sink::NewRelic(newrelic::NewRelicSink::new(name, c, stats).await?),
+            Self::AwsOtlp(c) => Sink::AwsOtlp(aws_otlp::AwsOtlpSink::new(name, c, stats).await?),
         })
     }
 }
@@ -113,6 +123,7 @@ pub enum Sink {
     CloudWatchMetrics(cloudwatch_metrics::CloudWatchMetricsSink),
     XRay(xray::XRaySink),
     NewRelic(newrelic::NewRelicSink),
+    AwsOtlp(aws_otlp::AwsOtlpSink),
 }
 
 impl Sink {
@@ -125,6 +136,7 @@ impl Sink {
             Self::CloudWatchMetrics(s) => s.run(rx).await,
             Self::XRay(s) => s.run(rx).await,
             Self::NewRelic(s) => s.run(rx).await,
+            Self::AwsOtlp(s) => s.run(rx).await,
         }
     }
 }

@@ -171,7 +171,7 @@ impl Service {
 
 /// Rejected items and the message of an OTLP partial-success answer (none when the body is
 /// empty or not an OTLP response).
-fn partial_success(path: &str, body: &[u8]) -> (u64, String) {
+pub(crate) fn partial_success(path: &str, body: &[u8]) -> (u64, String) {
     let found = match path {
         "/v1/traces" => ExportTraceServiceResponse::decode(body)
             .ok()
@@ -190,7 +190,7 @@ fn partial_success(path: &str, body: &[u8]) -> (u64, String) {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(secs) = v.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }

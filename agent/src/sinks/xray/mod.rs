@@ -14,6 +14,7 @@ mod service;
 pub use config::XRayConfig;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
@@ -31,6 +32,8 @@ pub struct XRaySink {
     config: XRayConfig,
     service: Arc<Service>,
     stats: Stats,
+    /// Spans dropped as `trace_id_not_xray` (the warning is logged at powers of two).
+    not_xray: AtomicU64,
 }
 
 impl XRaySink {
@@ -40,6 +43,7 @@ impl XRaySink {
             config,
             service,
             stats,
+            not_xray: AtomicU64::new(0),
         }
     }
 
@@ -120,6 +124,15 @@ impl XRaySink {
             if epoch < now - MAX_TRACE_AGE_SECS || epoch > now + MAX_TRACE_SKEW_SECS {
                 self.stats.count(Outcome::Rejected, 1);
                 self.stats.error("trace_id_not_xray");
+                let n = self.not_xray.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() || n == 0 {
+                    tracing::warn!(
+                        dropped = n + 1,
+                        "span dropped: its trace id is not X-Ray-compatible (default OpenTelemetry \
+                         SDKs make random W3C ids, which PutTraceSegments refuses); send traces \
+                         through the `aws_otlp` sink (X-Ray's OTLP endpoint takes any trace id)"
+                    );
+                }
                 return None;
             }
         }

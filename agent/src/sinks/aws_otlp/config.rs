@@ -1,0 +1,164 @@
+//! `[sinks.NAME]` with `type = "aws_otlp"`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::{Errors, KeyPath};
+
+/// X-Ray's published OTLP limits (traces).
+pub const MAX_TRACE_REQUEST_BYTES: usize = 5_000_000;
+pub const MAX_TRACE_REQUEST_SPANS: usize = 10_000;
+pub const MAX_SPAN_BYTES: usize = 200 * 1024;
+pub const MAX_RESOURCE_SCOPE_BYTES: usize = 16 * 1024;
+/// CloudWatch Logs' OTLP limits (the same as PutLogEvents: 1 MiB and 10,000 events).
+pub const MAX_LOG_REQUEST_BYTES: usize = 1_048_576;
+pub const MAX_LOG_REQUEST_RECORDS: usize = 10_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsOtlpConfig {
+    /// Overrides both endpoints (`https://xray.<region>.amazonaws.com` and
+    /// `https://logs.<region>.amazonaws.com`; `/v1/traces` and `/v1/logs` are appended). For
+    /// local stand-ins and VPC endpoints.
+    pub endpoint: Option<String>,
+    /// Allows an `http://` endpoint (requests are still signed, but travel in clear): for local
+    /// stand-ins only.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// CloudWatch Logs group and stream for OTLP logs (`x-aws-log-group`, `x-aws-log-stream`);
+    /// without them this sink takes spans only and counts logs as `unsupported_signal`.
+    pub log_group: Option<String>,
+    pub log_stream: Option<String>,
+    /// Resource attributes added to every payload when the event's resource lacks them
+    /// (`service.name`, `deployment.environment`, ...). `cloud.provider` and `cloud.region` are
+    /// always added when missing.
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Most spans / log records in one request (X-Ray takes at most 10,000 spans).
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// How long items may wait for a fuller request.
+    #[serde(default = "default_batch_timeout_ms")]
+    pub batch_timeout_ms: u64,
+    /// Requests in flight at once; beyond that the sink stops taking input (backpressure).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Cap of the exponential backoff between retries (a `Retry-After` is honoured up to this).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_batch_max_events() -> usize {
+    MAX_TRACE_REQUEST_SPANS
+}
+fn default_batch_timeout_ms() -> u64 {
+    1_000
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+fn default_request_timeout_ms() -> u64 {
+    15_000
+}
+
+/// Which AWS service a request goes to: the host and the SigV4 service name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    /// The SigV4 signing name (and the endpoint's host prefix).
+    pub fn service(self) -> &'static str {
+        match self {
+            Signal::Traces => "xray",
+            Signal::Logs => "logs",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Logs => "/v1/logs",
+        }
+    }
+}
+
+impl AwsOtlpConfig {
+    /// The URL a signal is sent to in `region`.
+    pub fn url(&self, signal: Signal, region: &str) -> String {
+        let base = match &self.endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("https://{}.{region}.amazonaws.com", signal.service()),
+        };
+        format!("{base}{}", signal.path())
+    }
+
+    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+        if let Some(e) = &self.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                errs.push(&path.key("endpoint"), "must start with http:// or https://");
+            } else if e.starts_with("http://") && !self.allow_insecure_http {
+                errs.push(
+                    &path.key("endpoint"),
+                    "http:// would send the data and the signed requests in clear: use \
+                     https://, or set allow_insecure_http = true for a local stand-in",
+                );
+            }
+        }
+        match (&self.log_group, &self.log_stream) {
+            (Some(_), None) => errs.push(
+                &path.key("log_stream"),
+                "log_group is set, so log_stream is needed too",
+            ),
+            (None, Some(_)) => errs.push(
+                &path.key("log_group"),
+                "log_stream is set, so log_group is needed too",
+            ),
+            _ => {}
+        }
+        for (key, v) in [
+            ("log_group", &self.log_group),
+            ("log_stream", &self.log_stream),
+        ] {
+            if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > 512) {
+                errs.push(&path.key(key), "must be 1 to 512 characters");
+            }
+        }
+        for (key, v, lo, hi) in [
+            (
+                "batch_max_events",
+                self.batch_max_events,
+                1,
+                MAX_TRACE_REQUEST_SPANS,
+            ),
+            ("concurrency", self.concurrency, 1, 256),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
+            }
+        }
+        for (key, v) in [
+            ("batch_timeout_ms", self.batch_timeout_ms),
+            ("max_backoff_ms", self.max_backoff_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            if v == 0 {
+                errs.push(&path.key(key), "must be greater than 0");
+            }
+        }
+        if self.resource_attributes.keys().any(|k| k.is_empty()) {
+            errs.push(
+                &path.key("resource_attributes"),
+                "attribute names must not be empty",
+            );
+        }
+    }
+}
