@@ -48,6 +48,10 @@ pub struct CloudWatchLogsConfig {
     /// Cap of the exponential backoff between retries.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// Most streams (each with a worker) that event data may open; events for further streams
+    /// go to the overflow stream (`overflow.rs`).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
     /// Timeout of one API call.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -88,6 +92,9 @@ fn default_concurrency() -> usize {
 }
 fn default_stream_queue_requests() -> usize {
     8
+}
+fn default_max_streams() -> usize {
+    1_000
 }
 fn default_max_backoff_ms() -> u64 {
     30_000
@@ -134,6 +141,7 @@ impl CloudWatchLogsConfig {
             ("max_event_bytes", self.max_event_bytes, 64, MAX_EVENT_BYTES),
             ("concurrency", self.concurrency, 1, 256),
             ("stream_queue_requests", self.stream_queue_requests, 1, 1024),
+            ("max_streams", self.max_streams, 1, 100_000),
         ];
         for (key, v, lo, hi) in ranges {
             if !(lo..=hi).contains(&v) {
