@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS};
-use super::template::Template;
+use super::template::{Template, group_char, stream_char};
 use crate::config::{Errors, KeyPath};
 use crate::sinks::encoding::Encoding;
 
@@ -111,11 +111,11 @@ const RETENTION_DAYS: &[i32] = &[
 
 impl CloudWatchLogsConfig {
     pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
-        for (key, t) in [
-            ("log_group", &self.log_group),
-            ("log_stream", &self.log_stream),
+        for (key, t, valid) in [
+            ("log_group", &self.log_group, group_char as fn(char) -> bool),
+            ("log_stream", &self.log_stream, stream_char),
         ] {
-            if let Err(e) = Template::parse(t) {
+            if let Err(e) = Template::parse_name(t, valid) {
                 errs.push(&path.key(key), format!("invalid template: {e}"));
             }
         }
