@@ -1,13 +1,13 @@
 #![no_main]
 // The watchdog is a binary crate: its spec loader (spec/ and notify/config.rs, which need only
 // serde, yaml_serde and jiff) is compiled into this target from its sources.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 #[path = "../../watchdog/src/spec/mod.rs"]
 mod spec;
 
 #[path = "../../watchdog/src/notify/config.rs"]
-mod notify_config;
+pub mod notify_config;
 
 /// Where the spec module looks for its receivers' settings (`crate::notify::config`).
 mod notify {
