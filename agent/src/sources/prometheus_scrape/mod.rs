@@ -163,6 +163,8 @@ impl PrometheusScrape {
     pub async fn run(self, out: SourceOutput, stop: CancellationToken) {
         let this = Arc::new(self);
         let out = Arc::new(out);
+        // Our own token: a loop that ends (pipeline closed) stops its siblings, not the agent.
+        let stop = stop.child_token();
         let mut loops = JoinSet::new();
         for i in 0..this.targets.len() {
             loops.spawn(Arc::clone(&this).scrape_loop(i, Arc::clone(&out), stop.clone()));
