@@ -6,6 +6,9 @@ pub mod api;
 pub mod buffer;
 pub mod config;
 pub mod event;
+/// Fuzz entries, run by `fuzz/` (libFuzzer) and by the unit tests (seeded).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod iam_policy;
 pub mod otlp;
 pub mod pipeline;

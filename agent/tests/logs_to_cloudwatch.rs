@@ -488,6 +488,107 @@ batch_timeout_ms = 100
     stop(&mut agent);
 }
 
+/// Stream names come from the data: with `max_streams = 5`, 40 request ids in one group open
+/// 5 streams and the other 35 lines go to that group's `vigil-overflow` stream; 5 lines for a
+/// group that has no stream open do not create it and go to the first group's overflow stream.
+/// Every line arrives; the overflow is counted and logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_beyond_max_streams_go_to_the_overflow_stream() {
+    let moto = Moto::start();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto.sdk_config().await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for i in 0..45 {
+        let group = if i < 40 { "a" } else { "b" };
+        lines.push_str(&format!(
+            "{{\"grp\":\"{group}\",\"req\":\"r{i}\",\"msg\":\"line {i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("app.log"), lines).unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+data_dir = "{dir}/data"
+[sources.app]
+type = "file"
+include = ["{dir}/*.log"]
+poll_interval_ms = 50
+[processors.parse]
+type = "json_parse"
+inputs = ["app"]
+[sinks.cloudwatch]
+type = "cloudwatch_logs"
+inputs = ["parse"]
+log_group = "/shop/overflow-{{grp}}"
+log_stream = "{{req}}"
+max_streams = 5
+batch_timeout_ms = 100
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut agent = start_agent(&moto, &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = vigil_test_support::log_group_messages(&logs, "/shop/overflow-a").await;
+        if got.len() >= 45 || Instant::now() > deadline || !agent.is_running() {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(got.len(), 45, "{}", agent.log());
+    let streams = logs
+        .describe_log_streams()
+        .log_group_name("/shop/overflow-a")
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = streams
+        .log_streams()
+        .iter()
+        .filter_map(|s| s.log_stream_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["r0", "r1", "r2", "r3", "r4", "vigil-overflow"]);
+    let overflow = logs
+        .get_log_events()
+        .log_group_name("/shop/overflow-a")
+        .log_stream_name("vigil-overflow")
+        .start_from_head(true)
+        .send()
+        .await
+        .unwrap();
+    let texts: Vec<&str> = overflow
+        .events()
+        .iter()
+        .filter_map(|e| e.message())
+        .collect();
+    assert_eq!(texts.len(), 40);
+    assert!(
+        texts[0].contains("line 5") && texts[39].contains("line 44"),
+        "{texts:?}"
+    );
+    // The second group was never created.
+    let groups = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/shop/overflow-b")
+        .send()
+        .await
+        .unwrap();
+    assert!(groups.log_groups().is_empty(), "{groups:?}");
+    stop(&mut agent);
+    let log = agent.log();
+    assert_eq!(log.matches("max_streams streams open").count(), 1, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("error=stream_overflow") && l.contains("value=40")),
+        "overflow not counted:\n{log}"
+    );
+}
+
 #[test]
 fn an_invalid_config_is_refused_with_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -471,3 +471,94 @@ path = "{out}"
         .count();
     assert_eq!(hung_lines, 1, "{log}");
 }
+
+/// Each target runs its own loop: a target that answers slowly, and one that never answers and
+/// times out, each on a longer interval of its own, do not hold back a fast target's 1 s ticks.
+#[test]
+fn a_slow_target_does_not_delay_the_others_ticks() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let fast = serve(answer(Arc::new(b"fast_metric 1\n".to_vec())));
+    // Answers after 1.5 s (within its 2.5 s timeout).
+    let slow = serve(|mut s| {
+        read_request(&mut s);
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nslow_metric 1\n");
+    });
+    // Never answers: every scrape of it times out.
+    let hung = serve(|mut s| {
+        read_request(&mut s);
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let url = |p: u16| format!("http://127.0.0.1:{p}/metrics");
+    let out = dir.path().join("out.jsonl");
+    let mut agent = agent(
+        dir.path(),
+        &format!(
+            r#"
+data_dir = "{d}/data"
+[sources.apps]
+type = "prometheus_scrape"
+interval_ms = 1000
+timeout_ms = 900
+[[sources.apps.targets]]
+url = "{fast}"
+[[sources.apps.targets]]
+url = "{slow}"
+interval_ms = 3000
+timeout_ms = 2500
+[[sources.apps.targets]]
+url = "{hung}"
+interval_ms = 3000
+timeout_ms = 2900
+[sinks.out]
+type = "console"
+inputs = ["apps"]
+path = "{out}"
+"#,
+            d = dir.path().display(),
+            out = out.display(),
+            fast = url(fast),
+            slow = url(slow),
+            hung = url(hung),
+        ),
+    );
+    let count = |name: &str| named(&metrics(&out), name).len();
+    assert!(
+        wait_until(Duration::from_secs(30), || count("fast_metric") >= 9
+            && count("slow_metric") >= 2),
+        "fast: {}, slow: {}",
+        count("fast_metric"),
+        count("slow_metric")
+    );
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit(Duration::from_secs(10)).is_some());
+    let log = agent.log();
+
+    // The fast target's scrape times (its samples carry none, so they get the scrape time) keep
+    // its own 1 s schedule: no gap near the slow targets' 1.5 s answer or 2.9 s timeout.
+    let all = metrics(&out);
+    let times: Vec<i64> = named(&all, "fast_metric")
+        .iter()
+        .map(|m| m["timestamp_ms"].as_i64().unwrap())
+        .collect();
+    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| (700..=1300).contains(g)),
+        "the fast target's ticks were held up: gaps {gaps:?} ms"
+    );
+    // The hung target timed out (counted and logged) all the while.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("vigil_scrape_failures_total")
+                && l.contains("reason=timeout")
+                && l.contains(&format!("target={}", url(hung)))),
+        "no timeout counted for the hung target:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("vigil_scrape_failures_total")
+                && (l.contains(&url(fast)) || l.contains(&url(slow)))),
+        "the fast or the slow target failed:\n{log}"
+    );
+}

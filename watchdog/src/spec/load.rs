@@ -99,12 +99,29 @@ pub fn load(dir: &Path) -> Result<Spec, SpecErrors> {
         )]));
     }
 
+    let texts = files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).map_err(|e| e.to_string());
+            (file, text)
+        })
+        .collect();
+    load_texts(dir, texts)
+}
+
+/// Validates spec files already read (or the reason each could not be), in order; `dir` names
+/// the spec in messages that belong to no file. Separate from the reading so that the spec
+/// fuzz target can drive it without a file system.
+pub fn load_texts(
+    dir: &Path,
+    files: Vec<(PathBuf, Result<String, String>)>,
+) -> Result<Spec, SpecErrors> {
     let mut errors = Vec::new();
     let mut spec = Spec::default();
     let mut settings_from: Option<PathBuf> = None;
-    for file in &files {
-        let parsed = match std::fs::read_to_string(file) {
-            Ok(text) => parse_file(file, &text),
+    for (file, text) in &files {
+        let parsed = match text {
+            Ok(text) => parse_file(file, text),
             Err(e) => Err(plain_error(file, "", format!("cannot read: {e}"))),
         };
         let parsed = match parsed {

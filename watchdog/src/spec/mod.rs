@@ -4,6 +4,9 @@
 
 mod deploy;
 mod duration;
+/// The spec loader's fuzz entry (`fuzz/`, and the unit tests run it seeded).
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod infrastructure;
 mod load;
 

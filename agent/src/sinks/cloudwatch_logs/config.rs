@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS};
-use super::template::Template;
+use super::template::{Template, group_char, stream_char};
 use crate::config::{Errors, KeyPath};
 use crate::sinks::encoding::Encoding;
 
@@ -48,6 +48,10 @@ pub struct CloudWatchLogsConfig {
     /// Cap of the exponential backoff between retries.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// Most streams (each with a worker) that event data may open; events for further streams
+    /// go to the overflow stream (`overflow.rs`).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
     /// Timeout of one API call.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -89,6 +93,9 @@ fn default_concurrency() -> usize {
 fn default_stream_queue_requests() -> usize {
     8
 }
+fn default_max_streams() -> usize {
+    1_000
+}
 fn default_max_backoff_ms() -> u64 {
     30_000
 }
@@ -104,11 +111,11 @@ const RETENTION_DAYS: &[i32] = &[
 
 impl CloudWatchLogsConfig {
     pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
-        for (key, t) in [
-            ("log_group", &self.log_group),
-            ("log_stream", &self.log_stream),
+        for (key, t, valid) in [
+            ("log_group", &self.log_group, group_char as fn(char) -> bool),
+            ("log_stream", &self.log_stream, stream_char),
         ] {
-            if let Err(e) = Template::parse(t) {
+            if let Err(e) = Template::parse_name(t, valid) {
                 errs.push(&path.key(key), format!("invalid template: {e}"));
             }
         }
@@ -134,6 +141,7 @@ impl CloudWatchLogsConfig {
             ("max_event_bytes", self.max_event_bytes, 64, MAX_EVENT_BYTES),
             ("concurrency", self.concurrency, 1, 256),
             ("stream_queue_requests", self.stream_queue_requests, 1, 1024),
+            ("max_streams", self.max_streams, 1, 100_000),
         ];
         for (key, v, lo, hi) in ranges {
             if !(lo..=hi).contains(&v) {

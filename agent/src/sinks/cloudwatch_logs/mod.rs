@@ -5,15 +5,18 @@
 //! one worker per stream ([`service`]), which sends them in order and retries until they are
 //! accepted. Streams are independent: one that is throttled or failing queues up to
 //! `stream_queue_requests` requests while the others go on; only beyond that does the sink stop
-//! taking new data, which slows the sources rather than growing memory.
+//! taking new data, which slows the sources rather than growing memory. At most `max_streams`
+//! streams (and workers) are opened by event data; see [`overflow`].
 
 mod config;
+mod overflow;
 mod request;
 mod resume;
 mod service;
 pub(crate) mod template;
 
 pub use config::{CloudWatchLogsConfig, OutOfRange};
+pub use overflow::OVERFLOW_STREAM;
 pub use request::{Limits, Pending, Request};
 
 use std::collections::{HashMap, VecDeque};
@@ -65,6 +68,7 @@ impl CloudWatchLogsSink {
         };
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
         let mut streams: HashMap<StreamId, StreamState> = HashMap::new();
+        let mut limit = overflow::StreamLimit::new(self.config.max_streams);
         let mut workers = tokio::task::JoinSet::new();
         let mut tick = tokio::time::interval(Duration::from_millis(100).min(timeout));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -84,7 +88,11 @@ impl CloudWatchLogsSink {
                             self.stats.error("unsupported_signal");
                             continue;
                         };
-                        let id = self.route(log);
+                        let id = limit.place(
+                            self.route(log),
+                            |id| streams.contains_key(id) || by_stream.contains_key(id),
+                            &self.stats,
+                        );
                         let mut message = String::with_capacity(log.message.len() + 16);
                         self.config.encoding.encode(log, &mut message);
                         if crate::text::truncate_bytes(&mut message, self.config.max_event_bytes) {

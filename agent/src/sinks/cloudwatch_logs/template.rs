@@ -48,6 +48,34 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// Parses a group or stream name template whose literal text CloudWatch accepts in such a
+    /// name (`valid`): a `:` in a stream template would be refused on every send.
+    pub fn parse_name(s: &str, valid: fn(char) -> bool) -> Result<Self, String> {
+        let t = Self::parse(s)?;
+        for part in &t.parts {
+            if let Part::Literal(l) = part
+                && let Some(c) = l.chars().find(|c| !valid(*c))
+            {
+                return Err(format!(
+                    "`{}` is not allowed in this name (in `{s}`)",
+                    c.escape_debug()
+                ));
+            }
+        }
+        Ok(t)
+    }
+
+    /// The field names, in order (each alternative).
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.parts
+            .iter()
+            .flat_map(|p| match p {
+                Part::Field(names) => names.as_slice(),
+                Part::Literal(_) => &[],
+            })
+            .map(String::as_str)
+    }
+
     /// The template as an IAM resource pattern: every field becomes `*` (any value).
     pub fn wildcard(&self) -> String {
         let mut out = String::new();
@@ -61,8 +89,8 @@ impl Template {
         out
     }
 
-    /// Renders with `lookup`; a field with no value present becomes `unknown` and is reported
-    /// through `missing`.
+    /// Renders with `lookup`; a field with no value present (or only an empty one, which would
+    /// make an empty name) becomes `unknown` and is reported through `missing`.
     pub fn render(
         &self,
         lookup: impl Fn(&str) -> Option<String>,
@@ -73,7 +101,10 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Literal(l) => out.push_str(l),
-                Part::Field(names) => match names.iter().find_map(|n| lookup(n)) {
+                Part::Field(names) => match names
+                    .iter()
+                    .find_map(|n| lookup(n).filter(|v| !v.is_empty()))
+                {
                     Some(v) => out.extend(v.chars().map(|c| if valid(c) { c } else { '_' })),
                     None => {
                         *missing = true;
@@ -124,6 +155,22 @@ mod tests {
         assert!(missing);
         assert!(Template::parse("/a/{b").is_err());
         assert!(Template::parse("/a/{}").is_err());
+    }
+
+    /// Caught by the name_templates fuzz target: an empty field value made an empty stream
+    /// name, and literal text CloudWatch refuses (`:` in a stream, a space in a group) passed
+    /// validation, so every send would fail.
+    #[test]
+    fn empty_values_count_as_missing_and_invalid_literals_are_refused() {
+        let t = Template::parse_name("{a|b}", stream_char).unwrap();
+        let mut missing = false;
+        let look = |k: &str| (k == "a").then(String::new);
+        assert_eq!(t.render(look, stream_char, &mut missing), "unknown");
+        assert!(missing);
+        let err = Template::parse_name("app:{host}", stream_char).unwrap_err();
+        assert!(err.contains("`:`"), "{err}");
+        assert!(Template::parse_name("/shop logs/{env}", group_char).is_err());
+        assert!(Template::parse_name("/shop/{env}", group_char).is_ok());
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl DeltaConverter {
     pub fn convert(&mut self, mut e: MetricEvent) -> Converted {
         if self.series.len() >= MAX_SERIES {
             let now = e.timestamp_ms;
-            self.series.retain(|_, s| now - s.time_ms < STALE_MS);
+            self.series
+                .retain(|_, s| now.saturating_sub(s.time_ms) < STALE_MS);
             if self.series.len() >= MAX_SERIES {
                 self.series.clear();
             }

@@ -10,7 +10,7 @@
 //! acknowledged once every request carrying its events was answered for good by New Relic.
 
 mod config;
-mod delta;
+pub(crate) mod delta;
 mod entity;
 mod secret;
 pub(crate) mod service;

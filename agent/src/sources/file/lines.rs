@@ -23,6 +23,9 @@ pub struct LineSplitter {
     mode: OversizedLines,
     /// In the middle of dropping the tail of a truncated line.
     discarding: bool,
+    /// Split mode: pieces of the current line were emitted already, so its last piece is one
+    /// of a cut line too, however the reads fell.
+    cutting: bool,
 }
 
 impl LineSplitter {
@@ -31,12 +34,14 @@ impl LineSplitter {
             max,
             mode,
             discarding: false,
+            cutting: false,
         }
     }
 
     /// Forget any half-dropped line (the file was truncated or reopened).
     pub fn reset(&mut self) {
         self.discarding = false;
+        self.cutting = false;
     }
 
     /// Emits every complete piece of `buf` (which starts at file offset `base`) and returns how
@@ -80,7 +85,7 @@ impl LineSplitter {
                         emit(Piece::Line {
                             bytes: line,
                             end,
-                            oversized: false,
+                            oversized: self.cutting,
                         });
                     } else {
                         match self.mode {
@@ -108,8 +113,13 @@ impl LineSplitter {
                         }
                     }
                     pos += nl + 1;
+                    self.cutting = false;
                 }
-                None if rest.len() > self.max => {
+                // A line of exactly `max` bytes whose `\r` came without its `\n` yet is not
+                // over the limit: wait for the next byte rather than cut it.
+                None if rest.len() > self.max
+                    && !(rest.len() == self.max + 1 && rest[self.max] == b'\r') =>
+                {
                     // A line longer than the limit with no end in sight: deal with its head now
                     // so the buffer stays bounded.
                     let end = base + (pos + self.max) as u64;
@@ -119,8 +129,9 @@ impl LineSplitter {
                         oversized: true,
                     });
                     pos += self.max;
-                    if self.mode == OversizedLines::Truncate {
-                        self.discarding = true;
+                    match self.mode {
+                        OversizedLines::Truncate => self.discarding = true,
+                        OversizedLines::Split => self.cutting = true,
                     }
                 }
                 None => break,
@@ -145,6 +156,38 @@ mod tests {
             Piece::Skipped { end } => out.push(("<skip>".into(), end, false)),
         });
         (out, used)
+    }
+
+    /// Caught by the line_splitter fuzz target (whole vs. piecewise reads): a line of exactly the limit whose `\r\n` was
+    /// split between two reads was cut (flagged oversized) and, in split mode, followed by an
+    /// extra empty line.
+    #[test]
+    fn a_line_of_exactly_the_limit_is_whole_when_its_crlf_falls_between_reads() {
+        for mode in [OversizedLines::Truncate, OversizedLines::Split] {
+            let mut s = LineSplitter::new(4, mode);
+            let (out, used) = lines(&mut s, b"abcd\r", 0);
+            assert_eq!((out, used), (vec![], 0), "{mode:?}");
+            let (out, used) = lines(&mut s, b"abcd\r\nx\n", 0);
+            assert_eq!(
+                out,
+                vec![("abcd".into(), 6, false), ("x".into(), 8, false)],
+                "{mode:?}"
+            );
+            assert_eq!(used, 8);
+        }
+    }
+
+    /// Caught by the line_splitter fuzz target (whole vs. piecewise reads): in split mode the last piece of a long line was
+    /// flagged (and counted) as cut or not depending on where a read ended.
+    #[test]
+    fn every_piece_of_a_split_line_is_flagged_however_the_reads_fall() {
+        let mut s = LineSplitter::new(4, OversizedLines::Split);
+        let (out, used) = lines(&mut s, b"abcdef", 0);
+        assert_eq!(out, vec![("abcd".into(), 4, true)]);
+        assert_eq!(used, 4);
+        let (out, used) = lines(&mut s, b"ef\nok\n", 4);
+        assert_eq!(out, vec![("ef".into(), 7, true), ("ok".into(), 10, false)]);
+        assert_eq!(used, 6);
     }
 
     #[test]

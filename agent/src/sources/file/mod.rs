@@ -14,8 +14,8 @@
 //! Reading runs on a blocking thread: file I/O is blocking anyway, and a full downstream queue
 //! simply blocks the thread, which is the backpressure we want.
 
-mod checkpoint;
-mod config;
+pub(crate) mod checkpoint;
+pub(crate) mod config;
 mod fingerprint;
 pub mod lines;
 mod multiline;

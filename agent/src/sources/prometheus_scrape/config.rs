@@ -40,6 +40,10 @@ pub struct TargetConfig {
     pub max_series: Option<usize>,
     /// Overrides the source's `max_body_bytes`.
     pub max_body_bytes: Option<usize>,
+    /// Overrides the source's `interval_ms`: each target runs on its own schedule.
+    pub interval_ms: Option<u64>,
+    /// Overrides the source's `timeout_ms`; at most this target's interval.
+    pub timeout_ms: Option<u64>,
 }
 
 fn default_interval_ms() -> u64 {
@@ -103,6 +107,31 @@ impl PrometheusScrapeConfig {
                         "invalid label name ([a-zA-Z_][a-zA-Z0-9_]*)",
                     );
                 }
+            }
+            let interval_ms = t.interval_ms.unwrap_or(self.interval_ms);
+            if t.interval_ms.is_some_and(|ms| ms < 1_000) {
+                errs.push(&at.key("interval_ms"), "must be at least 1000 (1 s)");
+            }
+            if let Some(timeout_ms) = t.timeout_ms
+                && (timeout_ms == 0 || timeout_ms > interval_ms)
+            {
+                errs.push(
+                    &at.key("timeout_ms"),
+                    format!(
+                        "must be greater than 0 and at most this target's interval_ms ({interval_ms})"
+                    ),
+                );
+            } else if t.timeout_ms.is_none()
+                && t.interval_ms.is_some()
+                && self.timeout_ms > interval_ms
+            {
+                errs.push(
+                    &at.key("interval_ms"),
+                    format!(
+                        "is shorter than the source's timeout_ms ({}): set this target's timeout_ms too",
+                        self.timeout_ms
+                    ),
+                );
             }
             if t.max_series == Some(0) {
                 errs.push(&at.key("max_series"), "must be greater than 0");

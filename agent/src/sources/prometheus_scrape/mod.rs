@@ -7,7 +7,8 @@
 //! error, too big, too many series, bad syntax) sends nothing for that target — the body is
 //! parsed whole before anything is sent — marks it down (`vigil_scrape_target_up` = 0), counts
 //! `vigil_scrape_failures_total{reason}` and logs at most once a minute per target. The other
-//! targets are scraped concurrently and are not held up.
+//! targets are scraped concurrently, each by its own loop on its own interval (which a target may
+//! override, with its timeout), so a slow target never delays another's tick.
 //!
 //! The parser is our own (`parse.rs`); ARCHITECTURE.md says why.
 
@@ -89,11 +90,14 @@ struct Target {
     /// The URL without `user:password@`: what metrics labels and logs show.
     label: String,
     tags: Tags,
+    interval: Duration,
+    timeout: Duration,
     max_series: usize,
     max_body_bytes: usize,
 }
 
 /// What one target's state is between scrapes.
+#[derive(Default)]
 struct TargetState {
     up: Option<bool>,
     last_log: Option<Instant>,
@@ -103,8 +107,6 @@ struct TargetState {
 
 pub struct PrometheusScrape {
     name: String,
-    interval: Duration,
-    timeout: Duration,
     targets: Vec<Arc<Target>>,
     client: reqwest::Client,
     stats: Stats,
@@ -141,6 +143,8 @@ impl PrometheusScrape {
                     url: t.url.clone(),
                     label: shown.to_string(),
                     tags,
+                    interval: Duration::from_millis(t.interval_ms.unwrap_or(config.interval_ms)),
+                    timeout: Duration::from_millis(t.timeout_ms.unwrap_or(config.timeout_ms)),
                     max_series: t.max_series.unwrap_or(config.max_series),
                     max_body_bytes: t.max_body_bytes.unwrap_or(config.max_body_bytes),
                 }))
@@ -148,25 +152,38 @@ impl PrometheusScrape {
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             name: name.to_owned(),
-            interval: Duration::from_millis(config.interval_ms),
-            timeout: Duration::from_millis(config.timeout_ms),
             targets,
             client,
             stats: Stats::new(name),
         })
     }
 
+    /// One loop per target, each on its own schedule: a slow or hung target delays only its
+    /// own next scrape, never another target's tick.
     pub async fn run(self, out: SourceOutput, stop: CancellationToken) {
-        let mut states: Vec<TargetState> = self
-            .targets
-            .iter()
-            .map(|_| TargetState {
-                up: None,
-                last_log: None,
-                start_ms: None,
-            })
-            .collect();
-        let mut ticker = tokio::time::interval(self.interval);
+        let this = Arc::new(self);
+        let out = Arc::new(out);
+        // Our own token: a loop that ends (pipeline closed) stops its siblings, not the agent.
+        let stop = stop.child_token();
+        let mut loops = JoinSet::new();
+        for i in 0..this.targets.len() {
+            loops.spawn(Arc::clone(&this).scrape_loop(i, Arc::clone(&out), stop.clone()));
+        }
+        // A loop ends on stop or when the pipeline is closed; either way the source is done.
+        let _ = loops.join_next().await;
+        stop.cancel();
+        while loops.join_next().await.is_some() {}
+    }
+
+    async fn scrape_loop(
+        self: Arc<Self>,
+        i: usize,
+        out: Arc<SourceOutput>,
+        stop: CancellationToken,
+    ) {
+        let target = &self.targets[i];
+        let mut state = TargetState::default();
+        let mut ticker = tokio::time::interval(target.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -174,43 +191,30 @@ impl PrometheusScrape {
                 _ = ticker.tick() => {}
             }
             let scrape_ms = now_ms();
-            let mut scrapes = JoinSet::new();
-            for (i, target) in self.targets.iter().enumerate() {
-                let target = Arc::clone(target);
-                let client = self.client.clone();
-                let timeout = self.timeout;
-                let start_ms = states[i].start_ms.unwrap_or(scrape_ms);
-                scrapes.spawn(async move {
-                    (
-                        i,
-                        scrape(&client, &target, timeout, scrape_ms, start_ms).await,
-                    )
-                });
-            }
-            // Send each target's events as soon as it is done: a slow target delays no other.
-            loop {
-                let done = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    done = scrapes.join_next() => done,
-                };
-                let Some(done) = done else { break };
-                let Ok((i, result)) = done else { continue };
-                match result {
-                    Ok(events) => {
-                        self.mark(&mut states[i], i, None);
-                        states[i].start_ms.get_or_insert(scrape_ms);
-                        if events.is_empty() {
-                            continue;
-                        }
-                        let events = events.into_iter().map(Event::Metric).collect();
-                        // Nobody waits on these acknowledgements: a lost scrape is replaced by
-                        // the next one.
-                        if out.send(events, Ack::none()).await.is_err() {
-                            return;
-                        }
+            let start_ms = state.start_ms.unwrap_or(scrape_ms);
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                result = scrape(&self.client, target, scrape_ms, start_ms) => result,
+            };
+            match result {
+                Ok(events) => {
+                    self.mark(&mut state, i, None);
+                    state.start_ms.get_or_insert(scrape_ms);
+                    if events.is_empty() {
+                        continue;
                     }
-                    Err((reason, message)) => self.mark(&mut states[i], i, Some((reason, message))),
+                    let events = events.into_iter().map(Event::Metric).collect();
+                    // Nobody waits on these acknowledgements: a lost scrape is replaced by the
+                    // next one.
+                    let sent = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        sent = out.send(events, Ack::none()) => sent,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
                 }
+                Err((reason, message)) => self.mark(&mut state, i, Some((reason, message))),
             }
         }
     }
@@ -248,11 +252,11 @@ impl PrometheusScrape {
 async fn scrape(
     client: &reqwest::Client,
     target: &Arc<Target>,
-    timeout: Duration,
     scrape_ms: i64,
     start_ms: i64,
 ) -> Result<Vec<MetricEvent>, (Reason, String)> {
     // The timeout covers fetching and parsing: a target answers within it, or not at all.
+    let timeout = target.timeout;
     let deadline = std::time::Instant::now() + timeout;
     let body = match tokio::time::timeout(timeout, fetch(client, target)).await {
         Ok(r) => r?,
