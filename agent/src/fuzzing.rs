@@ -146,9 +146,13 @@ pub fn disk_segment(data: &[u8]) {
         let id = 1 + written.len() as u64;
         let text = String::from_utf8_lossy(piece).into_owned();
         let origin = (i % 4 == 1).then(|| ("/var/log/fuzz.log".to_owned(), id * 10));
-        let events = vec![Event::Log(LogEvent::new(text, id as i64))];
-        let record = segment::encode(id, origin.as_ref().map(|(o, e)| (o.as_str(), *e)), &events)
-            .expect("encodable events");
+        let mut events = vec![Event::Log(LogEvent::new(text, id as i64))];
+        let record = segment::encode(
+            id,
+            origin.as_ref().map(|(o, e)| (o.as_str(), *e)),
+            &mut events,
+        )
+        .expect("encodable events");
         file_bytes.extend_from_slice(&record);
         written.push((id, origin, events, file_bytes.len() as u64));
     }
@@ -168,7 +172,7 @@ pub fn disk_segment(data: &[u8]) {
                 segment::Read::Record(r) => {
                     assert!(r.end > offset && r.end <= limit);
                     offset = r.end;
-                    let decoded = segment::decode(&r.payload);
+                    let decoded = segment::decode(&r.payload, segment::Version::V2);
                     found.push((r.id, segment::origin(&r.payload), decoded, r.end));
                 }
                 segment::Read::Damaged { resume } => {

@@ -378,7 +378,11 @@ path = "{out}"
     stop.store(true, Ordering::Relaxed);
     let written = writer.join().unwrap();
     let total: u64 = written.values().sum();
-    let caught_up = vigil_test_support::wait_until(Duration::from_secs(20), || {
+    // The writer is not throttled, so how far the agent trails it depends on how much CPU the
+    // machine leaves it (seen: 1.3 M lines behind with the load average at 10 on 2 cores).
+    // What is tested is that the local sink keeps delivering and catches up while the other
+    // sink is down, within the memory cap — not its speed (that is `scripts/bench-e2e.sh`'s).
+    let caught_up = vigil_test_support::wait_until(Duration::from_secs(120), || {
         if let Some(rss) = vm_rss(agent.pid()) {
             max_rss = max_rss.max(rss);
         }

@@ -93,7 +93,8 @@ impl DiskBuffer {
             .filter_map(|p| segment::segment_first_id(&p).map(|id| (id, p)))
             .collect();
         found.sort();
-        // A segment from another format version (or not ours at all) is set aside, not read.
+        // A segment of an unknown format version (or not ours at all) is set aside, not read;
+        // format 1 segments (resources inline) are still read.
         found.retain(|(_, path)| {
             let mut head = [0u8; 8];
             let ok = File::open(path)
@@ -101,7 +102,7 @@ impl DiskBuffer {
                     use std::os::unix::fs::FileExt;
                     f.read_exact_at(&mut head, 0)
                 })
-                .is_ok_and(|_| &head == FILE_HEADER);
+                .is_ok_and(|_| segment::Version::of_header(&head).is_some());
             if !ok {
                 stats.error("buffer_corrupt_records");
                 let aside = path.with_extension("seg.unreadable");
@@ -481,7 +482,7 @@ impl Writer {
         }
         let id = lock(&self.shared.state).next_id;
         let origin = origin.as_ref().map(|(o, e)| (o.as_str(), *e));
-        let record = match segment::encode(id, origin, &batch.events) {
+        let record = match segment::encode(id, origin, &mut batch.events) {
             Ok(r) => r,
             Err(e) => {
                 // Not expected for our own types; the batch stays with its source.
@@ -703,10 +704,10 @@ fn reader(
     let stats = &shared.stats;
     // Records up to `next - 1` need not be sent (delivered in an earlier run).
     let mut next = lock(&shared.state).delivered + 1;
-    // (first id of the segment, its file, read offset)
-    let mut current: Option<(u64, File, u64)> = None;
+    // (first id of the segment, its file, read offset, its format)
+    let mut current: Option<(u64, File, u64, segment::Version)> = None;
     loop {
-        let Some((first_id, file, offset)) = current.as_mut() else {
+        let Some((first_id, file, offset, version)) = current.as_mut() else {
             // Pick the segment holding `next`, or the first after the one just finished.
             let mut st = lock(&shared.state);
             loop {
@@ -718,9 +719,13 @@ fn reader(
                     .find(|s| s.first_id <= next)
                     .or_else(|| st.segments.front());
                 if let Some(seg) = seg {
-                    match File::open(&seg.path) {
-                        Ok(f) => {
-                            current = Some((seg.first_id, f, FILE_HEADER.len() as u64));
+                    // `open` kept only segments with a known header; ours are the current one.
+                    match File::open(&seg.path).and_then(|f| {
+                        let v = segment::read_version(&f)?.unwrap_or(segment::Version::V2);
+                        Ok((f, v))
+                    }) {
+                        Ok((f, v)) => {
+                            current = Some((seg.first_id, f, FILE_HEADER.len() as u64, v));
                             break;
                         }
                         Err(e) => {
@@ -774,7 +779,7 @@ fn reader(
                     let _ = acks.send((lost, AckStatus::Delivered));
                 }
                 next = r.id + 1;
-                let events = match segment::decode(&r.payload) {
+                let events = match segment::decode(&r.payload, *version) {
                     Ok(ev) => ev,
                     Err(e) => {
                         stats.error("buffer_corrupt_records");

@@ -1,9 +1,9 @@
 //! The on-disk format of a disk buffer: segment files of length-prefixed, checksummed records,
 //! and the two-slot file that remembers how far deliveries got.
 //!
-//! A segment file is `<first record id, 20 digits>.seg`: an 8-byte file header, then records.
-//! A record is a 24-byte header — magic, payload length, CRC32C, event count, record id — and
-//! its payload (the events, MessagePack). The CRC covers id, count and payload, so a torn write
+//! A segment file is `<first record id, 20 digits>.seg`: an 8-byte file header (the format
+//! version), then records. A record is a 24-byte header — magic, payload length, CRC32C, event
+//! count, record id — and its payload (the events, MessagePack). The CRC covers id, count and payload, so a torn write
 //! or a flipped bit anywhere in a record is caught; the magic lets a reader find the next good
 //! record after a damaged one.
 
@@ -12,9 +12,47 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::event::Event;
+use std::sync::Arc;
 
-pub const FILE_HEADER: &[u8; 8] = b"VIGBUF1\n";
+use crate::event::{Event, Resource};
+
+/// The header of segments written now (format 2: each distinct resource once per record).
+pub const FILE_HEADER: &[u8; 8] = b"VIGBUF2\n";
+/// Format 1 (every event carried its own copy of its resource): still read.
+const FILE_HEADER_V1: &[u8; 8] = b"VIGBUF1\n";
+
+/// How a segment's records encode their events (from the segment's file header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `[events]`, each event with its resource inline.
+    V1,
+    /// `[resources, resource index per event (empty when no event has one), events without
+    /// their resources]`: a resource shared by many events is stored once, and read back
+    /// shared (one `Arc`), as it was written.
+    V2,
+}
+
+impl Version {
+    pub fn of_header(header: &[u8]) -> Option<Self> {
+        if header == FILE_HEADER {
+            Some(Version::V2)
+        } else if header == FILE_HEADER_V1 {
+            Some(Version::V1)
+        } else {
+            None
+        }
+    }
+}
+
+/// The format of a segment, from its header; `None` when it is not a segment we can read.
+pub fn read_version(file: &File) -> std::io::Result<Option<Version>> {
+    let mut head = [0u8; 8];
+    match file.read_exact_at(&mut head, 0) {
+        Ok(()) => Ok(Version::of_header(&head)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 const MAGIC: u32 = 0x5647_5231; // "VGR1"
 pub const RECORD_HEADER: u64 = 24;
 /// Records larger than this are treated as damage (the writer never makes one).
@@ -39,11 +77,12 @@ fn checksum(id: u64, count: u32, payload: &[u8]) -> u32 {
 /// Encodes events into a complete record (header + payload). The payload starts with where
 /// the events were read (origin and end position, see `event::Position`), so a restarted
 /// buffer knows how far each origin got without decoding events: [origin length u16,
-/// `u16::MAX` = none][origin][end u64][events, MessagePack].
+/// `u16::MAX` = none][origin][end u64][events, MessagePack, format `Version::V2`].
+/// The events' resources are taken out while encoding and put back before returning.
 pub fn encode(
     id: u64,
     origin: Option<(&str, u64)>,
-    events: &[Event],
+    events: &mut [Event],
 ) -> Result<Vec<u8>, rmp_serde::encode::Error> {
     let mut out = vec![0u8; RECORD_HEADER as usize];
     match origin {
@@ -54,16 +93,36 @@ pub fn encode(
         }
         _ => out.extend_from_slice(&u16::MAX.to_le_bytes()),
     }
-    rmp_serde::encode::write(&mut out, events)?;
+    let (resources, refs, taken) = take_resources(events);
+    let written = rmp_serde::encode::write(&mut out, &(&resources, &refs, &*events));
+    restore_resources(events, taken);
+    written?;
+    seal(&mut out, id, events.len() as u32);
+    Ok(out)
+}
+
+/// Fills in the record header of `out` (header space + payload).
+fn seal(out: &mut [u8], id: u64, count: u32) {
     let payload_len = out.len() - RECORD_HEADER as usize;
-    let count = events.len() as u32;
     let crc = checksum(id, count, &out[RECORD_HEADER as usize..]);
     out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     out[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
     out[8..12].copy_from_slice(&crc.to_le_bytes());
     out[12..16].copy_from_slice(&count.to_le_bytes());
     out[16..24].copy_from_slice(&id.to_le_bytes());
-    Ok(out)
+}
+
+/// A format 1 segment file's header and one record, as the previous release wrote them (for
+/// the test that they are still read).
+#[cfg(test)]
+pub fn encode_v1_segment(id: u64, events: &[Event]) -> Vec<u8> {
+    let mut out = FILE_HEADER_V1.to_vec();
+    let mut record = vec![0u8; RECORD_HEADER as usize];
+    record.extend_from_slice(&u16::MAX.to_le_bytes());
+    rmp_serde::encode::write(&mut record, events).expect("our own events encode");
+    seal(&mut record, id, events.len() as u32);
+    out.extend_from_slice(&record);
+    out
 }
 
 /// The id a record was encoded with.
@@ -92,9 +151,112 @@ pub fn origin(payload: &[u8]) -> Option<(Option<(String, u64)>, usize)> {
     Some((Some((name.to_owned(), end)), 10 + len))
 }
 
-pub fn decode(payload: &[u8]) -> Result<Vec<Event>, rmp_serde::decode::Error> {
+/// The resource of an event (spans always have one; logs and metrics may).
+fn resource_slot(event: &mut Event) -> ResourceSlot<'_> {
+    match event {
+        Event::Log(l) => ResourceSlot::Optional(&mut l.resource),
+        Event::Metric(m) => ResourceSlot::Optional(&mut m.resource),
+        Event::Span(s) => ResourceSlot::Required(&mut s.resource),
+    }
+}
+
+enum ResourceSlot<'a> {
+    Optional(&'a mut Option<Arc<Resource>>),
+    Required(&'a mut Arc<Resource>),
+}
+
+/// The distinct resources of a record, each event's index into them, and what was taken.
+type TakenResources = (
+    Vec<Arc<Resource>>,
+    Vec<Option<u32>>,
+    Vec<Option<Arc<Resource>>>,
+);
+
+/// Takes every event's resource out (an empty one stays in a span's required slot): returns
+/// the distinct resources (by identity, in first-use order), each event's index into them
+/// (empty when no event has a resource), and what was taken, to put back.
+fn take_resources(events: &mut [Event]) -> TakenResources {
+    let mut distinct: Vec<Arc<Resource>> = Vec::new();
+    let mut index: std::collections::HashMap<*const Resource, u32> =
+        std::collections::HashMap::new();
+    let mut refs = Vec::new();
+    let mut taken = Vec::new();
+    let empty = Arc::new(Resource::default());
+    for (i, event) in events.iter_mut().enumerate() {
+        let resource = match resource_slot(event) {
+            ResourceSlot::Optional(slot) => slot.take(),
+            ResourceSlot::Required(slot) => Some(std::mem::replace(slot, Arc::clone(&empty))),
+        };
+        let Some(resource) = resource else {
+            if !refs.is_empty() {
+                refs.push(None);
+            }
+            taken.push(None);
+            continue;
+        };
+        if refs.is_empty() {
+            refs.resize(i, None);
+        }
+        let k = *index.entry(Arc::as_ptr(&resource)).or_insert_with(|| {
+            distinct.push(Arc::clone(&resource));
+            (distinct.len() - 1) as u32
+        });
+        refs.push(Some(k));
+        taken.push(Some(resource));
+    }
+    (distinct, refs, taken)
+}
+
+fn restore_resources(events: &mut [Event], taken: Vec<Option<Arc<Resource>>>) {
+    for (event, resource) in events.iter_mut().zip(taken) {
+        match (resource_slot(event), resource) {
+            (ResourceSlot::Optional(slot), r) => *slot = r,
+            (ResourceSlot::Required(slot), Some(r)) => *slot = r,
+            (ResourceSlot::Required(_), None) => {}
+        }
+    }
+}
+
+/// The events of a record's payload, written in format `version`.
+pub fn decode(payload: &[u8], version: Version) -> Result<Vec<Event>, rmp_serde::decode::Error> {
+    use rmp_serde::decode::Error;
+    let invalid = |why: String| -> Error { serde::de::Error::custom(why) };
     let at = origin(payload).map_or(payload.len(), |(_, at)| at);
-    rmp_serde::from_slice(&payload[at..])
+    let body = &payload[at..];
+    match version {
+        Version::V1 => rmp_serde::from_slice(body),
+        Version::V2 => {
+            let (resources, refs, mut events): (Vec<Resource>, Vec<Option<u32>>, Vec<Event>) =
+                rmp_serde::from_slice(body)?;
+            if refs.is_empty() {
+                return Ok(events);
+            }
+            if refs.len() != events.len() {
+                return Err(invalid(format!(
+                    "{} resource references for {} events",
+                    refs.len(),
+                    events.len()
+                )));
+            }
+            let shared: Vec<Arc<Resource>> = resources.into_iter().map(Arc::new).collect();
+            for (event, r) in events.iter_mut().zip(refs) {
+                let resource = match r {
+                    Some(k) => Some(Arc::clone(shared.get(k as usize).ok_or_else(|| {
+                        invalid(format!("resource {k} of {} in a record", shared.len()))
+                    })?)),
+                    None => None,
+                };
+                match (resource_slot(event), resource) {
+                    (ResourceSlot::Optional(slot), r) => *slot = r,
+                    (ResourceSlot::Required(slot), Some(r)) => *slot = r,
+                    (ResourceSlot::Required(_), None) => {
+                        return Err(invalid("a span without its resource".to_owned()));
+                    }
+                }
+            }
+            Ok(events)
+        }
+    }
 }
 
 /// A record read back and verified.

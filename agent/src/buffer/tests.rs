@@ -407,3 +407,185 @@ fn buffer_and_memory_keys_are_checked_with_their_place() {
         crate::config::DEFAULT_MEMORY_LIMIT_BYTES
     );
 }
+
+/// Events sharing one large resource, as an OTLP export gives them.
+fn sharing(n: usize, resource: &std::sync::Arc<crate::event::Resource>) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let mut log = LogEvent::new(format!("record {i}"), i as i64);
+            log.resource = Some(std::sync::Arc::clone(resource));
+            Event::Log(log)
+        })
+        .collect()
+}
+
+fn big_resource(bytes: usize) -> std::sync::Arc<crate::event::Resource> {
+    let mut r = crate::event::Resource::default();
+    r.attributes
+        .insert("service.name".into(), "checkout".into());
+    r.attributes
+        .insert("k8s.pod.labels".into(), "l".repeat(bytes).into());
+    std::sync::Arc::new(r)
+}
+
+#[test]
+fn a_resource_shared_by_a_records_events_is_stored_once_and_shared_again_when_read() {
+    let resource = big_resource(64 * 1024);
+    let other = big_resource(1024);
+    let mut events = sharing(1000, &resource);
+    // A second resource, events without one and a span (whose resource is required).
+    events[500] = sharing(1, &other).remove(0);
+    if let Event::Log(l) = &mut events[600] {
+        l.resource = None;
+    }
+    let mut bare = events.clone();
+    for e in &mut bare {
+        if let Event::Log(l) = e {
+            l.resource = None;
+        }
+    }
+    let record = segment::encode(1, None, &mut events).unwrap();
+    let without = segment::encode(1, None, &mut bare).unwrap();
+    // About one copy of each resource on top of the events themselves (format 1 stored it
+    // 998 times: 64 MiB).
+    let extra = record.len() - without.len();
+    assert!(
+        extra < 64 * 1024 + 1024 + 8 * 1024,
+        "resources took {extra} bytes in a record of {}",
+        record.len()
+    );
+    // Encoding gave every event its resource back.
+    let Event::Log(first) = &events[0] else {
+        panic!()
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        first.resource.as_ref().unwrap(),
+        &resource
+    ));
+
+    let payload = &record[segment::RECORD_HEADER as usize..];
+    let back = segment::decode(payload, segment::Version::V2).unwrap();
+    assert_eq!(back, events);
+    let resources: Vec<Option<&std::sync::Arc<crate::event::Resource>>> = back
+        .iter()
+        .map(|e| match e {
+            Event::Log(l) => l.resource.as_ref(),
+            _ => unreachable!(),
+        })
+        .collect();
+    let shared = resources[0].unwrap();
+    for (i, r) in resources.iter().enumerate() {
+        match i {
+            500 => assert!(!std::sync::Arc::ptr_eq(r.unwrap(), shared)),
+            600 => assert!(r.is_none()),
+            _ => assert!(std::sync::Arc::ptr_eq(r.unwrap(), shared), "event {i}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_resource_takes_one_copy_on_disk_and_comes_back_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Stats::new("t_shared_resource");
+    let buffer = DiskBuffer::open(
+        "t_shared_resource",
+        dir.path(),
+        &BufferConfig::disk(64 << 20),
+        stats,
+    )
+    .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut tasks = JoinSet::new();
+    let mut sink = buffer.start(
+        rx,
+        MemoryLimit::new(64 << 20),
+        Default::default(),
+        &mut tasks,
+    );
+    let resource = big_resource(256 * 1024);
+    let events = sharing(2000, &resource);
+    tx.send(EventBatch {
+        events: events.clone(),
+        ack: Ack::none(),
+    })
+    .await
+    .unwrap();
+    let b = sink.recv().await.unwrap();
+    assert_eq!(b.events, events);
+    let Event::Log(first) = &b.events[0] else {
+        panic!()
+    };
+    let shared = first.resource.as_ref().unwrap();
+    assert!(b.events.iter().all(|e| match e {
+        Event::Log(l) => std::sync::Arc::ptr_eq(l.resource.as_ref().unwrap(), shared),
+        _ => false,
+    }));
+    // On disk: one resource (256 KiB) and 2,000 short events, not 2,000 resources (500 MiB).
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        on_disk < 256 * 1024 + 2000 * 64,
+        "{on_disk} bytes of segments"
+    );
+    b.ack.delivered();
+    drop(tx);
+    while sink.recv().await.is_some() {}
+    while tasks.join_next().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_of_format_1_left_by_the_previous_release_are_still_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let resource = big_resource(100);
+    let old: Vec<Event> = sharing(3, &resource);
+    std::fs::write(
+        segment::segment_path(dir.path(), 1),
+        segment::encode_v1_segment(1, &old),
+    )
+    .unwrap();
+    let stats = Stats::new("t_format_1");
+    let buffer = DiskBuffer::open(
+        "t_format_1",
+        dir.path(),
+        &BufferConfig::disk(8 << 20),
+        stats,
+    )
+    .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut tasks = JoinSet::new();
+    let mut sink = buffer.start(
+        rx,
+        MemoryLimit::new(64 << 20),
+        Default::default(),
+        &mut tasks,
+    );
+    let new = batch(100, 5, Ack::none());
+    let expected_new = new.events.clone();
+    tx.send(new).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), sink.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.events, old,
+        "the old segment comes first, decoded as format 1"
+    );
+    first.ack.delivered();
+    let second = tokio::time::timeout(Duration::from_secs(5), sink.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.events, expected_new);
+    second.ack.delivered();
+    drop(tx);
+    while sink.recv().await.is_some() {}
+    while tasks.join_next().await.is_some() {}
+    assert!(
+        !segment::segment_path(dir.path(), 1).exists(),
+        "the delivered old segment is deleted"
+    );
+}

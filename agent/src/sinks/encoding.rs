@@ -20,8 +20,14 @@ impl Encoding {
         match self {
             Encoding::Text => out.push_str(&log.message),
             Encoding::Json if log.structured => {
-                // Serialising a map of JSON values into a String cannot fail.
-                out.push_str(&serde_json::to_string(&log.attributes).unwrap_or_default());
+                // Serialising a map of JSON values into a String cannot fail. Into an empty
+                // `out` directly (the usual case): no second buffer, no copy.
+                let text = serde_json::to_string(&log.attributes).unwrap_or_default();
+                if out.is_empty() {
+                    *out = text;
+                } else {
+                    out.push_str(&text);
+                }
             }
             Encoding::Json => {
                 let mut obj = serde_json::Map::with_capacity(log.attributes.len() + 1);

@@ -36,6 +36,8 @@ pub struct CloudWatchLogsSink {
     stream: Template,
     service: Arc<Service>,
     stats: Stats,
+    /// The one stream of templates without fields: events need no routing then.
+    fixed: Option<StreamId>,
 }
 
 /// Per-stream state in the dispatcher.
@@ -52,12 +54,18 @@ impl CloudWatchLogsSink {
         let group = Template::parse(&config.log_group).expect("validated template");
         let stream = Template::parse(&config.log_stream).expect("validated template");
         let service = Arc::new(Service::new(name, &config, stats.clone()).await);
+        let mut fields = false;
+        let fixed = StreamId {
+            group: group.render(|_| None, group_char, &mut fields),
+            stream: stream.render(|_| None, stream_char, &mut fields),
+        };
         Self {
             config,
             group,
             stream,
             service,
             stats,
+            fixed: (!fields).then_some(fixed),
         }
     }
 
@@ -82,23 +90,33 @@ impl CloudWatchLogsSink {
                     // acknowledgement after the last of its events (a request that is cut in
                     // the middle of a batch must not complete it).
                     let mut by_stream: HashMap<StreamId, Vec<(i64, String)>> = HashMap::new();
+                    let mut to_fixed = Vec::new();
                     for event in &batch.events {
                         let Event::Log(log) = event else {
                             // Metrics and spans have their own sinks; the config put them here.
                             self.stats.error("unsupported_signal");
                             continue;
                         };
-                        let id = limit.place(
-                            self.route(log),
-                            |id| streams.contains_key(id) || by_stream.contains_key(id),
-                            &self.stats,
-                        );
-                        let mut message = String::with_capacity(log.message.len() + 16);
+                        let mut message = String::new();
                         self.config.encoding.encode(log, &mut message);
                         if crate::text::truncate_bytes(&mut message, self.config.max_event_bytes) {
                             self.stats.count(Outcome::Truncated, 1);
                         }
-                        by_stream.entry(id).or_default().push((log.timestamp_ms, message));
+                        match &self.fixed {
+                            Some(_) => to_fixed.push((log.timestamp_ms, message)),
+                            None => {
+                                // A fixed name is one stream: only templated names need the bound.
+                                let id = limit.place(
+                                    self.route(log),
+                                    |id| streams.contains_key(id) || by_stream.contains_key(id),
+                                    &self.stats,
+                                );
+                                by_stream.entry(id).or_default().push((log.timestamp_ms, message));
+                            }
+                        }
+                    }
+                    if let Some(id) = &self.fixed && !to_fixed.is_empty() {
+                        by_stream.insert(id.clone(), to_fixed);
                     }
                     for (id, events) in by_stream {
                         let state = streams.entry(id.clone()).or_insert_with(|| {

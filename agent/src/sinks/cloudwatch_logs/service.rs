@@ -233,13 +233,14 @@ impl Service {
         let mut attempt: u32 = 0;
         while let Some(mut req) = queue.pop_front() {
             req.prepare(now_ms(), self.out_of_range, &self.stats);
-            let events: Vec<InputLogEvent> = req
-                .events
-                .iter()
+            // The messages move into the SDK's events (no copy); a request split below to
+            // isolate a refused event takes them back.
+            let mut events: Vec<InputLogEvent> = std::mem::take(&mut req.events)
+                .into_iter()
                 .filter_map(|(ts, m)| {
                     InputLogEvent::builder()
-                        .timestamp(*ts)
-                        .message(m.clone())
+                        .timestamp(ts)
+                        .message(m)
                         .build()
                         .ok()
                 })
@@ -287,9 +288,13 @@ impl Service {
                         let why = "log group or stream does not exist and create_missing = false";
                         self.retry_later(id, attempt, why, events.len()).await;
                     }
-                    Verdict::Invalid(why) if req.events.len() > 1 => {
+                    Verdict::Invalid(why) if events.len() > 1 => {
                         // Find the event at fault by halving; the rest still goes out.
                         tracing::debug!(sink = %self.name, group = %id.group, %why, "request refused; splitting it");
+                        req.events = std::mem::take(&mut events)
+                            .into_iter()
+                            .map(|e| (e.timestamp, e.message))
+                            .collect();
                         let (a, b) = std::mem::take(&mut req).split();
                         queue.push_front(b);
                         queue.push_front(a);

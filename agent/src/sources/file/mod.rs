@@ -645,6 +645,8 @@ impl FileSource {
                 Piece::Skipped { end } => pieces.push((None, end, false)),
             });
             t.buf.drain(..used);
+            // Counted once per chunk, not per line (each update looks its labels up).
+            let mut received = 0;
             for (bytes, end, oversized) in pieces {
                 let Some(bytes) = bytes else {
                     // Tail of a truncated line: nothing to emit, but the offset moves on when
@@ -664,7 +666,7 @@ impl FileSource {
                         String::from_utf8_lossy(e.as_bytes()).into_owned()
                     }
                 };
-                out.stats.count(Outcome::Received, 1);
+                received += 1;
                 match t.multiline.as_mut() {
                     Some(m) => {
                         if let Some((group, group_end)) = m.push(text, end, now) {
@@ -680,6 +682,7 @@ impl FileSource {
                     }
                 }
             }
+            out.stats.count(Outcome::Received, received);
             if events.len() >= max_batch
                 && let Some(end) = batch_end.take()
             {
