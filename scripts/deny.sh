@@ -13,5 +13,8 @@ else
   echo "[deny] advisories not checked: no RustSec database under $VIGIL_CACHE/advisory-dbs" \
     "(its home, GitHub, is not reachable from here)" >&2
 fi
-# --offline: never fetch (crates.io index or advisory database); use what is on the machine.
+# cargo-deny reads the crates' manifests and license files from their sources: download them
+# first (a no-op when cached; a fresh machine has not built anything yet at this point).
+cargo fetch --locked --quiet
+# --offline: then never fetch (crates.io index or advisory database); use what is on the machine.
 cargo deny --offline check "${checks[@]}"
