@@ -7,6 +7,7 @@ pub mod cloudwatch_metrics;
 pub mod console;
 pub mod encoding;
 pub mod newrelic;
+pub mod otlp_http;
 pub mod retry;
 pub mod xray;
 

@@ -15,7 +15,6 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
 
 use super::config::Signal;
 use super::credentials::CredentialsCache;
@@ -23,7 +22,7 @@ use super::request;
 use crate::event::Ack;
 use crate::otlp::Encoded;
 use crate::sinks::newrelic::gzip;
-use crate::sinks::newrelic::service::{parse_retry_after, partial_success};
+use crate::sinks::otlp_http::{Answer, partial_success};
 use crate::sinks::retry::backoff;
 use crate::telemetry::{Outcome, Stats};
 
@@ -217,30 +216,16 @@ impl Service {
         {
             builder = builder.header(k, v);
         }
-        let resp = match builder.send().await {
-            Ok(r) => r,
-            // reqwest's error text names the URL, never headers.
-            Err(e) => {
-                return Verdict::Retry {
-                    after: None,
-                    why: format!("{e}"),
-                };
-            }
+        let answer = match Answer::read(builder.send().await).await {
+            Ok(a) => a,
+            Err(why) => return Verdict::Retry { after: None, why },
         };
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let answer = resp.bytes().await.unwrap_or_default();
-        if status.is_success() {
-            let (rejected, message) = partial_success(req.signal.path(), &answer);
+        if answer.status.is_success() {
+            let (rejected, message) = partial_success(req.signal.path(), &answer.body);
             return Verdict::Accepted { rejected, message };
         }
-        let text = String::from_utf8_lossy(&answer[..answer.len().min(512)]).into_owned();
-        let why = format!("HTTP {status}: {text}");
-        match status {
+        let (retry_after, why) = (answer.retry_after, answer.describe());
+        match answer.status {
             StatusCode::FORBIDDEN => {
                 // An expired or rotated key: ask the chain again before the next attempt.
                 self.credentials.invalidate().await;

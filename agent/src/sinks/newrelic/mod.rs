@@ -13,7 +13,7 @@ mod config;
 pub(crate) mod delta;
 mod entity;
 mod secret;
-pub(crate) mod service;
+mod service;
 
 pub use config::{
     EU_ENDPOINT, LicenseKeySource, MAX_ARRAY_ENTRIES, MAX_PAYLOAD_BYTES, MAX_VALUE_CHARS,

@@ -8,15 +8,12 @@ use crate::sinks::retry::backoff;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 
 use super::secret::LicenseKey;
 use crate::event::Ack;
+use crate::sinks::otlp_http::{Answer, partial_success};
 use crate::telemetry::{Outcome, Stats};
 
 /// A gzip-compressed export request and the batches it carries.
@@ -132,30 +129,16 @@ impl Service {
             .body(req.body.clone())
             .send()
             .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                // reqwest's error text names the URL, never headers.
-                return Verdict::Retry {
-                    after: None,
-                    why: format!("{e}"),
-                };
-            }
+        let answer = match Answer::read(sent).await {
+            Ok(a) => a,
+            Err(why) => return Verdict::Retry { after: None, why },
         };
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = resp.bytes().await.unwrap_or_default();
-        if status.is_success() {
-            let (rejected, message) = partial_success(req.path, &body);
+        if answer.status.is_success() {
+            let (rejected, message) = partial_success(req.path, &answer.body);
             return Verdict::Accepted { rejected, message };
         }
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        let why = format!("HTTP {status}: {text}");
-        match status {
+        let (retry_after, why) = (answer.retry_after, answer.describe());
+        match answer.status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => Verdict::Retry {
                 after: retry_after,
                 why,
@@ -166,51 +149,5 @@ impl Service {
             },
             _ => Verdict::Refused { why },
         }
-    }
-}
-
-/// Rejected items and the message of an OTLP partial-success answer (none when the body is
-/// empty or not an OTLP response).
-pub(crate) fn partial_success(path: &str, body: &[u8]) -> (u64, String) {
-    let found = match path {
-        "/v1/traces" => ExportTraceServiceResponse::decode(body)
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map(|p| (p.rejected_spans, p.error_message)),
-        "/v1/metrics" => ExportMetricsServiceResponse::decode(body)
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map(|p| (p.rejected_data_points, p.error_message)),
-        _ => ExportLogsServiceResponse::decode(body)
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map(|p| (p.rejected_log_records, p.error_message)),
-    };
-    found.map(|(n, m)| (n.max(0) as u64, m)).unwrap_or_default()
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
-    let ms = when.timestamp_millis() - crate::event::now_ms();
-    Some(Duration::from_millis(ms.max(0) as u64))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-        assert!(backoff(30, Duration::from_secs(1)) <= Duration::from_secs(1));
     }
 }
