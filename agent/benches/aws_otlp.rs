@@ -25,7 +25,7 @@ use vigil_agent::otlp::{Truncations, decode};
 use vigil_agent::redaction::{RedactionConfig, Redactor};
 use vigil_agent::sinks::aws_otlp::request::{SpanCheck, in_time_window};
 use vigil_agent::sinks::aws_otlp::{self, AwsOtlpConfig, MAX_TRACE_REQUEST_SPANS};
-use vigil_agent::sinks::newrelic::gzip;
+use vigil_agent::sinks::otlp_http::gzip;
 use vigil_agent::telemetry::Stats;
 
 const MODULES: &[&str] = &["proxy", "cart", "checkout", "inventory", "payment"];

@@ -21,6 +21,7 @@ use vigil_agent::otlp::encode::Pending;
 use vigil_agent::otlp::{Truncations, decode};
 use vigil_agent::redaction::{RedactionConfig, Redactor};
 use vigil_agent::sinks::newrelic::{self, NewRelicConfig};
+use vigil_agent::sinks::otlp_http;
 use vigil_agent::telemetry::Stats;
 
 const MODULES: &[&str] = &[
@@ -211,7 +212,7 @@ fn main() {
     let mut ship = |p: Pending<Span>| {
         let bytes = p.into_request().encode_to_vec();
         raw_bytes += bytes.len();
-        gz_bytes += newrelic::gzip(&bytes).len();
+        gz_bytes += otlp_http::gzip(&bytes).len();
         requests += 1;
     };
     for _ in 0..ROUNDS {

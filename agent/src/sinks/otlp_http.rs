@@ -1,16 +1,29 @@
-//! Reading an OTLP/HTTP export answer, shared by the two sinks that speak OTLP/HTTP (New Relic,
+//! Compressing an OTLP/HTTP export request and reading its answer, shared by the two sinks that speak OTLP/HTTP (New Relic,
 //! and AWS's OTLP endpoints): the status, `Retry-After`, a partial success, and a short
 //! description for logs. How a status is classified stays with each sink.
 
+use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
+
+/// gzip at the fastest level: the payload is mostly repeated keys, which compress well anyway.
+pub fn gzip(bytes: &[u8]) -> Bytes {
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4 + 64),
+        Compression::fast(),
+    );
+    enc.write_all(bytes).expect("writing to a Vec cannot fail");
+    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+}
 
 /// The answer to one export request.
 pub struct Answer {

@@ -21,8 +21,7 @@ use super::credentials::CredentialsCache;
 use super::request;
 use crate::event::Ack;
 use crate::otlp::Encoded;
-use crate::sinks::newrelic::gzip;
-use crate::sinks::otlp_http::{Answer, partial_success};
+use crate::sinks::otlp_http::{Answer, gzip, partial_success};
 use crate::sinks::retry::backoff;
 use crate::telemetry::{Outcome, Stats};
 

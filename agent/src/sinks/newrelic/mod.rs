@@ -23,13 +23,9 @@ pub use delta::{Converted, DeltaConverter};
 pub use entity::EntityResources;
 pub use secret::LicenseKey;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -40,6 +36,7 @@ use crate::event::{Ack, Attributes, Event, EventBatch, now_ms};
 use crate::otlp::encode::{Pending, TooLarge, log_scope};
 use crate::otlp::value::ValueLimits;
 use crate::otlp::{EncodeLimits, Encoded, Encoder, Truncations};
+use crate::sinks::otlp_http::gzip;
 use crate::telemetry::{Outcome, Stats};
 use service::{Request, Service};
 
@@ -88,16 +85,6 @@ pub fn encoder(config: &NewRelicConfig) -> Encoder {
         },
         extra,
     )
-}
-
-/// gzip at the fastest level: the payload is mostly repeated keys, which compress well anyway.
-pub fn gzip(bytes: &[u8]) -> Bytes {
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 4 + 64),
-        Compression::fast(),
-    );
-    enc.write_all(bytes).expect("writing to a Vec cannot fail");
-    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
 }
 
 impl NewRelicSink {
