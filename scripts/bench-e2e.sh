@@ -11,6 +11,8 @@
 #
 #   scripts/bench-e2e.sh                # builds the release agent and the bench first
 #   BENCH_LINES=200000 SKIP_IDLE=1 scripts/bench-e2e.sh
+#   BENCH_SINK_TOML="stream_queue_requests = 2" BENCH_AGENT_TOML="memory_limit_bytes = 67108864" ...
+#                                       # experiments: extra config lines (printed with the figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,7 +22,8 @@ STEADY_SECONDS=${STEADY_SECONDS:-30}
 IDLE_SECONDS=${IDLE_SECONDS:-30}
 
 if [ -z "${NO_BUILD:-}" ]; then
-    cargo build --workspace --release --bins --locked
+    # Only the two binaries the benchmark runs (the watchdog's SDK crates are not needed here).
+    cargo build --release --locked -p vigil-agent -p vigil-bench
 fi
 bin="$CARGO_TARGET_DIR/release"
 work=${BENCH_WORK:-$VIGIL_CACHE/bench-e2e}

@@ -107,11 +107,19 @@ impl Agent {
             Buffer::Disk => String::new(), // the sink's default
             Buffer::Memory => "[sinks.cloudwatch.buffer]\ntype = \"memory\"\n".to_owned(),
         };
+        // For experiments: extra TOML lines for the agent (top level) and its sink table, e.g.
+        // BENCH_SINK_TOML='stream_queue_requests = 2'. Printed so that a figure names them.
+        let agent_extra = std::env::var("BENCH_AGENT_TOML").unwrap_or_default();
+        let sink_extra = std::env::var("BENCH_SINK_TOML").unwrap_or_default();
+        if !agent_extra.is_empty() || !sink_extra.is_empty() {
+            println!("  extra agent config: {agent_extra:?}; sink: {sink_extra:?}");
+        }
         let config = work.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
                 r#"data_dir = "{data}"
+{agent_extra}
 [sources.app]
 type = "file"
 include = ["{input}/*.log"]
@@ -123,6 +131,7 @@ type = "cloudwatch_logs"
 inputs = ["parse"]
 log_group = "/bench/e2e"
 log_stream = "app"
+{sink_extra}
 {buffer_table}"#,
                 data = data.display(),
                 input = input.display(),

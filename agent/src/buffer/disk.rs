@@ -24,8 +24,10 @@ use crate::telemetry::{Outcome, Stats};
 
 /// Bytes of batches written between two fsyncs at most (group commit).
 const GROUP_BYTES: usize = 4 << 20;
-/// Depth of the queue from the reader to the sink, in batches.
-const SINK_QUEUE: usize = 8;
+/// Depth of the queue from the reader to the sink, in batches: the reader decodes the next
+/// while the sink works on one; more only holds memory (a decoded batch of 1,000 parsed lines
+/// is about 2 MB).
+const SINK_QUEUE: usize = 2;
 
 /// An opened disk buffer, ready to start.
 pub struct DiskBuffer {

@@ -28,8 +28,9 @@ use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 use crate::telemetry::Stats;
 
-/// Depth of each component's input queue, in batches.
-pub const QUEUE_BATCHES: usize = 8;
+/// Depth of each component's input queue, in batches: enough to keep the next stage busy while
+/// this one works; each batch more is memory held (up to 1,000 events a batch), not speed.
+pub const QUEUE_BATCHES: usize = 4;
 
 /// Starts every component and runs until `shutdown` is cancelled; then sources stop reading,
 /// queues drain, sinks flush, and this returns once all are done or `drain_timeout` passes

@@ -91,7 +91,9 @@ fn default_concurrency() -> usize {
     8
 }
 fn default_stream_queue_requests() -> usize {
-    8
+    // Two requests ready behind the one in flight keep a stream's worker busy; a deeper queue
+    // only holds more memory (up to 1 MiB of messages per request).
+    2
 }
 fn default_max_streams() -> usize {
     1_000

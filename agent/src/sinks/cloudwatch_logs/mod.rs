@@ -91,17 +91,22 @@ impl CloudWatchLogsSink {
                     // the middle of a batch must not complete it).
                     let mut by_stream: HashMap<StreamId, Vec<(i64, String)>> = HashMap::new();
                     let mut to_fixed = Vec::new();
+                    // Each message is written here, then copied into a string of exactly its
+                    // length: requests hold thousands of them, and a string grown while being
+                    // written keeps up to twice its length.
+                    let mut scratch = String::new();
                     for event in &batch.events {
                         let Event::Log(log) = event else {
                             // Metrics and spans have their own sinks; the config put them here.
                             self.stats.error("unsupported_signal");
                             continue;
                         };
-                        let mut message = String::new();
-                        self.config.encoding.encode(log, &mut message);
-                        if crate::text::truncate_bytes(&mut message, self.config.max_event_bytes) {
+                        scratch.clear();
+                        self.config.encoding.encode(log, &mut scratch);
+                        if crate::text::truncate_bytes(&mut scratch, self.config.max_event_bytes) {
                             self.stats.count(Outcome::Truncated, 1);
                         }
+                        let message = scratch.clone();
                         match &self.fixed {
                             Some(_) => to_fixed.push((log.timestamp_ms, message)),
                             None => {
