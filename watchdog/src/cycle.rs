@@ -84,7 +84,7 @@ pub async fn run(
         None => decide_stateless(&evaluation.findings, &Cause::NoStateTable),
     };
     for d in &decisions {
-        tracing::info!(fingerprint = %d.fingerprint, action = ?d.action, severity = %d.severity, reason = %d.reason, "decision");
+        tracing::info!(fingerprint = %d.fingerprint, action = ?d.action(), severity = %d.severity, reason = %d.cause, "decision");
     }
     let outcome = match notifier {
         Some(n) if !dry_run => n.deliver(&evaluation.findings, &decisions, state).await,
