@@ -7,6 +7,7 @@ use futures_util::future::join_all;
 
 use crate::aws::Aws;
 use crate::checks::{AnyCheck, Outcome, Want};
+use crate::error::{CallError, ErrorKind};
 use crate::finding::{Finding, Status};
 use crate::metrics::{self, MetricsPlan};
 use crate::slo;
@@ -34,15 +35,44 @@ pub struct Evaluation {
     pub elapsed_ms: u64,
 }
 
-/// How long a step may take: `CHECK_TIMEOUT`, or less when the deadline comes first (then the
-/// error says the step was skipped for the deadline).
-fn limit(deadline: Option<Instant>) -> (Duration, &'static str) {
-    match deadline {
-        Some(d) if d.saturating_duration_since(Instant::now()) < CHECK_TIMEOUT => (
-            d.saturating_duration_since(Instant::now()),
-            "skipped: the invocation's deadline came first",
-        ),
-        _ => (CHECK_TIMEOUT, ""),
+/// Which limit a step runs under: its own `CHECK_TIMEOUT`, or the invocation's deadline
+/// when that comes first.
+enum Limit {
+    Timeout,
+    Deadline(Duration),
+}
+
+impl Limit {
+    fn for_step(deadline: Option<Instant>) -> Limit {
+        match deadline {
+            Some(d) if d.saturating_duration_since(Instant::now()) < CHECK_TIMEOUT => {
+                Limit::Deadline(d.saturating_duration_since(Instant::now()))
+            }
+            _ => Limit::Timeout,
+        }
+    }
+
+    /// Runs `step` within the limit; `doing` ends the timeout's text ("while planning").
+    async fn run<T>(
+        self,
+        step: impl Future<Output = Result<T, CallError>>,
+        doing: &str,
+    ) -> Result<T, CallError> {
+        let within = match self {
+            Limit::Timeout => CHECK_TIMEOUT,
+            Limit::Deadline(left) => left,
+        };
+        match (tokio::time::timeout(within, step).await, self) {
+            (Ok(r), _) => r,
+            (Err(_), Limit::Deadline(_)) => Err(CallError::new(
+                ErrorKind::Skipped,
+                "skipped: the invocation's deadline came first",
+            )),
+            (Err(_), Limit::Timeout) => Err(CallError::new(
+                ErrorKind::TimedOut,
+                format!("timed out after {}s{doing}", CHECK_TIMEOUT.as_secs()),
+            )),
+        }
     }
 }
 
@@ -75,16 +105,8 @@ pub async fn evaluate(
 
     // 1. What each check reads (discovery calls such as ListMetrics happen here), and the
     //    SLOs' ALB names resolved, at the same time.
-    let plan_checks = join_all(selected.iter().map(|(_, _, _, check)| async {
-        let (limit, skipped) = limit(deadline);
-        match tokio::time::timeout(limit, check.wants(aws)).await {
-            Ok(r) => r,
-            Err(_) if !skipped.is_empty() => Err(skipped.to_string()),
-            Err(_) => Err(format!(
-                "timed out after {}s while planning",
-                CHECK_TIMEOUT.as_secs()
-            )),
-        }
+    let plan_checks = join_all(selected.iter().map(|(_, _, _, check)| {
+        Limit::for_step(deadline).run(check.wants(aws), " while planning")
     }));
     let resolve_albs = async {
         match scope {
@@ -92,7 +114,8 @@ pub async fn evaluate(
             Scope::Checks(_) => None,
         }
     };
-    let (wants, alb): (Vec<Result<Vec<Want>, String>>, _) = tokio::join!(plan_checks, resolve_albs);
+    let (wants, alb): (Vec<Result<Vec<Want>, CallError>>, _) =
+        tokio::join!(plan_checks, resolve_albs);
 
     // 2. One batched read for SLOs and checks together.
     let mut plan = MetricsPlan::default();
@@ -129,7 +152,7 @@ pub async fn evaluate(
     // 3. Checks that read no metrics run while the metrics are fetched; the others after.
     let no_data = metrics::MetricData::default();
     let needs_data =
-        |wants: &Result<Vec<Want>, String>| wants.as_ref().is_ok_and(|w| !w.is_empty());
+        |wants: &Result<Vec<Want>, CallError>| wants.as_ref().is_ok_and(|w| !w.is_empty());
     let independent = join_all(
         selected
             .iter()
@@ -158,7 +181,7 @@ pub async fn evaluate(
                 independent.next()
             }
         })
-        .map(|o| o.unwrap_or_else(|| Err("internal: outcome missing".into())))
+        .map(|o| o.unwrap_or_else(|| Err(CallError::bad_data("internal: outcome missing"))))
         .collect();
 
     // 4. Verdicts.
@@ -206,7 +229,7 @@ pub async fn evaluate(
                 finding.values = outcome.values;
             }
             Err(e) => {
-                tracing::warn!(check = kind, %target, error = %e, "check could not run");
+                tracing::warn!(check = kind, %target, error = %e, kind = ?e.kind, "check could not run");
                 finding.mark_unknown(format!("{kind} {target}: could not check: {e}"));
             }
         }
@@ -226,15 +249,12 @@ pub async fn evaluate(
 async fn run_check(
     check: &AnyCheck<'_>,
     aws: &Aws,
-    wants: &Result<Vec<Want>, String>,
+    wants: &Result<Vec<Want>, CallError>,
     data: &metrics::MetricData,
     deadline: Option<Instant>,
-) -> Result<Outcome, String> {
-    let wants = wants.as_ref().map_err(|e| e.clone())?;
-    let (limit, skipped) = limit(deadline);
-    match tokio::time::timeout(limit, check.run(aws, wants, data)).await {
-        Ok(r) => r,
-        Err(_) if !skipped.is_empty() => Err(skipped.to_string()),
-        Err(_) => Err(format!("timed out after {}s", CHECK_TIMEOUT.as_secs())),
-    }
+) -> Result<Outcome, CallError> {
+    let wants = wants.as_ref().map_err(Clone::clone)?;
+    Limit::for_step(deadline)
+        .run(check.run(aws, wants, data), "")
+        .await
 }

@@ -1,14 +1,15 @@
 //! DynamoDB tables are `ACTIVE` (not missing, creating, or inaccessible because of its key).
 
 use super::{Check, Outcome, Want};
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::MetricData;
 use crate::spec::DynamoDbTableCheck;
 
 pub struct Table<'a>(pub &'a DynamoDbTableCheck);
 
 impl Check for Table<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
         let name = &self.0.table;
         let out = match aws.dynamodb.describe_table().table_name(name).send().await {
             Ok(out) => out,
@@ -21,7 +22,7 @@ impl Check for Table<'_> {
                     format!("DynamoDB table {name} does not exist"),
                 ));
             }
-            Err(e) => return Err(error_text(&e)),
+            Err(e) => return Err(CallError::from_sdk(e)),
         };
         let status = out
             .table()

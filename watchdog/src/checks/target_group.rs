@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 
 use super::{Check, Outcome, Want};
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::MetricData;
 use crate::spec::TargetGroupCheck;
 
 pub struct TargetGroup<'a>(pub &'a TargetGroupCheck);
 
 impl Check for TargetGroup<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
         let spec = self.0;
         let groups = match aws
             .elbv2
@@ -31,7 +32,7 @@ impl Check for TargetGroup<'_> {
                     format!("target group {} does not exist", spec.name),
                 ));
             }
-            Err(e) => return Err(error_text(&e)),
+            Err(e) => return Err(CallError::from_sdk(e)),
         };
         let Some(arn) = groups
             .target_groups()
@@ -49,7 +50,7 @@ impl Check for TargetGroup<'_> {
             .target_group_arn(arn)
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
 
         let targets = health.target_health_descriptions();
         let ids: Vec<String> = targets
@@ -65,7 +66,7 @@ impl Check for TargetGroup<'_> {
                 .set_instance_ids(Some(ids))
                 .send()
                 .await
-                .map_err(|e| error_text(&e))?;
+                .map_err(CallError::from_sdk)?;
             for i in found.auto_scaling_instances() {
                 if let (Some(id), Some(az)) = (i.instance_id(), i.availability_zone()) {
                     instance_az.insert(id.into(), az.into());

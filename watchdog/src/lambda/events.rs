@@ -6,8 +6,9 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
 use crate::checks::alarms_cover;
+use crate::error::CallError;
 use crate::evaluate::Scope;
 use crate::spec::{CheckSpec, Spec};
 
@@ -182,12 +183,29 @@ fn checks_for_group(spec: &Spec, group: &str) -> Vec<(String, usize)> {
     selected
 }
 
-/// The checks a trigger asks for; `None` with a reason when there are none.
-pub async fn scope_for(trigger: &Trigger, spec: &Spec, aws: &Aws) -> Result<Scope, String> {
+/// Why an event evaluates nothing; the Lambda's answer carries it as a note.
+#[derive(Debug, thiserror::Error)]
+pub enum NothingToEvaluate {
+    #[error("{description}; nothing evaluated")]
+    Unrecognised { description: String },
+    #[error("{trigger}: no check in the spec covers it; nothing evaluated")]
+    Uncovered { trigger: String },
+    #[error("looking up the group of {instance}: {error}")]
+    Lookup { instance: String, error: CallError },
+}
+
+/// The checks a trigger asks for, or why there are none.
+pub async fn scope_for(
+    trigger: &Trigger,
+    spec: &Spec,
+    aws: &Aws,
+) -> Result<Scope, NothingToEvaluate> {
     let selected = match trigger {
         Trigger::Scheduled => return Ok(Scope::Everything),
         Trigger::Unknown { description } => {
-            return Err(format!("{description}; nothing evaluated"));
+            return Err(NothingToEvaluate::Unrecognised {
+                description: description.clone(),
+            });
         }
         Trigger::AsgActivity { group, .. } => checks_for_group(spec, group),
         Trigger::AlarmStateChange { alarm, .. } => spec
@@ -233,7 +251,10 @@ pub async fn scope_for(trigger: &Trigger, spec: &Spec, aws: &Aws) -> Result<Scop
                 .instance_ids(instance)
                 .send()
                 .await
-                .map_err(|e| format!("looking up the group of {instance}: {}", error_text(&e)))?;
+                .map_err(|e| NothingToEvaluate::Lookup {
+                    instance: instance.clone(),
+                    error: CallError::from_sdk(e),
+                })?;
             let mut selected: Vec<(String, usize)> = out
                 .auto_scaling_instances()
                 .iter()
@@ -253,10 +274,9 @@ pub async fn scope_for(trigger: &Trigger, spec: &Spec, aws: &Aws) -> Result<Scop
         }
     };
     if selected.is_empty() {
-        Err(format!(
-            "{}: no check in the spec covers it; nothing evaluated",
-            trigger.describe()
-        ))
+        Err(NothingToEvaluate::Uncovered {
+            trigger: trigger.describe(),
+        })
     } else {
         let mut selected = selected;
         selected.sort();

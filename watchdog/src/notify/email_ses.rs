@@ -2,7 +2,7 @@
 
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message as SesMessage};
 
-use crate::aws::error_text;
+use crate::error::CallError;
 
 use super::render::{Message, truncate};
 
@@ -11,12 +11,12 @@ pub struct SesEmail {
     pub to: Vec<String>,
 }
 
-fn content(data: String) -> Result<Content, String> {
+fn content(data: String) -> Result<Content, CallError> {
     Content::builder()
         .data(data)
         .charset("UTF-8")
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| CallError::bad_data(e.to_string()))
 }
 
 impl SesEmail {
@@ -24,7 +24,7 @@ impl SesEmail {
         &self,
         client: &aws_sdk_sesv2::Client,
         message: &Message,
-    ) -> Result<String, String> {
+    ) -> Result<String, CallError> {
         let mut subject = message.title.clone();
         truncate(&mut subject, 200);
         let email = SesMessage::builder()
@@ -47,7 +47,7 @@ impl SesEmail {
             .content(EmailContent::builder().simple(email).build())
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         Ok(out.message_id().unwrap_or("sent").to_string())
     }
 }

@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::aws::Aws;
+use crate::error::CallError;
 use crate::finding::Finding;
 use crate::state::{Action, AlertState, Cause, Claim, ClaimFor, Decision};
 
@@ -196,13 +197,15 @@ impl Notifier {
         receiver: &str,
         message: &Message,
         previous: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, CallError> {
         match self.receivers.get(receiver) {
             Some(Receiver::Slack(s)) => s.send(&self.http, message, previous).await,
             Some(Receiver::Sns(s)) => s.send(&self.sns, message).await,
             Some(Receiver::Ses(s)) => s.send(&self.ses, message).await,
             Some(Receiver::Smtp(s)) => s.send(message, previous).await,
-            None => Err(format!("receiver {receiver} is not configured")),
+            None => Err(CallError::not_found(format!(
+                "receiver {receiver} is not configured"
+            ))),
         }
     }
 
@@ -468,7 +471,7 @@ impl Notifier {
             message: if resolved { "resolved" } else { "firing" },
             ok: result.is_ok(),
             id: result.as_ref().ok().cloned(),
-            error: result.err(),
+            error: result.err().map(|e| e.to_string()),
         })
     }
 

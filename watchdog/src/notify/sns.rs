@@ -6,7 +6,7 @@
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 
-use crate::aws::error_text;
+use crate::error::CallError;
 
 use super::render::{Message, truncate};
 
@@ -47,7 +47,7 @@ impl Sns {
         &self,
         client: &aws_sdk_sns::Client,
         message: &Message,
-    ) -> Result<String, String> {
+    ) -> Result<String, CallError> {
         let (subject, body) = bodies(message);
         let status = if message.resolved {
             "resolved"
@@ -66,7 +66,7 @@ impl Sns {
             .message_attributes("fingerprint", attribute(&message.fingerprint))
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         Ok(out.message_id().unwrap_or("published").to_string())
     }
 }

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::ValueEnum;
 
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::Stat;
 use crate::render::model::{self, CwSli, SloModel};
 use crate::slo::burn::{self, Counts};
@@ -209,7 +210,7 @@ async fn read_series(
     start: u64,
     end: u64,
     period: u64,
-) -> Result<Vec<Vec<(u64, f64)>>, String> {
+) -> Result<Vec<Vec<(u64, f64)>>, CallError> {
     let keys: Vec<&(MetricRef, Stat)> = wanted.iter().collect();
     let mut calls = 0;
     let mut out = Vec::with_capacity(wanted.len());
@@ -217,7 +218,7 @@ async fn read_series(
     for chunk in keys.chunks(500) {
         let read = crate::metrics::read_chunk(cw, chunk, start, end, period, &mut calls)
             .await
-            .map_err(|e| format!("GetMetricData: {e}"))?;
+            .map_err(|e| e.context("GetMetricData"))?;
         out.extend(read.into_iter().map(|(_, mut series)| {
             series.sort_by_key(|(ts, _)| *ts);
             series.dedup_by_key(|(ts, _)| *ts);
@@ -317,7 +318,7 @@ async fn slo_report(
             }
             report.counts = sum;
         }
-        Err(e) => report.error = Some(e),
+        Err(e) => report.error = Some(e.to_string()),
     }
     // Burn now: only when the range ends now (a past month has no "now").
     if month.is_none() || end == now {
@@ -365,7 +366,7 @@ async fn slo_report(
                 }
             }
             Err(e) => {
-                report.error.get_or_insert(e);
+                report.error.get_or_insert(e.to_string());
             }
         }
     }
@@ -374,7 +375,12 @@ async fn slo_report(
 
 /// Every incident in the alert state overlapping [start, end). The state keeps one item per
 /// fingerprint: the latest incident of each (earlier ones of the same fingerprint are gone).
-async fn incidents(aws: &Aws, table: &str, start: u64, end: u64) -> Result<Vec<Incident>, String> {
+async fn incidents(
+    aws: &Aws,
+    table: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Incident>, CallError> {
     let mut out = Vec::new();
     let mut key = None;
     loop {
@@ -385,7 +391,7 @@ async fn incidents(aws: &Aws, table: &str, start: u64, end: u64) -> Result<Vec<I
             .set_exclusive_start_key(key)
             .send()
             .await
-            .map_err(|e| format!("scanning {table}: {}", error_text(&e)))?;
+            .map_err(|e| CallError::from_sdk(e).context(format!("scanning {table}")))?;
         for item in page.items() {
             let s = |k: &str| {
                 item.get(k)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::error::CallError;
 use crate::finding::{Finding, Status};
 use crate::metrics::{MetricData, MetricsPlan, Stat};
 use crate::spec::{MetricRef, Service, Severity, Sli, Slo, Spec};
@@ -49,7 +50,7 @@ pub struct SliSeries {
 }
 
 /// Works out which series an SLI reads; fails only when an ALB name cannot be resolved.
-pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, String> {
+pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, CallError> {
     let mut total_stat = Stat::Sum;
     let (counter, total) = match sli {
         Sli::SpanErrors { service, route } => {
@@ -148,14 +149,14 @@ fn counts(
     data: &MetricData,
     series: &SliSeries,
     window: crate::spec::Span,
-) -> Result<Counts, String> {
+) -> Result<Counts, CallError> {
     // No datapoints in a window means no events (the agent publishes only what happened).
-    let total = || -> Result<f64, String> {
+    let total = || -> Result<f64, CallError> {
         let total = data.window(&series.total, series.total_stat, window)?;
         Ok(total.value.unwrap_or(0.0))
     };
     let sum =
-        |m: &MetricRef| -> Result<f64, String> { Ok(data.sum(m, window)?.value.unwrap_or(0.0)) };
+        |m: &MetricRef| -> Result<f64, CallError> { Ok(data.sum(m, window)?.value.unwrap_or(0.0)) };
     Ok(match &series.counter {
         Counter::Good(m) => Counts::from_good(sum(m)?, total()?),
         Counter::Bad(m) => Counts::from_bad(sum(m)?, total()?),
@@ -185,7 +186,7 @@ pub fn evaluate(
     service_name: &str,
     service: &Service,
     slo: &Slo,
-    series: Result<&SliSeries, &String>,
+    series: Result<&SliSeries, &CallError>,
     data: &MetricData,
 ) -> Finding {
     let (alerts, min_events) = spec.alerts_for(slo);
@@ -211,7 +212,7 @@ pub fn evaluate(
     }
     let objective = slo.objective;
     let read = series
-        .map_err(String::clone)
+        .map_err(Clone::clone)
         .and_then(|series| counts(data, series, slo.period).map(|c| (series, c)));
     let (series, period) = match read {
         Ok(pair) => pair,

@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde::Serialize;
 
-use crate::aws::error_text;
+use crate::error::CallError;
 use crate::finding::{Finding, Status};
 use crate::spec::{Severity, Span};
 
@@ -393,7 +393,7 @@ pub fn decide_stateless(findings: &[Finding], cause: &Cause) -> Vec<Decision> {
 pub enum Decided {
     Decisions(Vec<Decision>),
     /// Nothing was decided: the caller falls back (see `fallback`).
-    Unreadable(String),
+    Unreadable(CallError),
 }
 
 impl AlertState {
@@ -536,7 +536,7 @@ impl AlertState {
     }
 
     /// Consistent reads of every fingerprint's item, 100 keys per BatchGetItem.
-    async fn read(&self, findings: &[&Finding]) -> Result<HashMap<String, Record>, String> {
+    async fn read(&self, findings: &[&Finding]) -> Result<HashMap<String, Record>, CallError> {
         let mut records = HashMap::new();
         let mut fingerprints: Vec<&str> = findings.iter().map(|f| f.fingerprint.as_str()).collect();
         fingerprints.sort();
@@ -554,7 +554,7 @@ impl AlertState {
                     .set_keys(Some(keys))
                     .consistent_read(true)
                     .build()
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| CallError::bad_data(e.to_string()))?,
             )]);
             // DynamoDB may return part of a batch as unprocessed under load: ask again.
             for _ in 0..5 {
@@ -564,7 +564,7 @@ impl AlertState {
                     .set_request_items(Some(request.clone()))
                     .send()
                     .await
-                    .map_err(|e| error_text(&e))?;
+                    .map_err(CallError::from_sdk)?;
                 for item in out
                     .responses()
                     .and_then(|r| r.get(&self.table))
@@ -595,7 +595,7 @@ impl AlertState {
         record: Option<&Record>,
         step: Step,
         now: u64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, CallError> {
         let read_version = record.map_or(0, |r| r.version);
         let n = |x: u64| AttributeValue::N(x.to_string());
         let s = |x: &str| AttributeValue::S(x.to_string());
@@ -664,7 +664,7 @@ impl AlertState {
             {
                 Ok(false)
             }
-            Err(e) => Err(error_text(&e)),
+            Err(e) => Err(CallError::from_sdk(e)),
         }
     }
 
@@ -697,14 +697,14 @@ impl AlertState {
             .send()
             .await;
         if let Err(e) = result {
-            tracing::debug!(fingerprint = %finding.fingerprint, error = %error_text(&e), "last_seen not updated");
+            tracing::debug!(fingerprint = %finding.fingerprint, error = %CallError::from_sdk(e), "last_seen not updated");
         }
     }
 }
 
 /// Creates the state table with TTL on `expires_at` (for local runs and tests; in AWS the
 /// infrastructure code owns the table).
-pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
+pub async fn create_table(client: &Client, table: &str) -> Result<(), CallError> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         TimeToLiveSpecification,
@@ -718,14 +718,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
                 .attribute_name("fingerprint")
                 .attribute_type(ScalarAttributeType::S)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| CallError::bad_data(e.to_string()))?,
         )
         .key_schema(
             KeySchemaElement::builder()
                 .attribute_name("fingerprint")
                 .key_type(KeyType::Hash)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| CallError::bad_data(e.to_string()))?,
         )
         .send()
         .await;
@@ -734,7 +734,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-        Err(e) => return Err(error_text(&e)),
+        Err(e) => return Err(CallError::from_sdk(e)),
     }
     client
         .update_time_to_live()
@@ -744,11 +744,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
                 .attribute_name("expires_at")
                 .enabled(true)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| CallError::bad_data(e.to_string()))?,
         )
         .send()
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(CallError::from_sdk)?;
     Ok(())
 }
 
