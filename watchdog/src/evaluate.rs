@@ -11,7 +11,7 @@ use crate::error::{CallError, ErrorKind};
 use crate::finding::{Finding, Status};
 use crate::metrics::{self, MetricsPlan};
 use crate::slo;
-use crate::spec::{CheckSpec, Service, Spec};
+use crate::spec::{CheckSpec, Service, Slo, Spec};
 
 /// A check that takes longer than this is reported as unknown; the rest carry on.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -76,6 +76,17 @@ impl Limit {
     }
 }
 
+/// A check in scope: its service's name, the service, and the check.
+type Selected<'a> = (&'a str, &'a Service, &'a CheckSpec, AnyCheck<'a>);
+
+/// An SLO with the series its SLI reads (or why they could not be worked out).
+type SloSeries<'a> = (
+    &'a String,
+    &'a Service,
+    &'a Slo,
+    Result<slo::SliSeries, CallError>,
+);
+
 pub async fn evaluate(
     spec: &Spec,
     aws: &Aws,
@@ -84,24 +95,7 @@ pub async fn evaluate(
 ) -> Evaluation {
     let started = Instant::now();
     let now = metrics::now_secs();
-
-    let selected: Vec<(&str, &Service, &CheckSpec, AnyCheck<'_>)> = spec
-        .services
-        .iter()
-        .flat_map(|(name, service)| {
-            service
-                .checks
-                .iter()
-                .enumerate()
-                .filter_map(move |(i, check)| {
-                    let wanted = match scope {
-                        Scope::Everything => true,
-                        Scope::Checks(list) => list.iter().any(|(s, j)| s == name && *j == i),
-                    };
-                    wanted.then(|| (name.as_str(), service, check, AnyCheck::new(check)))
-                })
-        })
-        .collect();
+    let selected = select(spec, scope);
 
     // 1. What each check reads (discovery calls such as ListMetrics happen here), and the
     //    SLOs' ALB names resolved, at the same time.
@@ -119,70 +113,18 @@ pub async fn evaluate(
 
     // 2. One batched read for SLOs and checks together.
     let mut plan = MetricsPlan::default();
-    let mut slos = Vec::new();
-    if let Some(alb) = &alb {
-        for (name, service) in &spec.services {
-            for s in &service.slos {
-                let series = slo::series(&s.sli, alb);
-                if let Ok(series) = &series {
-                    slo::plan(spec, s, series, &mut plan);
-                }
-                slos.push((name, service, s, series));
-            }
-        }
-    }
+    let slos = match &alb {
+        Some(alb) => plan_slos(spec, alb, &mut plan),
+        None => Vec::new(),
+    };
     for want in wants.iter().flatten().flatten() {
         plan.want(&want.metric, want.stat, want.window);
     }
-    // `None`: the deadline came before the metrics did.
-    let fetch = async {
-        if plan.is_empty() {
-            Some(metrics::MetricData::default())
-        } else {
-            let read = metrics::fetch(&aws.cloudwatch, &plan, now);
-            match deadline {
-                Some(d) => tokio::time::timeout(d.saturating_duration_since(Instant::now()), read)
-                    .await
-                    .ok(),
-                None => Some(read.await),
-            }
-        }
-    };
 
-    // 3. Checks that read no metrics run while the metrics are fetched; the others after.
-    let no_data = metrics::MetricData::default();
-    let needs_data =
-        |wants: &Result<Vec<Want>, CallError>| wants.as_ref().is_ok_and(|w| !w.is_empty());
-    let independent = join_all(
-        selected
-            .iter()
-            .zip(&wants)
-            .filter(|(_, w)| !needs_data(w))
-            .map(|((_, _, _, check), w)| run_check(check, aws, w, &no_data, deadline)),
-    );
-    let (independent, data) = tokio::join!(independent, fetch);
+    // 3. The checks, while and after the metrics are read.
+    let (outcomes, data) = run_checks(aws, &selected, &wants, &plan, now, deadline).await;
     let metrics_skipped = data.is_none();
     let data = data.unwrap_or_default();
-    let dependent = join_all(
-        selected
-            .iter()
-            .zip(&wants)
-            .filter(|(_, w)| needs_data(w))
-            .map(|((_, _, _, check), w)| run_check(check, aws, w, &data, deadline)),
-    )
-    .await;
-    let (mut independent, mut dependent) = (independent.into_iter(), dependent.into_iter());
-    let outcomes: Vec<_> = wants
-        .iter()
-        .map(|w| {
-            if needs_data(w) {
-                dependent.next()
-            } else {
-                independent.next()
-            }
-        })
-        .map(|o| o.unwrap_or_else(|| Err(CallError::bad_data("internal: outcome missing"))))
-        .collect();
 
     // 4. Verdicts.
     let mut findings = Vec::new();
@@ -202,38 +144,7 @@ pub async fn evaluate(
         findings.push(finding);
     }
     for ((service_name, service, check, _), outcome) in selected.iter().zip(outcomes) {
-        let kind = check.kind();
-        let target = check.target();
-        let mut finding = Finding {
-            fingerprint: Finding::fingerprint_of(kind, service_name, &target),
-            status: Status::Ok,
-            severity: check.severity(),
-            service: service_name.to_string(),
-            module: service.module.clone(),
-            kind: kind.into(),
-            target: target.clone(),
-            labels: service.labels.clone(),
-            summary: String::new(),
-            details: Vec::new(),
-            values: Default::default(),
-        };
-        match outcome {
-            Ok(outcome) => {
-                finding.status = if outcome.healthy {
-                    Status::Ok
-                } else {
-                    Status::Firing
-                };
-                finding.summary = outcome.summary;
-                finding.details = outcome.details;
-                finding.values = outcome.values;
-            }
-            Err(e) => {
-                tracing::warn!(check = kind, %target, error = %e, kind = ?e.kind, "check could not run");
-                finding.mark_unknown(format!("{kind} {target}: could not check: {e}"));
-            }
-        }
-        findings.push(finding);
+        findings.push(check_finding(service_name, service, check, outcome));
     }
 
     Evaluation {
@@ -243,6 +154,145 @@ pub async fn evaluate(
         metric_queries: data.queries,
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
+}
+
+/// The checks in scope, in spec order.
+fn select<'a>(spec: &'a Spec, scope: &Scope) -> Vec<Selected<'a>> {
+    spec.services
+        .iter()
+        .flat_map(|(name, service)| {
+            service
+                .checks
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, check)| {
+                    let wanted = match scope {
+                        Scope::Everything => true,
+                        Scope::Checks(list) => list.iter().any(|(s, j)| s == name && *j == i),
+                    };
+                    wanted.then(|| (name.as_str(), service, check, AnyCheck::new(check)))
+                })
+        })
+        .collect()
+}
+
+/// Every SLO's series, added to the shared read.
+fn plan_slos<'a>(
+    spec: &'a Spec,
+    alb: &slo::alb::AlbDimensions,
+    plan: &mut MetricsPlan,
+) -> Vec<SloSeries<'a>> {
+    let mut slos = Vec::new();
+    for (name, service) in &spec.services {
+        for s in &service.slos {
+            let series = slo::series(&s.sli, alb);
+            if let Ok(series) = &series {
+                slo::plan(spec, s, series, plan);
+            }
+            slos.push((name, service, s, series));
+        }
+    }
+    slos
+}
+
+/// Runs every selected check: those that read no metrics while the metrics are fetched, the
+/// others after. Outcomes are in the order of `selected`; the data is `None` when the
+/// deadline came before the metrics did.
+async fn run_checks(
+    aws: &Aws,
+    selected: &[Selected<'_>],
+    wants: &[Result<Vec<Want>, CallError>],
+    plan: &MetricsPlan,
+    now: u64,
+    deadline: Option<Instant>,
+) -> (Vec<Result<Outcome, CallError>>, Option<metrics::MetricData>) {
+    let fetch = async {
+        if plan.is_empty() {
+            Some(metrics::MetricData::default())
+        } else {
+            let read = metrics::fetch(&aws.cloudwatch, plan, now);
+            match deadline {
+                Some(d) => tokio::time::timeout(d.saturating_duration_since(Instant::now()), read)
+                    .await
+                    .ok(),
+                None => Some(read.await),
+            }
+        }
+    };
+    let no_data = metrics::MetricData::default();
+    let needs_data =
+        |wants: &Result<Vec<Want>, CallError>| wants.as_ref().is_ok_and(|w| !w.is_empty());
+    let independent = join_all(
+        selected
+            .iter()
+            .zip(wants)
+            .filter(|(_, w)| !needs_data(w))
+            .map(|((_, _, _, check), w)| run_check(check, aws, w, &no_data, deadline)),
+    );
+    let (independent, data) = tokio::join!(independent, fetch);
+    let fetched = data.as_ref().unwrap_or(&no_data);
+    let dependent = join_all(
+        selected
+            .iter()
+            .zip(wants)
+            .filter(|(_, w)| needs_data(w))
+            .map(|((_, _, _, check), w)| run_check(check, aws, w, fetched, deadline)),
+    )
+    .await;
+    let (mut independent, mut dependent) = (independent.into_iter(), dependent.into_iter());
+    let outcomes = wants
+        .iter()
+        .map(|w| {
+            if needs_data(w) {
+                dependent.next()
+            } else {
+                independent.next()
+            }
+        })
+        .map(|o| o.unwrap_or_else(|| Err(CallError::bad_data("internal: outcome missing"))))
+        .collect();
+    (outcomes, data)
+}
+
+/// A check's finding: its verdict, or `unknown` when it could not run.
+fn check_finding(
+    service_name: &str,
+    service: &Service,
+    check: &CheckSpec,
+    outcome: Result<Outcome, CallError>,
+) -> Finding {
+    let kind = check.kind();
+    let target = check.target();
+    let mut finding = Finding {
+        fingerprint: Finding::fingerprint_of(kind, service_name, &target),
+        status: Status::Ok,
+        severity: check.severity(),
+        service: service_name.to_string(),
+        module: service.module.clone(),
+        kind: kind.into(),
+        target: target.clone(),
+        labels: service.labels.clone(),
+        summary: String::new(),
+        details: Vec::new(),
+        values: Default::default(),
+    };
+    match outcome {
+        Ok(outcome) => {
+            finding.status = if outcome.healthy {
+                Status::Ok
+            } else {
+                Status::Firing
+            };
+            finding.summary = outcome.summary;
+            finding.details = outcome.details;
+            finding.values = outcome.values;
+        }
+        Err(e) => {
+            tracing::warn!(check = kind, %target, error = %e, error_kind = ?e.kind, "check could not run");
+            finding.mark_unknown(format!("{kind} {target}: could not check: {e}"));
+        }
+    }
+    finding
 }
 
 /// Runs one check with its planned series, within the time limit.

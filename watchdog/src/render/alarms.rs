@@ -50,17 +50,6 @@ pub struct Alarm {
     pub comparison: Comparison,
 }
 
-fn metric(ns: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
-    MetricRef {
-        namespace: ns.into(),
-        metric: name.into(),
-        dimensions: dims
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
 /// Alarm names: CloudWatch allows 255 characters; ours are prefix-kind-resource.
 fn name(severity: Severity, kind: &str, resource: &str) -> String {
     let resource: String = resource
@@ -79,6 +68,16 @@ fn name(severity: Severity, kind: &str, resource: &str) -> String {
 /// The minimum monitoring set's alarms, in a stable order.
 pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
     let mut out = Vec::new();
+    queue_alarms(infra, &mut out);
+    load_balancer_alarms(infra, &mut out);
+    aurora_alarms(infra, &mut out);
+    dynamodb_alarms(infra, &mut out);
+    redis_alarms(infra, &mut out);
+    out
+}
+
+/// Dead-letter queues that hold messages.
+fn queue_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for q in &infra.queues {
         if let Some(dlq) = &q.dlq {
             out.push(Alarm {
@@ -89,7 +88,7 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
                     q.queue
                 ),
                 source: Source::Metric {
-                    metric: metric(
+                    metric: MetricRef::new(
                         "AWS/SQS",
                         "ApproximateNumberOfMessagesVisible",
                         &[("QueueName", dlq.as_str())],
@@ -104,6 +103,10 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             });
         }
     }
+}
+
+/// Unhealthy targets and the target 5xx rate of every target group.
+fn load_balancer_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for (lb_name, lb) in &infra.load_balancers {
         for (tg, tg_dim) in &lb.target_groups {
             let dims = [
@@ -115,7 +118,7 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
                 severity: Severity::Page,
                 description: format!("{lb_name} sees unhealthy targets in {tg} for 3 minutes."),
                 source: Source::Metric {
-                    metric: metric("AWS/ApplicationELB", "UnHealthyHostCount", &dims),
+                    metric: MetricRef::new("AWS/ApplicationELB", "UnHealthyHostCount", &dims),
                     stat: "Maximum",
                 },
                 period: 60,
@@ -137,12 +140,16 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
                     inputs: vec![
                         (
                             "requests".into(),
-                            metric("AWS/ApplicationELB", "RequestCount", &dims),
+                            MetricRef::new("AWS/ApplicationELB", "RequestCount", &dims),
                             "Sum",
                         ),
                         (
                             "errors".into(),
-                            metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &dims),
+                            MetricRef::new(
+                                "AWS/ApplicationELB",
+                                "HTTPCode_Target_5XX_Count",
+                                &dims,
+                            ),
                             "Sum",
                         ),
                     ],
@@ -155,6 +162,10 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             });
         }
     }
+}
+
+/// Aurora replicas that lag.
+fn aurora_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for c in &infra.aurora_clusters {
         out.push(Alarm {
             name: name(Severity::Ticket, "aurora-replica-lag", c),
@@ -163,7 +174,7 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
                 "An Aurora replica of {c} lags more than 1 s for 5 minutes (reads are stale)."
             ),
             source: Source::Metric {
-                metric: metric(
+                metric: MetricRef::new(
                     "AWS/RDS",
                     "AuroraReplicaLagMaximum",
                     &[("DBClusterIdentifier", c.as_str())],
@@ -177,6 +188,10 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             comparison: Comparison::GreaterThanThreshold,
         });
     }
+}
+
+/// DynamoDB tables that throttle.
+fn dynamodb_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for t in &infra.dynamodb_tables {
         let d = [("TableName", t.as_str())];
         out.push(Alarm {
@@ -189,12 +204,12 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
                 inputs: vec![
                     (
                         "reads".into(),
-                        metric("AWS/DynamoDB", "ReadThrottleEvents", &d),
+                        MetricRef::new("AWS/DynamoDB", "ReadThrottleEvents", &d),
                         "Sum",
                     ),
                     (
                         "writes".into(),
-                        metric("AWS/DynamoDB", "WriteThrottleEvents", &d),
+                        MetricRef::new("AWS/DynamoDB", "WriteThrottleEvents", &d),
                         "Sum",
                     ),
                 ],
@@ -206,13 +221,17 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             comparison: Comparison::GreaterThanThreshold,
         });
     }
+}
+
+/// Redis clusters that evict keys.
+fn redis_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for c in &infra.redis_clusters {
         out.push(Alarm {
             name: name(Severity::Ticket, "redis-evictions", c),
             severity: Severity::Ticket,
             description: format!("{c} evicts keys (carts and sessions are lost): memory is full."),
             source: Source::Metric {
-                metric: metric(
+                metric: MetricRef::new(
                     "AWS/ElastiCache",
                     "Evictions",
                     &[("CacheClusterId", c.as_str())],
@@ -226,7 +245,6 @@ pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
             comparison: Comparison::GreaterThanThreshold,
         });
     }
-    out
 }
 
 fn dimensions_json(m: &MetricRef) -> Value {

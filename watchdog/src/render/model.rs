@@ -75,17 +75,6 @@ impl SloModel<'_> {
     }
 }
 
-fn metric(namespace: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
-    MetricRef {
-        namespace: namespace.into(),
-        metric: name.into(),
-        dimensions: dims
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
 fn error(file: &Path, key: String, message: String) -> SpecError {
     SpecError {
         file: file.to_path_buf(),
@@ -161,97 +150,7 @@ fn resolve<'a>(
         .unwrap_or_else(|| PathBuf::from("alerts/"));
     let key = format!("services.{service}.slos[{index}]");
     let sli_key = format!("{key}.sli");
-    let (cw, nr) = match &slo.sli {
-        Sli::SpanErrors { service, route } => {
-            let dims = [("route", route.as_str()), ("service", service.as_str())];
-            (
-                CwSli::Bad {
-                    bad: metric(SPAN_NAMESPACE, "errors", &dims),
-                    total: metric(SPAN_NAMESPACE, "requests", &dims),
-                },
-                NrSli::Span {
-                    service: service.clone(),
-                    route: route.clone(),
-                    threshold_ms: None,
-                },
-            )
-        }
-        Sli::SpanLatency {
-            service,
-            route,
-            threshold_ms,
-        } => {
-            let threshold = threshold_ms.to_string();
-            let dims = [("route", route.as_str()), ("service", service.as_str())];
-            let good_dims = [dims[0], dims[1], ("threshold_ms", threshold.as_str())];
-            (
-                CwSli::Good {
-                    good: metric(SPAN_NAMESPACE, "requests_under_threshold", &good_dims),
-                    total: metric(SPAN_NAMESPACE, "requests", &dims),
-                },
-                NrSli::Span {
-                    service: service.clone(),
-                    route: route.clone(),
-                    threshold_ms: Some(*threshold_ms),
-                },
-            )
-        }
-        Sli::AlbAvailability {
-            load_balancer,
-            target_group,
-        } => {
-            let (lb, tg) = alb_dimensions(
-                spec,
-                &file,
-                &format!("{sli_key}.alb_availability"),
-                load_balancer,
-                target_group,
-            )?;
-            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
-            (
-                CwSli::Bad {
-                    bad: metric(ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", &dims),
-                    total: metric(ALB_NAMESPACE, "RequestCount", &dims),
-                },
-                NrSli::CloudWatchOnly,
-            )
-        }
-        Sli::AlbLatency {
-            load_balancer,
-            target_group,
-            threshold_ms,
-        } => {
-            let (lb, tg) = alb_dimensions(
-                spec,
-                &file,
-                &format!("{sli_key}.alb_latency"),
-                load_balancer,
-                target_group,
-            )?;
-            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
-            (
-                CwSli::RankedBelow {
-                    latency: metric(ALB_NAMESPACE, "TargetResponseTime", &dims),
-                    threshold_ms: *threshold_ms,
-                },
-                NrSli::CloudWatchOnly,
-            )
-        }
-        Sli::GoodOverTotal { good, total } => (
-            CwSli::Good {
-                good: good.clone(),
-                total: total.clone(),
-            },
-            agent_counter(good, total, true),
-        ),
-        Sli::BadOverTotal { bad, total } => (
-            CwSli::Bad {
-                bad: bad.clone(),
-                total: total.clone(),
-            },
-            agent_counter(bad, total, false),
-        ),
-    };
+    let (cw, nr) = series_of(spec, &file, &sli_key, &slo.sli)?;
     let (alerts, min_events) = spec.alerts_for(slo);
     if alerts.is_empty() {
         return Err(error(
@@ -271,6 +170,106 @@ fn resolve<'a>(
         nr,
         file,
         key,
+    })
+}
+
+/// The series an SLI reads in CloudWatch and what New Relic has of it.
+fn series_of(
+    spec: &Spec,
+    file: &Path,
+    sli_key: &str,
+    sli: &Sli,
+) -> Result<(CwSli, NrSli), SpecError> {
+    Ok(match sli {
+        Sli::SpanErrors { service, route } => {
+            let dims = [("route", route.as_str()), ("service", service.as_str())];
+            (
+                CwSli::Bad {
+                    bad: MetricRef::new(SPAN_NAMESPACE, "errors", &dims),
+                    total: MetricRef::new(SPAN_NAMESPACE, "requests", &dims),
+                },
+                NrSli::Span {
+                    service: service.clone(),
+                    route: route.clone(),
+                    threshold_ms: None,
+                },
+            )
+        }
+        Sli::SpanLatency {
+            service,
+            route,
+            threshold_ms,
+        } => {
+            let threshold = threshold_ms.to_string();
+            let dims = [("route", route.as_str()), ("service", service.as_str())];
+            let good_dims = [dims[0], dims[1], ("threshold_ms", threshold.as_str())];
+            (
+                CwSli::Good {
+                    good: MetricRef::new(SPAN_NAMESPACE, "requests_under_threshold", &good_dims),
+                    total: MetricRef::new(SPAN_NAMESPACE, "requests", &dims),
+                },
+                NrSli::Span {
+                    service: service.clone(),
+                    route: route.clone(),
+                    threshold_ms: Some(*threshold_ms),
+                },
+            )
+        }
+        Sli::AlbAvailability {
+            load_balancer,
+            target_group,
+        } => {
+            let (lb, tg) = alb_dimensions(
+                spec,
+                file,
+                &format!("{sli_key}.alb_availability"),
+                load_balancer,
+                target_group,
+            )?;
+            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
+            (
+                CwSli::Bad {
+                    bad: MetricRef::new(ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", &dims),
+                    total: MetricRef::new(ALB_NAMESPACE, "RequestCount", &dims),
+                },
+                NrSli::CloudWatchOnly,
+            )
+        }
+        Sli::AlbLatency {
+            load_balancer,
+            target_group,
+            threshold_ms,
+        } => {
+            let (lb, tg) = alb_dimensions(
+                spec,
+                file,
+                &format!("{sli_key}.alb_latency"),
+                load_balancer,
+                target_group,
+            )?;
+            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
+            (
+                CwSli::RankedBelow {
+                    latency: MetricRef::new(ALB_NAMESPACE, "TargetResponseTime", &dims),
+                    threshold_ms: *threshold_ms,
+                },
+                NrSli::CloudWatchOnly,
+            )
+        }
+        Sli::GoodOverTotal { good, total } => (
+            CwSli::Good {
+                good: good.clone(),
+                total: total.clone(),
+            },
+            agent_counter(good, total, true),
+        ),
+        Sli::BadOverTotal { bad, total } => (
+            CwSli::Bad {
+                bad: bad.clone(),
+                total: total.clone(),
+            },
+            agent_counter(bad, total, false),
+        ),
     })
 }
 

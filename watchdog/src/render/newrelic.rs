@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::cloudwatch::{fmt_num, slo_dashboard_name};
 use super::model::{NrSli, SloModel};
-use crate::spec::{MetricRef, Severity, Spec, SpecError};
+use crate::spec::{BurnRateAlert, MetricRef, Severity, Spec, SpecError};
 
 pub const COLUMNS: u32 = 12;
 
@@ -307,27 +307,7 @@ fn thresholds(alert: &crate::spec::BurnRateAlert) -> Value {
 
 fn slo_page(slo: &SloModel, nrql: Option<&Nrql>, account: u64) -> Value {
     let mut page = Page::new(account);
-    let mut text = format!(
-        "# {} / {}\n{}\n\nObjective **{}%** over {} (error budget {}%). Pages when **both** windows of an alert burn at least the factor:\n\n",
-        slo.service,
-        slo.slo.name,
-        slo.slo.description.clone().unwrap_or_default(),
-        fmt_num(slo.slo.objective),
-        slo.slo.period,
-        fmt_num(slo.budget() * 100.0),
-    );
-    for a in slo.alerts {
-        text.push_str(&format!(
-            "- **{}**: {} and {} at ≥ {}×\n",
-            a.severity,
-            a.long,
-            a.short,
-            fmt_num(a.factor)
-        ));
-    }
-    if let Some(url) = slo.runbook() {
-        text.push_str(&format!("\n[Runbook]({url})\n"));
-    }
+    let mut text = slo_intro(slo);
     let Some(q) = nrql else {
         text.push_str(&format!(
             "\nThis SLI is measured from AWS metrics that only CloudWatch has: see the CloudWatch dashboard `{}`.",
@@ -369,51 +349,82 @@ fn slo_page(slo: &SloModel, nrql: Option<&Nrql>, account: u64) -> Value {
         json!({ "yAxisLeft": { "zero": false } }),
     );
     for a in slo.alerts {
-        page.nrql(
-            4,
-            3,
-            format!("{}: burn now over {} and {}", a.severity, a.long, a.short),
-            "viz.billboard",
-            // Two queries, each over exactly its window ending now (as the watchdog judges).
-            q.query(
-                q.burn(slo.budget(), &format!("burn {}", a.long)),
-                &format!("SINCE {} ago", nrql_span(a.long.as_secs())),
-            ),
-            json!({ "thresholds": [{ "alertSeverity": "CRITICAL", "value": a.factor }] }),
-        );
-        let short = q.query(
-            q.burn(slo.budget(), &format!("burn {}", a.short)),
-            &format!("SINCE {} ago", nrql_span(a.short.as_secs())),
-        );
-        if let Some(queries) = page
-            .widgets
-            .last_mut()
-            .and_then(|w| w["rawConfiguration"]["nrqlQueries"].as_array_mut())
-        {
-            queries.push(json!({ "accountIds": [account], "query": short }));
-        }
-        page.nrql(
-            8,
-            3,
-            format!(
-                "{}: burn rate per {} with the {}× threshold",
-                a.severity,
-                a.short,
-                fmt_num(a.factor)
-            ),
-            "viz.line",
-            q.query(
-                q.burn(slo.budget(), "burn"),
-                &format!(
-                    "TIMESERIES {} SINCE {} ago",
-                    nrql_span(a.short.as_secs().max(60)),
-                    nrql_span((a.long.as_secs() * 4).max(3 * 3600))
-                ),
-            ),
-            thresholds(a),
-        );
+        alert_widgets(&mut page, slo, q, a, account);
     }
     page.finish(slo.id(), format!("SLO {}", slo.id()))
+}
+
+/// An SLO page's heading: objective, alerts and runbook.
+fn slo_intro(slo: &SloModel) -> String {
+    let mut text = format!(
+        "# {} / {}\n{}\n\nObjective **{}%** over {} (error budget {}%). Pages when **both** windows of an alert burn at least the factor:\n\n",
+        slo.service,
+        slo.slo.name,
+        slo.slo.description.clone().unwrap_or_default(),
+        fmt_num(slo.slo.objective),
+        slo.slo.period,
+        fmt_num(slo.budget() * 100.0),
+    );
+    for a in slo.alerts {
+        text.push_str(&format!(
+            "- **{}**: {} and {} at ≥ {}×\n",
+            a.severity,
+            a.long,
+            a.short,
+            fmt_num(a.factor)
+        ));
+    }
+    if let Some(url) = slo.runbook() {
+        text.push_str(&format!("\n[Runbook]({url})\n"));
+    }
+    text
+}
+
+/// One alert's widgets: both windows' burn now, and the burn rate over time with its threshold.
+fn alert_widgets(page: &mut Page, slo: &SloModel, q: &Nrql, a: &BurnRateAlert, account: u64) {
+    page.nrql(
+        4,
+        3,
+        format!("{}: burn now over {} and {}", a.severity, a.long, a.short),
+        "viz.billboard",
+        // Two queries, each over exactly its window ending now (as the watchdog judges).
+        q.query(
+            q.burn(slo.budget(), &format!("burn {}", a.long)),
+            &format!("SINCE {} ago", nrql_span(a.long.as_secs())),
+        ),
+        json!({ "thresholds": [{ "alertSeverity": "CRITICAL", "value": a.factor }] }),
+    );
+    let short = q.query(
+        q.burn(slo.budget(), &format!("burn {}", a.short)),
+        &format!("SINCE {} ago", nrql_span(a.short.as_secs())),
+    );
+    if let Some(queries) = page
+        .widgets
+        .last_mut()
+        .and_then(|w| w["rawConfiguration"]["nrqlQueries"].as_array_mut())
+    {
+        queries.push(json!({ "accountIds": [account], "query": short }));
+    }
+    page.nrql(
+        8,
+        3,
+        format!(
+            "{}: burn rate per {} with the {}× threshold",
+            a.severity,
+            a.short,
+            fmt_num(a.factor)
+        ),
+        "viz.line",
+        q.query(
+            q.burn(slo.budget(), "burn"),
+            &format!(
+                "TIMESERIES {} SINCE {} ago",
+                nrql_span(a.short.as_secs().max(60)),
+                nrql_span((a.long.as_secs() * 4).max(3 * 3600))
+            ),
+        ),
+        thresholds(a),
+    );
 }
 
 /// The NerdGraph variables of one dashboard: overview page, then one page per SLO.

@@ -322,55 +322,62 @@ async fn slo_report(
     }
     // Burn now: only when the range ends now (a past month has no "now").
     if month.is_none() || end == now {
-        let longest = slo
-            .alerts
-            .iter()
-            .map(|a| a.long.as_secs())
-            .max()
-            .unwrap_or(0);
-        let step = if longest <= 15 * 86_400 { 60 } else { 3600 };
-        let to = now / step * step;
-        match read_series(
-            &aws.cloudwatch,
-            &wanted,
-            to.saturating_sub(longest),
-            to,
-            step,
-        )
-        .await
-        {
-            Ok(series) => {
-                let buckets = bucket_counts(&slo.cw, &series);
-                let window = |secs: u64| {
-                    buckets
-                        .range(to.saturating_sub(secs)..)
-                        .fold(Counts::default(), |acc, (_, c)| add(acc, *c))
-                };
-                for a in slo.alerts {
-                    let (long, short) = (window(a.long.as_secs()), window(a.short.as_secs()));
-                    report.windows.push(WindowBurn {
-                        severity: a.severity,
-                        long: a.long,
-                        short: a.short,
-                        factor: a.factor,
-                        long_rate: long.burn_rate(slo.slo.objective),
-                        short_rate: short.burn_rate(slo.slo.objective),
-                        verdict: burn::judge(
-                            long,
-                            short,
-                            slo.slo.objective,
-                            a.factor,
-                            slo.min_events,
-                        ),
-                    });
-                }
-            }
+        match burn_now(aws, slo, &wanted, now).await {
+            Ok(windows) => report.windows = windows,
             Err(e) => {
                 report.error.get_or_insert(e.to_string());
             }
         }
     }
     report
+}
+
+/// Each alert's two windows as they burn now.
+async fn burn_now(
+    aws: &Aws,
+    slo: &SloModel<'_>,
+    wanted: &[(MetricRef, Stat)],
+    now: u64,
+) -> Result<Vec<WindowBurn>, CallError> {
+    let longest = slo
+        .alerts
+        .iter()
+        .map(|a| a.long.as_secs())
+        .max()
+        .unwrap_or(0);
+    let step = if longest <= 15 * 86_400 { 60 } else { 3600 };
+    let to = now / step * step;
+    let series = read_series(
+        &aws.cloudwatch,
+        wanted,
+        to.saturating_sub(longest),
+        to,
+        step,
+    )
+    .await?;
+    let buckets = bucket_counts(&slo.cw, &series);
+    let window = |secs: u64| {
+        buckets
+            .range(to.saturating_sub(secs)..)
+            .fold(Counts::default(), |acc, (_, c)| add(acc, *c))
+    };
+    let objective = slo.slo.objective;
+    Ok(slo
+        .alerts
+        .iter()
+        .map(|a| {
+            let (long, short) = (window(a.long.as_secs()), window(a.short.as_secs()));
+            WindowBurn {
+                severity: a.severity,
+                long: a.long,
+                short: a.short,
+                factor: a.factor,
+                long_rate: long.burn_rate(objective),
+                short_rate: short.burn_rate(objective),
+                verdict: burn::judge(long, short, objective, a.factor, slo.min_events),
+            }
+        })
+        .collect())
 }
 
 /// Every incident in the alert state overlapping [start, end). The state keeps one item per

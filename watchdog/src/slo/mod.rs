@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::error::CallError;
 use crate::finding::{Finding, Status};
 use crate::metrics::{MetricData, MetricsPlan, Stat};
-use crate::spec::{MetricRef, Service, Severity, Sli, Slo, Spec};
+use crate::spec::{BurnRateAlert, MetricRef, Service, Severity, Sli, Slo, Spec};
 use burn::{Counts, Verdict};
 
 /// The agent's span-metric contract (see the agent's telemetry module).
@@ -29,17 +29,6 @@ enum Counter {
     RankedBelow { threshold_ms: u32 },
 }
 
-fn metric(namespace: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
-    MetricRef {
-        namespace: namespace.into(),
-        metric: name.into(),
-        dimensions: dims
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
 /// The CloudWatch series behind one SLO's SLI.
 #[derive(Clone, Debug)]
 pub struct SliSeries {
@@ -56,8 +45,8 @@ pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, CallErro
         Sli::SpanErrors { service, route } => {
             let dims = [("service", service.as_str()), ("route", route.as_str())];
             (
-                Counter::Bad(metric(SPAN_NAMESPACE, "errors", &dims)),
-                metric(SPAN_NAMESPACE, "requests", &dims),
+                Counter::Bad(MetricRef::new(SPAN_NAMESPACE, "errors", &dims)),
+                MetricRef::new(SPAN_NAMESPACE, "requests", &dims),
             )
         }
         Sli::SpanLatency {
@@ -69,12 +58,12 @@ pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, CallErro
             let dims = [("service", service.as_str()), ("route", route.as_str())];
             let good_dims = [dims[0], dims[1], ("threshold_ms", threshold.as_str())];
             (
-                Counter::Good(metric(
+                Counter::Good(MetricRef::new(
                     SPAN_NAMESPACE,
                     "requests_under_threshold",
                     &good_dims,
                 )),
-                metric(SPAN_NAMESPACE, "requests", &dims),
+                MetricRef::new(SPAN_NAMESPACE, "requests", &dims),
             )
         }
         Sli::AlbAvailability {
@@ -87,8 +76,12 @@ pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, CallErro
             );
             let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
             (
-                Counter::Bad(metric(ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", &dims)),
-                metric(ALB_NAMESPACE, "RequestCount", &dims),
+                Counter::Bad(MetricRef::new(
+                    ALB_NAMESPACE,
+                    "HTTPCode_Target_5XX_Count",
+                    &dims,
+                )),
+                MetricRef::new(ALB_NAMESPACE, "RequestCount", &dims),
             )
         }
         Sli::AlbLatency {
@@ -106,7 +99,7 @@ pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, CallErro
                 Counter::RankedBelow {
                     threshold_ms: *threshold_ms,
                 },
-                metric(ALB_NAMESPACE, "TargetResponseTime", &dims),
+                MetricRef::new(ALB_NAMESPACE, "TargetResponseTime", &dims),
             )
         }
         Sli::GoodOverTotal { good, total } => (Counter::Good(good.clone()), total.clone()),
@@ -180,16 +173,13 @@ fn rate(x: Option<f64>) -> String {
     x.map_or_else(|| "no data".into(), |x| format!("{x:.2}x"))
 }
 
-/// Judges one SLO from the fetched data.
-pub fn evaluate(
-    spec: &Spec,
+/// An SLO's finding before it is judged: ok, at the severity of its most severe alert.
+fn slo_finding(
     service_name: &str,
     service: &Service,
     slo: &Slo,
-    series: Result<&SliSeries, &CallError>,
-    data: &MetricData,
+    alerts: &[BurnRateAlert],
 ) -> Finding {
-    let (alerts, min_events) = spec.alerts_for(slo);
     let mut finding = Finding {
         fingerprint: Finding::fingerprint_of("slo", service_name, &slo.name),
         status: Status::Ok,
@@ -210,6 +200,114 @@ pub fn evaluate(
     if let Some(description) = &slo.description {
         finding.details.push(description.clone());
     }
+    finding
+}
+
+/// The SLO period's numbers, as values and one detail line.
+fn record_period(finding: &mut Finding, slo: &Slo, period: &Counts, budget_left: f64) {
+    let objective = slo.objective;
+    let values = [
+        ("objective_percent", json!(objective)),
+        ("sli", json!(period.sli())),
+        ("period_events", json!(period.total)),
+        ("period_bad_events", json!(period.bad)),
+        ("budget_remaining", json!(budget_left)),
+    ];
+    for (key, value) in values {
+        finding.values.insert(key.into(), value);
+    }
+    finding.details.push(format!(
+        "SLI over {}: {} ({} of {} events bad); objective {objective}%; error budget left {:.1}%",
+        slo.period,
+        percent(period.sli()),
+        period.bad,
+        period.total,
+        budget_left * 100.0
+    ));
+}
+
+/// What judging one SLO's alerts needs besides the alert.
+struct AlertContext<'a> {
+    data: &'a MetricData,
+    series: &'a SliSeries,
+    objective: f64,
+    min_events: u64,
+    /// `service/slo`, as summaries begin.
+    headline: &'a str,
+    budget_left: f64,
+}
+
+/// One alert's verdict: its detail line, both windows' burn rates, and the summary when it
+/// fires.
+struct AlertVerdict {
+    detail: String,
+    long_rate: Option<f64>,
+    short_rate: Option<f64>,
+    firing: Option<String>,
+}
+
+impl AlertContext<'_> {
+    fn judge(&self, alert: &BurnRateAlert) -> Result<AlertVerdict, CallError> {
+        let (objective, min_events) = (self.objective, self.min_events);
+        let long = counts(self.data, self.series, alert.long)?;
+        let short = counts(self.data, self.series, alert.short)?;
+        let (long_rate, short_rate) = (long.burn_rate(objective), short.burn_rate(objective));
+        let verdict = burn::judge(long, short, objective, alert.factor, min_events);
+        let why = match verdict {
+            Verdict::Firing => "FIRING: both windows burn at or above the factor".to_string(),
+            Verdict::BelowFactor => "ok: not both windows at or above the factor".to_string(),
+            Verdict::NoData => {
+                "ok: no events in a window (no data is not an outage here)".to_string()
+            }
+            Verdict::TooFewEvents => format!(
+                "ok: only {} events in {}, fewer than the {min_events} the low-traffic guard needs",
+                long.total, alert.long
+            ),
+        };
+        let detail = format!(
+            "{} alert {}/{} at {}x: burn {} over {} ({} events), {} over {} ({} events) -> {why}",
+            alert.severity,
+            alert.long,
+            alert.short,
+            alert.factor,
+            rate(long_rate),
+            alert.long,
+            long.total,
+            rate(short_rate),
+            alert.short,
+            short.total,
+        );
+        let firing = (verdict == Verdict::Firing).then(|| {
+            format!(
+                "{}: burning error budget {} over {} and {} over {} (objective {objective}%, {:.1}% budget left)",
+                self.headline,
+                rate(long_rate),
+                alert.long,
+                rate(short_rate),
+                alert.short,
+                self.budget_left * 100.0
+            )
+        });
+        Ok(AlertVerdict {
+            detail,
+            long_rate,
+            short_rate,
+            firing,
+        })
+    }
+}
+
+/// Judges one SLO from the fetched data.
+pub fn evaluate(
+    spec: &Spec,
+    service_name: &str,
+    service: &Service,
+    slo: &Slo,
+    series: Result<&SliSeries, &CallError>,
+    data: &MetricData,
+) -> Finding {
+    let (alerts, min_events) = spec.alerts_for(slo);
+    let mut finding = slo_finding(service_name, service, slo, alerts);
     let objective = slo.objective;
     let read = series
         .map_err(Clone::clone)
@@ -222,27 +320,7 @@ pub fn evaluate(
         }
     };
     let budget_left = burn::budget_remaining(period, objective);
-    finding
-        .values
-        .insert("objective_percent".into(), json!(objective));
-    finding.values.insert("sli".into(), json!(period.sli()));
-    finding
-        .values
-        .insert("period_events".into(), json!(period.total));
-    finding
-        .values
-        .insert("period_bad_events".into(), json!(period.bad));
-    finding
-        .values
-        .insert("budget_remaining".into(), json!(budget_left));
-    finding.details.push(format!(
-        "SLI over {}: {} ({} of {} events bad); objective {objective}%; error budget left {:.1}%",
-        slo.period,
-        percent(period.sli()),
-        period.bad,
-        period.total,
-        budget_left * 100.0
-    ));
+    record_period(&mut finding, slo, &period, budget_left);
 
     if period.total <= 0.0 {
         // Not one event in the whole period: no window can burn, and most likely the metric is
@@ -259,11 +337,19 @@ pub fn evaluate(
 
     let mut firing: Option<(Severity, String)> = None;
     let mut burn_rates = serde_json::Map::new();
+    let headline = format!("{service_name}/{}", slo.name);
     for alert in alerts {
-        let judged = counts(data, series, alert.long)
-            .and_then(|long| counts(data, series, alert.short).map(|short| (long, short)));
-        let (long, short) = match judged {
-            Ok(pair) => pair,
+        let judged = AlertContext {
+            data,
+            series,
+            objective,
+            min_events,
+            headline: &headline,
+            budget_left,
+        }
+        .judge(alert);
+        let judged = match judged {
+            Ok(judged) => judged,
             Err(e) => {
                 finding.details.push(format!(
                     "{}/{}: could not read: {e}",
@@ -272,47 +358,13 @@ pub fn evaluate(
                 continue;
             }
         };
-        let (long_rate, short_rate) = (long.burn_rate(objective), short.burn_rate(objective));
-        burn_rates.insert(alert.long.to_string(), json!(long_rate));
-        burn_rates.insert(alert.short.to_string(), json!(short_rate));
-        let verdict = burn::judge(long, short, objective, alert.factor, min_events);
-        let why = match verdict {
-            Verdict::Firing => "FIRING: both windows burn at or above the factor".to_string(),
-            Verdict::BelowFactor => "ok: not both windows at or above the factor".to_string(),
-            Verdict::NoData => {
-                "ok: no events in a window (no data is not an outage here)".to_string()
-            }
-            Verdict::TooFewEvents => format!(
-                "ok: only {} events in {}, fewer than the {min_events} the low-traffic guard needs",
-                long.total, alert.long
-            ),
-        };
-        finding.details.push(format!(
-            "{} alert {}/{} at {}x: burn {} over {} ({} events), {} over {} ({} events) -> {why}",
-            alert.severity,
-            alert.long,
-            alert.short,
-            alert.factor,
-            rate(long_rate),
-            alert.long,
-            long.total,
-            rate(short_rate),
-            alert.short,
-            short.total,
-        ));
-        if verdict == Verdict::Firing && firing.as_ref().is_none_or(|(s, _)| alert.severity > *s) {
-            firing = Some((
-                alert.severity,
-                format!(
-                    "{service_name}/{}: burning error budget {} over {} and {} over {} (objective {objective}%, {:.1}% budget left)",
-                    slo.name,
-                    rate(long_rate),
-                    alert.long,
-                    rate(short_rate),
-                    alert.short,
-                    budget_left * 100.0
-                ),
-            ));
+        burn_rates.insert(alert.long.to_string(), json!(judged.long_rate));
+        burn_rates.insert(alert.short.to_string(), json!(judged.short_rate));
+        finding.details.push(judged.detail);
+        if let Some(summary) = judged.firing
+            && firing.as_ref().is_none_or(|(s, _)| alert.severity > *s)
+        {
+            firing = Some((alert.severity, summary));
         }
     }
     finding
