@@ -62,6 +62,22 @@ impl CallError {
         CallError::new(sdk_error_kind(&error), error_text(&error))
     }
 
+    /// An SDK answer in which a missing resource is an answer (`None`), not a failure.
+    pub fn missing_is_none<T, E, R>(
+        answer: Result<T, SdkError<E, R>>,
+        is_missing: impl Fn(&E) -> bool,
+    ) -> Result<Option<T>, CallError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        match answer {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(is_missing) => Ok(None),
+            Err(e) => Err(CallError::from_sdk(e)),
+        }
+    }
+
     /// The same error with `context` in front of its text ("looking up target group x: ...").
     pub fn context(self, context: impl std::fmt::Display) -> Self {
         CallError::new(self.kind, format!("{context}: {}", self.message))

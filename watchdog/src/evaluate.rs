@@ -84,7 +84,7 @@ type SloSeries<'a> = (
     &'a String,
     &'a Service,
     &'a Slo,
-    Result<slo::SliSeries, CallError>,
+    Result<slo::CwSli, CallError>,
 );
 
 pub async fn evaluate(

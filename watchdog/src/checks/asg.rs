@@ -51,25 +51,15 @@ impl Check for Asg<'_> {
         }
         let enough = serving >= spec.min_healthy as usize;
         let spread = azs.len() >= spec.min_azs as usize;
-        let summary = if enough && spread {
-            format!(
-                "{}: {} InService and Healthy in {} (want >= {} in >= {})",
-                spec.group,
-                serving,
-                plural(azs.len(), "AZ"),
-                spec.min_healthy,
-                plural(spec.min_azs as usize, "AZ")
-            )
-        } else {
-            format!(
-                "{}: only {} InService and Healthy in {} (want >= {} in >= {})",
-                spec.group,
-                serving,
-                plural(azs.len(), "AZ"),
-                spec.min_healthy,
-                plural(spec.min_azs as usize, "AZ")
-            )
-        };
+        let summary = format!(
+            "{}: {}{} InService and Healthy in {} (want >= {} in >= {})",
+            spec.group,
+            if enough && spread { "" } else { "only " },
+            serving,
+            plural(azs.len(), "AZ"),
+            spec.min_healthy,
+            plural(spec.min_azs as usize, "AZ")
+        );
         let mut outcome = Outcome::new(enough && spread, summary)
             .value("in_service_healthy", serving as u64)
             .value("azs", azs.iter().cloned().collect::<Vec<_>>())

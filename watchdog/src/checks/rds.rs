@@ -38,63 +38,46 @@ fn judge(what: &str, spec: &RdsCheck, status: &str, multi_az: bool) -> Outcome {
 
 /// The verdict on what the describe call found: (status, Multi-AZ), `None` when it does not
 /// exist (a failed check, not an unknown one).
-fn verdict(
-    what: &str,
-    spec: &RdsCheck,
-    found: Result<Option<(String, bool)>, CallError>,
-) -> Result<Outcome, CallError> {
-    Ok(match found? {
+fn verdict(what: &str, spec: &RdsCheck, found: Option<(String, bool)>) -> Outcome {
+    match found {
         Some((status, multi_az)) => judge(what, spec, &status, multi_az),
         None => Outcome::new(false, format!("{what} {} does not exist", spec.id)),
-    })
+    }
 }
 
 impl Check for Instance<'_> {
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
-        let out = aws
+        let describe = aws
             .rds
             .describe_db_instances()
-            .db_instance_identifier(&self.0.id)
-            .send()
-            .await;
-        let found = match out {
-            Ok(out) => Ok(out.db_instances().first().map(|db| {
+            .db_instance_identifier(&self.0.id);
+        let out = CallError::missing_is_none(describe.send().await, |e| {
+            e.is_db_instance_not_found_fault()
+        })?;
+        let found = out
+            .as_ref()
+            .and_then(|o| o.db_instances().first())
+            .map(|db| {
                 let status = db.db_instance_status().unwrap_or("unknown");
                 (status.to_string(), db.multi_az().unwrap_or(false))
-            })),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_db_instance_not_found_fault()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(CallError::from_sdk(e)),
-        };
-        verdict("RDS instance", self.0, found)
+            });
+        Ok(verdict("RDS instance", self.0, found))
     }
 }
 
 impl Check for Cluster<'_> {
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
-        let out = aws
+        let describe = aws
             .rds
             .describe_db_clusters()
-            .db_cluster_identifier(&self.0.id)
-            .send()
-            .await;
-        let found = match out {
-            Ok(out) => Ok(out.db_clusters().first().map(|cluster| {
-                let status = cluster.status().unwrap_or("unknown");
-                (status.to_string(), cluster.multi_az().unwrap_or(false))
-            })),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_db_cluster_not_found_fault()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(CallError::from_sdk(e)),
-        };
-        verdict("Aurora cluster", self.0, found)
+            .db_cluster_identifier(&self.0.id);
+        let out = CallError::missing_is_none(describe.send().await, |e| {
+            e.is_db_cluster_not_found_fault()
+        })?;
+        let found = out.as_ref().and_then(|o| o.db_clusters().first()).map(|c| {
+            let status = c.status().unwrap_or("unknown");
+            (status.to_string(), c.multi_az().unwrap_or(false))
+        });
+        Ok(verdict("Aurora cluster", self.0, found))
     }
 }

@@ -17,28 +17,13 @@ pub struct TargetGroup<'a>(pub &'a TargetGroupCheck);
 impl Check for TargetGroup<'_> {
     async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
         let spec = self.0;
-        let groups = match aws
-            .elbv2
-            .describe_target_groups()
-            .names(&spec.name)
-            .send()
-            .await
-        {
-            Ok(groups) => groups,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_target_group_not_found_exception()) =>
-            {
-                return Ok(Outcome::new(
-                    false,
-                    format!("target group {} does not exist", spec.name),
-                ));
-            }
-            Err(e) => return Err(CallError::from_sdk(e)),
-        };
+        let describe = aws.elbv2.describe_target_groups().names(&spec.name);
+        let answer = describe.send().await;
+        let groups =
+            CallError::missing_is_none(answer, |e| e.is_target_group_not_found_exception())?;
         let Some(arn) = groups
-            .target_groups()
-            .first()
+            .as_ref()
+            .and_then(|g| g.target_groups().first())
             .and_then(|g| g.target_group_arn())
         else {
             return Ok(Outcome::new(

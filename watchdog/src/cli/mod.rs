@@ -124,14 +124,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             region,
             partition,
         } => {
-            let Some(spec) = load_spec(&spec) else {
-                return Ok(ExitCode::from(2));
-            };
             let defaults = iam::Target::default();
             let target = iam::Target {
                 partition: partition.unwrap_or(defaults.partition),
                 region: region.unwrap_or(defaults.region),
                 account: account_id.unwrap_or(defaults.account),
+            };
+            let Some(spec) = load_spec(&spec) else {
+                return Ok(ExitCode::from(2));
             };
             println!(
                 "{}",

@@ -153,6 +153,20 @@ pub fn classify(payload: &Value) -> Trigger {
 
 /// Checks of services that own the Auto Scaling group: its capacity, their target groups, and
 /// heartbeats of its hosts.
+/// Every check `wanted` picks, as (service, index into its `checks`).
+fn checks_where(spec: &Spec, wanted: impl Fn(&CheckSpec) -> bool) -> Vec<(String, usize)> {
+    spec.services
+        .iter()
+        .flat_map(|(name, s)| {
+            s.checks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| wanted(c))
+                .map(|(i, _)| (name.clone(), i))
+        })
+        .collect()
+}
+
 fn checks_for_group(spec: &Spec, group: &str) -> Vec<(String, usize)> {
     let owners: Vec<&String> = spec
         .services
@@ -208,34 +222,14 @@ pub async fn scope_for(
             });
         }
         Trigger::AsgActivity { group, .. } => checks_for_group(spec, group),
-        Trigger::AlarmStateChange { alarm, .. } => spec
-            .services
-            .iter()
-            .flat_map(|(name, s)| {
-                s.checks
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(i, c)| match c {
-                        CheckSpec::Alarms(a) if alarms_cover(a, alarm) => Some((name.clone(), i)),
-                        _ => None,
-                    })
-            })
-            .collect(),
-        Trigger::RdsEvent { source, .. } => spec
-            .services
-            .iter()
-            .flat_map(|(name, s)| {
-                s.checks
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(i, c)| match c {
-                        CheckSpec::RdsInstance(r) | CheckSpec::RdsCluster(r) if r.id == *source => {
-                            Some((name.clone(), i))
-                        }
-                        _ => None,
-                    })
-            })
-            .collect(),
+        Trigger::AlarmStateChange { alarm, .. } => checks_where(
+            spec,
+            |c| matches!(c, CheckSpec::Alarms(a) if alarms_cover(a, alarm)),
+        ),
+        Trigger::RdsEvent { source, .. } => checks_where(
+            spec,
+            |c| matches!(c, CheckSpec::RdsInstance(r) | CheckSpec::RdsCluster(r) if r.id == *source),
+        ),
         Trigger::Ec2StateChange { .. }
             if !crate::iam::operations(spec)
                 .contains(&crate::iam::Operation::DescribeAutoScalingInstances) =>

@@ -1,5 +1,6 @@
 //! Email through SES (v2 `SendEmail`): a simple message with a text and an HTML part.
 
+use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message as SesMessage};
 
 use crate::error::CallError;
@@ -20,11 +21,7 @@ fn content(data: String) -> Result<Content, CallError> {
 }
 
 impl SesEmail {
-    pub async fn send(
-        &self,
-        client: &aws_sdk_sesv2::Client,
-        message: &Message,
-    ) -> Result<String, CallError> {
+    pub async fn send(&self, client: &Client, message: &Message) -> Result<String, CallError> {
         let mut subject = message.title.clone();
         truncate(&mut subject, 200);
         let email = SesMessage::builder()

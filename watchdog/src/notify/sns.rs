@@ -3,6 +3,7 @@
 //! under 100 characters, and message attributes (`severity`, `service`, `status`,
 //! `fingerprint`) for subscription filter policies. The whole message stays under SNS's 256 KB.
 
+use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 
@@ -43,11 +44,7 @@ fn attribute(value: &str) -> MessageAttributeValue {
 }
 
 impl Sns {
-    pub async fn send(
-        &self,
-        client: &aws_sdk_sns::Client,
-        message: &Message,
-    ) -> Result<String, CallError> {
+    pub async fn send(&self, client: &Client, message: &Message) -> Result<String, CallError> {
         let (subject, body) = bodies(message);
         let status = if message.resolved {
             "resolved"

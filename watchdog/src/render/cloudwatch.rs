@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use super::layout::{Layout, Whole};
 use super::model::{CwSli, SloModel};
 use crate::spec::infrastructure::{Infrastructure, WebAclScope};
 use crate::spec::{MetricRef, Severity, Spec};
@@ -12,9 +13,7 @@ use crate::spec::{MetricRef, Severity, Spec};
 /// Widgets are placed left to right on CloudWatch's 24-column grid, wrapping to a new row.
 struct Grid {
     widgets: Vec<Value>,
-    x: u32,
-    y: u32,
-    row_height: u32,
+    layout: Layout,
 }
 
 pub const COLUMNS: u32 = 24;
@@ -23,34 +22,24 @@ impl Grid {
     fn new() -> Grid {
         Grid {
             widgets: Vec::new(),
-            x: 0,
-            y: 0,
-            row_height: 0,
+            layout: Layout::new(COLUMNS, 0),
         }
     }
 
     fn place(&mut self, width: u32, height: u32, kind: &str, properties: Value) {
-        if self.x + width > COLUMNS {
-            self.new_row();
-        }
+        let (x, y) = self.layout.place(width, height);
         self.widgets.push(json!({
             "type": kind,
-            "x": self.x,
-            "y": self.y,
+            "x": x,
+            "y": y,
             "width": width,
             "height": height,
             "properties": properties,
         }));
-        self.x += width;
-        self.row_height = self.row_height.max(height);
     }
 
     fn new_row(&mut self) {
-        if self.x > 0 {
-            self.y += self.row_height;
-            self.x = 0;
-            self.row_height = 0;
-        }
+        self.layout.new_row();
     }
 
     fn text(&mut self, width: u32, height: u32, markdown: String) {
@@ -79,12 +68,10 @@ fn expression(id: &str, expression: String, label: &str) -> Value {
 
 /// Duration as ISO 8601 for a widget's relative `start` (`-PT6H`, `-P30D`).
 fn iso_ago(secs: u64) -> String {
-    if secs.is_multiple_of(86_400) {
-        format!("-P{}D", secs / 86_400)
-    } else if secs.is_multiple_of(3600) {
-        format!("-PT{}H", secs / 3600)
-    } else {
-        format!("-PT{}M", secs.div_ceil(60))
+    match Whole::of(secs) {
+        Whole::Days(n) => format!("-P{n}D"),
+        Whole::Hours(n) => format!("-PT{n}H"),
+        Whole::Minutes(n) => format!("-PT{n}M"),
     }
 }
 

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::cloudwatch::{fmt_num, slo_dashboard_name};
+use super::layout::{Layout, Whole};
 use super::model::{NrSli, SloModel};
 use crate::spec::{BurnRateAlert, MetricRef, Severity, Spec, SpecError};
 
@@ -89,13 +90,12 @@ pub fn string(value: &str) -> String {
 
 /// NRQL's relative time for `SINCE ... ago` / `TIMESERIES ...`.
 fn nrql_span(secs: u64) -> String {
-    if secs.is_multiple_of(86_400) {
-        format!("{} days", secs / 86_400)
-    } else if secs.is_multiple_of(3600) {
-        format!("{} hours", secs / 3600)
-    } else {
-        format!("{} minutes", secs.div_ceil(60))
-    }
+    let (n, unit) = match Whole::of(secs) {
+        Whole::Days(n) => (n, "days"),
+        Whole::Hours(n) => (n, "hours"),
+        Whole::Minutes(n) => (n, "minutes"),
+    };
+    format!("{n} {unit}")
 }
 
 /// The pieces of NRQL one SLI needs: the bad and total aggregates and the WHERE clause.
@@ -222,9 +222,7 @@ impl Nrql {
 struct Page {
     account: u64,
     widgets: Vec<Value>,
-    column: u32,
-    row: u32,
-    row_height: u32,
+    layout: Layout,
 }
 
 impl Page {
@@ -232,32 +230,22 @@ impl Page {
         Page {
             account,
             widgets: Vec::new(),
-            column: 1,
-            row: 1,
-            row_height: 0,
+            layout: Layout::new(COLUMNS, 1),
         }
     }
 
     fn place(&mut self, width: u32, height: u32, title: String, viz: &str, raw: Value) {
-        if self.column + width > COLUMNS + 1 {
-            self.new_row();
-        }
+        let (column, row) = self.layout.place(width, height);
         self.widgets.push(json!({
             "title": title,
-            "layout": { "column": self.column, "row": self.row, "width": width, "height": height },
+            "layout": { "column": column, "row": row, "width": width, "height": height },
             "visualization": { "id": viz },
             "rawConfiguration": raw,
         }));
-        self.column += width;
-        self.row_height = self.row_height.max(height);
     }
 
     fn new_row(&mut self) {
-        if self.column > 1 {
-            self.row += self.row_height;
-            self.column = 1;
-            self.row_height = 0;
-        }
+        self.layout.new_row();
     }
 
     fn markdown(&mut self, width: u32, height: u32, text: String) {

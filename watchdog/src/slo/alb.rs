@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
-
 use crate::aws::Aws;
 use crate::error::CallError;
 use crate::spec::{Sli, Spec};
@@ -94,50 +92,48 @@ pub async fn resolve(spec: &Spec, aws: &Aws) -> AlbDimensions {
             .names(&name)
             .send()
             .await;
-        let answer = answer.map(|o| {
-            o.load_balancers()
-                .first()
-                .and_then(|lb| lb.load_balancer_arn())
-                .and_then(load_balancer_dimension)
-        });
-        let value = found("load balancer", &name, answer, |e| {
-            e.is_load_balancer_not_found_exception()
-        });
+        let arn = CallError::missing_is_none(answer, |e| e.is_load_balancer_not_found_exception())
+            .map(|o| {
+                o.and_then(|o| {
+                    o.load_balancers()
+                        .first()?
+                        .load_balancer_arn()
+                        .map(str::to_string)
+                })
+            });
+        let value = found("load balancer", &name, arn, load_balancer_dimension);
         out.load_balancers.insert(name, value);
     }
     for name in tgs {
         let answer = aws.elbv2.describe_target_groups().names(&name).send().await;
-        let answer = answer.map(|o| {
-            o.target_groups()
-                .first()
-                .and_then(|tg| tg.target_group_arn())
-                .and_then(target_group_dimension)
-        });
-        let value = found("target group", &name, answer, |e| {
-            e.is_target_group_not_found_exception()
-        });
+        let arn = CallError::missing_is_none(answer, |e| e.is_target_group_not_found_exception())
+            .map(|o| {
+                o.and_then(|o| {
+                    o.target_groups()
+                        .first()?
+                        .target_group_arn()
+                        .map(str::to_string)
+                })
+            });
+        let value = found("target group", &name, arn, target_group_dimension);
         out.target_groups.insert(name, value);
     }
     out
 }
 
-/// The dimension value one lookup found; a name ELBv2 does not know is `NotFound`.
-fn found<E, R>(
+/// The dimension value of the ARN one lookup found; a name ELBv2 does not know is `NotFound`.
+fn found(
     what: &str,
     name: &str,
-    answer: Result<Option<String>, SdkError<E, R>>,
-    is_missing: impl Fn(&E) -> bool,
-) -> Result<String, CallError>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    let missing = || CallError::not_found(format!("{what} {name} not found"));
-    match answer {
-        Ok(Some(value)) => Ok(value),
-        Ok(None) => Err(missing()),
-        Err(e) if e.as_service_error().is_some_and(&is_missing) => Err(missing()),
-        Err(e) => Err(CallError::from_sdk(e).context(format!("looking up {what} {name}"))),
+    arn: Result<Option<String>, CallError>,
+    dimension: fn(&str) -> Option<String>,
+) -> Result<String, CallError> {
+    match arn {
+        Ok(arn) => arn
+            .as_deref()
+            .and_then(dimension)
+            .ok_or_else(|| CallError::not_found(format!("{what} {name} not found"))),
+        Err(e) => Err(e.context(format!("looking up {what} {name}"))),
     }
 }
 

@@ -17,98 +17,111 @@ use burn::{Counts, Verdict};
 const SPAN_NAMESPACE: &str = "Vigil/SpanMetrics";
 const ALB_NAMESPACE: &str = "AWS/ApplicationELB";
 
-/// How an SLI knows the good events besides the total.
+/// How CloudWatch tells the bad events from the total: what the watchdog reads, and what
+/// the dashboards and the SLO report draw.
 #[derive(Clone, Debug)]
-enum Counter {
-    /// A counter of good events.
-    Good(MetricRef),
-    /// A counter of bad events.
-    Bad(MetricRef),
-    /// The total's own percentile rank `PR(:threshold)` per bucket: good = rank% of that
-    /// bucket's sample count. Exact per bucket, so windows add up without percentiles.
-    RankedBelow { threshold_ms: u32 },
+pub enum CwSli {
+    /// `bad` counted directly (span errors, target 5xx, `bad_over_total`).
+    Bad { bad: MetricRef, total: MetricRef },
+    /// `good` counted (requests under a threshold, `good_over_total`): bad = total - good.
+    Good { good: MetricRef, total: MetricRef },
+    /// ALB latency: the latency's own percentile rank `PR(:threshold)` per bucket, so good =
+    /// rank% of that bucket's sample count. Exact per bucket, so windows add up without
+    /// percentiles.
+    RankedBelow {
+        latency: MetricRef,
+        threshold_ms: u32,
+    },
 }
 
-/// The CloudWatch series behind one SLO's SLI.
-#[derive(Clone, Debug)]
-pub struct SliSeries {
-    counter: Counter,
-    total: MetricRef,
-    /// `Sum` for counters; `SampleCount` when the total is a latency metric's sample count.
-    total_stat: Stat,
-}
-
-/// Works out which series an SLI reads; fails only when an ALB name cannot be resolved.
-pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<SliSeries, CallError> {
-    let mut total_stat = Stat::Sum;
-    let (counter, total) = match sli {
-        Sli::SpanErrors { service, route } => {
-            let dims = [("service", service.as_str()), ("route", route.as_str())];
-            (
-                Counter::Bad(MetricRef::new(SPAN_NAMESPACE, "errors", &dims)),
-                MetricRef::new(SPAN_NAMESPACE, "requests", &dims),
-            )
+impl CwSli {
+    /// The metric that counts all events, and the statistic that counts them (`SampleCount`
+    /// of a latency metric).
+    pub fn total(&self) -> (&MetricRef, Stat) {
+        match self {
+            CwSli::Bad { total, .. } | CwSli::Good { total, .. } => (total, Stat::Sum),
+            CwSli::RankedBelow { latency, .. } => (latency, Stat::SampleCount),
         }
+    }
+}
+
+/// The CloudWatch series an SLI reads. `alb` turns the (load balancer, target group) an ALB
+/// SLI names into dimension values: looked up in AWS by the watchdog, taken from
+/// `infrastructure:` by the dashboards.
+pub fn cloudwatch_sli<E>(
+    sli: &Sli,
+    alb: impl FnOnce(&str, &str) -> Result<(String, String), E>,
+) -> Result<CwSli, E> {
+    let span = |service: &str, route: &str, name: &str, threshold: Option<u32>| {
+        let threshold = threshold.map(|t| t.to_string());
+        let mut dims = vec![("service", service), ("route", route)];
+        if let Some(t) = &threshold {
+            dims.push(("threshold_ms", t.as_str()));
+        }
+        MetricRef::new(SPAN_NAMESPACE, name, &dims)
+    };
+    let alb_metric = |lb: &str, tg: &str, name: &str| {
+        MetricRef::new(
+            ALB_NAMESPACE,
+            name,
+            &[("LoadBalancer", lb), ("TargetGroup", tg)],
+        )
+    };
+    Ok(match sli {
+        Sli::SpanErrors { service, route } => CwSli::Bad {
+            bad: span(service, route, "errors", None),
+            total: span(service, route, "requests", None),
+        },
         Sli::SpanLatency {
             service,
             route,
             threshold_ms,
-        } => {
-            let threshold = threshold_ms.to_string();
-            let dims = [("service", service.as_str()), ("route", route.as_str())];
-            let good_dims = [dims[0], dims[1], ("threshold_ms", threshold.as_str())];
-            (
-                Counter::Good(MetricRef::new(
-                    SPAN_NAMESPACE,
-                    "requests_under_threshold",
-                    &good_dims,
-                )),
-                MetricRef::new(SPAN_NAMESPACE, "requests", &dims),
-            )
-        }
+        } => CwSli::Good {
+            good: span(
+                service,
+                route,
+                "requests_under_threshold",
+                Some(*threshold_ms),
+            ),
+            total: span(service, route, "requests", None),
+        },
         Sli::AlbAvailability {
             load_balancer,
             target_group,
-        } => {
-            let (lb, tg) = (
-                alb.load_balancer(load_balancer)?,
-                alb.target_group(target_group)?,
-            );
-            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
-            (
-                Counter::Bad(MetricRef::new(
-                    ALB_NAMESPACE,
-                    "HTTPCode_Target_5XX_Count",
-                    &dims,
-                )),
-                MetricRef::new(ALB_NAMESPACE, "RequestCount", &dims),
-            )
         }
-        Sli::AlbLatency {
+        | Sli::AlbLatency {
             load_balancer,
             target_group,
-            threshold_ms,
+            ..
         } => {
-            let (lb, tg) = (
-                alb.load_balancer(load_balancer)?,
-                alb.target_group(target_group)?,
-            );
-            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
-            total_stat = Stat::SampleCount;
-            (
-                Counter::RankedBelow {
+            let (lb, tg) = alb(load_balancer, target_group)?;
+            let m = |name: &str| alb_metric(&lb, &tg, name);
+            match sli {
+                Sli::AlbLatency { threshold_ms, .. } => CwSli::RankedBelow {
+                    latency: m("TargetResponseTime"),
                     threshold_ms: *threshold_ms,
                 },
-                MetricRef::new(ALB_NAMESPACE, "TargetResponseTime", &dims),
-            )
+                _ => CwSli::Bad {
+                    bad: m("HTTPCode_Target_5XX_Count"),
+                    total: m("RequestCount"),
+                },
+            }
         }
-        Sli::GoodOverTotal { good, total } => (Counter::Good(good.clone()), total.clone()),
-        Sli::BadOverTotal { bad, total } => (Counter::Bad(bad.clone()), total.clone()),
-    };
-    Ok(SliSeries {
-        counter,
-        total,
-        total_stat,
+        Sli::GoodOverTotal { good, total } => CwSli::Good {
+            good: good.clone(),
+            total: total.clone(),
+        },
+        Sli::BadOverTotal { bad, total } => CwSli::Bad {
+            bad: bad.clone(),
+            total: total.clone(),
+        },
+    })
+}
+
+/// Works out which series an SLI reads; fails only when an ALB name cannot be resolved.
+pub fn series(sli: &Sli, alb: &alb::AlbDimensions) -> Result<CwSli, CallError> {
+    cloudwatch_sli(sli, |lb, tg| {
+        Ok((alb.load_balancer(lb)?, alb.target_group(tg)?))
     })
 }
 
@@ -121,13 +134,19 @@ fn windows(spec: &Spec, slo: &Slo) -> Vec<crate::spec::Span> {
 }
 
 /// Adds the sums this SLO needs to the shared read.
-pub fn plan(spec: &Spec, slo: &Slo, series: &SliSeries, plan: &mut MetricsPlan) {
+pub fn plan(spec: &Spec, slo: &Slo, series: &CwSli, plan: &mut MetricsPlan) {
+    let (total, total_stat) = series.total();
     for window in windows(spec, slo) {
-        plan.want(&series.total, series.total_stat, window);
-        match &series.counter {
-            Counter::Good(m) | Counter::Bad(m) => plan.want(m, Stat::Sum, window),
-            Counter::RankedBelow { threshold_ms } => plan.want(
-                &series.total,
+        plan.want(total, total_stat, window);
+        match series {
+            CwSli::Good { good: m, .. } | CwSli::Bad { bad: m, .. } => {
+                plan.want(m, Stat::Sum, window)
+            }
+            CwSli::RankedBelow {
+                latency,
+                threshold_ms,
+            } => plan.want(
+                latency,
                 Stat::PercentileRank {
                     threshold_ms: *threshold_ms,
                 },
@@ -140,26 +159,30 @@ pub fn plan(spec: &Spec, slo: &Slo, series: &SliSeries, plan: &mut MetricsPlan) 
 /// Good/bad counts over one window; `Err` when CloudWatch could not be read.
 fn counts(
     data: &MetricData,
-    series: &SliSeries,
+    series: &CwSli,
     window: crate::spec::Span,
 ) -> Result<Counts, CallError> {
     // No datapoints in a window means no events (the agent publishes only what happened).
+    let (total_metric, total_stat) = series.total();
     let total = || -> Result<f64, CallError> {
-        let total = data.window(&series.total, series.total_stat, window)?;
+        let total = data.window(total_metric, total_stat, window)?;
         Ok(total.value.unwrap_or(0.0))
     };
     let sum =
         |m: &MetricRef| -> Result<f64, CallError> { Ok(data.sum(m, window)?.value.unwrap_or(0.0)) };
-    Ok(match &series.counter {
-        Counter::Good(m) => Counts::from_good(sum(m)?, total()?),
-        Counter::Bad(m) => Counts::from_bad(sum(m)?, total()?),
-        Counter::RankedBelow { threshold_ms } => {
+    Ok(match series {
+        CwSli::Good { good, .. } => Counts::from_good(sum(good)?, total()?),
+        CwSli::Bad { bad, .. } => Counts::from_bad(sum(bad)?, total()?),
+        CwSli::RankedBelow {
+            latency,
+            threshold_ms,
+        } => {
             let rank = Stat::PercentileRank {
                 threshold_ms: *threshold_ms,
             };
             burn::ranked_counts(
-                &data.points(&series.total, series.total_stat, window)?,
-                &data.points(&series.total, rank, window)?,
+                &data.points(latency, total_stat, window)?,
+                &data.points(latency, rank, window)?,
             )
         }
     })
@@ -229,7 +252,7 @@ fn record_period(finding: &mut Finding, slo: &Slo, period: &Counts, budget_left:
 /// What judging one SLO's alerts needs besides the alert.
 struct AlertContext<'a> {
     data: &'a MetricData,
-    series: &'a SliSeries,
+    series: &'a CwSli,
     objective: f64,
     min_events: u64,
     /// `service/slo`, as summaries begin.
@@ -303,7 +326,7 @@ pub fn evaluate(
     service_name: &str,
     service: &Service,
     slo: &Slo,
-    series: Result<&SliSeries, &CallError>,
+    series: Result<&CwSli, &CallError>,
     data: &MetricData,
 ) -> Finding {
     let (alerts, min_events) = spec.alerts_for(slo);
@@ -330,7 +353,7 @@ pub fn evaluate(
             "{service_name}/{}: no events in {}; is {} published?",
             slo.name,
             slo.period,
-            crate::metrics::describe(&series.total)
+            crate::metrics::describe(series.total().0)
         ));
         return finding;
     }

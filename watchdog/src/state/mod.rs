@@ -709,24 +709,20 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), CallError>
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         TimeToLiveSpecification,
     };
+    let built = |e: aws_sdk_dynamodb::error::BuildError| CallError::bad_data(e.to_string());
+    let key = AttributeDefinition::builder().attribute_name("fingerprint");
+    let key_type = key
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(built)?;
+    let hash = KeySchemaElement::builder().attribute_name("fingerprint");
+    let hash = hash.key_type(KeyType::Hash).build().map_err(built)?;
     let created = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("fingerprint")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(|e| CallError::bad_data(e.to_string()))?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("fingerprint")
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(|e| CallError::bad_data(e.to_string()))?,
-        )
+        .attribute_definitions(key_type)
+        .key_schema(hash)
         .send()
         .await;
     match created {
