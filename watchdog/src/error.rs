@@ -149,3 +149,45 @@ fn not_granted(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sns::error::ErrorMetadata;
+    use aws_sdk_sns::operation::publish::PublishError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+
+    fn answered(code: &str) -> CallError {
+        let meta = ErrorMetadata::builder().code(code).message("why").build();
+        CallError::from_sdk(SdkError::<_, ()>::service_error(
+            PublishError::generic(meta),
+            (),
+        ))
+    }
+
+    #[test]
+    fn sdk_errors_are_classified_by_their_code_or_their_failure() {
+        assert_eq!(answered("AccessDenied").kind, ErrorKind::Denied);
+        assert_eq!(answered("ThrottlingException").kind, ErrorKind::Throttled);
+        assert_eq!(answered("Throttling").kind, ErrorKind::Throttled);
+        assert_eq!(answered("InternalFailure").kind, ErrorKind::Unreachable);
+        assert_eq!(answered("InvalidParameter").kind, ErrorKind::Refused);
+        assert_eq!(answered("Throttling").to_string(), "Throttling: why");
+        let refused = ConnectorError::io("connection refused".into());
+        let unreachable =
+            CallError::from_sdk(SdkError::<PublishError, ()>::dispatch_failure(refused));
+        assert_eq!(unreachable.kind, ErrorKind::Unreachable);
+        assert!(
+            unreachable.to_string().contains("connection refused"),
+            "{unreachable}"
+        );
+        let context = answered("Throttling").context("scanning t");
+        assert_eq!(
+            (context.kind, context.to_string()),
+            (
+                ErrorKind::Throttled,
+                "scanning t: Throttling: why".to_string()
+            )
+        );
+    }
+}

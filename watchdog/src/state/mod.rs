@@ -864,6 +864,52 @@ mod tests {
     }
 
     #[test]
+    fn the_action_follows_from_what_happened() {
+        use Severity::{Page, Ticket};
+        let cases = [
+            (Cause::NewIncident, Page, Action::Page),
+            (Cause::NewIncident, Ticket, Action::Ticket),
+            (Cause::Escalated, Page, Action::Page),
+            (Cause::Recovered, Page, Action::Resolve),
+            (Cause::StillFiring, Page, Action::FollowUp),
+            (
+                Cause::OkStreak {
+                    streak: 1,
+                    needed: 2,
+                },
+                Page,
+                Action::Quiet,
+            ),
+            (Cause::LostRace, Ticket, Action::Quiet),
+            (
+                Cause::ResolveOwed { receivers: vec![] },
+                Page,
+                Action::Resolve,
+            ),
+            (Cause::DryRun { would: Step::Open }, Ticket, Action::Ticket),
+            (
+                Cause::DryRun {
+                    would: Step::Resolve,
+                },
+                Page,
+                Action::Resolve,
+            ),
+            (Cause::NoStateTable, Page, Action::Page),
+            (
+                Cause::StateUnwritable { error: "x".into() },
+                Ticket,
+                Action::Ticket,
+            ),
+        ];
+        for (cause, severity, action) in cases {
+            assert_eq!(cause.action(severity), action, "{cause}");
+        }
+        // The report keeps its word for both kinds of "nothing new to announce".
+        assert_eq!(Action::FollowUp.label(), "already_notified");
+        assert_eq!(Action::Quiet.label(), "already_notified");
+    }
+
+    #[test]
     fn stateless_decisions_notify_every_firing_finding() {
         let d = decide_stateless(
             &[
