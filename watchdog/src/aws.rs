@@ -87,26 +87,34 @@ impl Intercept for OperationGuard {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let Some(meta) = cfg.load::<Metadata>() else {
-            return Err("the SDK did not name the operation (no Metadata)".into());
+            return Err(
+                NotGranted("the SDK did not name the operation (no Metadata)".into()).into(),
+            );
         };
         let Some(op) = Operation::from_sdk(meta.service(), meta.name()) else {
-            return Err(format!(
+            return Err(NotGranted(format!(
                 "{} {} is not in the watchdog's IAM table (watchdog/src/iam): add its row",
                 meta.service(),
                 meta.name()
-            )
+            ))
             .into());
         };
         match &*self.0 {
-            Allowed::Granted(ops) if !ops.contains(&op) => Err(format!(
+            Allowed::Granted(ops) if !ops.contains(&op) => Err(NotGranted(format!(
                 "{} is not granted by the IAM policy generated for this spec",
                 op.action()
-            )
+            ))
             .into()),
             _ => Ok(()),
         }
     }
 }
+
+/// The operation guard's refusal: a type, so that `error::CallError` finds it among an SDK
+/// error's causes and calls it denied.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotGranted(String);
 
 /// The most useful one-line text of any SDK error (all service crates share smithy's error
 /// types): the service's code and message, or the whole source chain of a transport error.
@@ -140,4 +148,40 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{CallError, ErrorKind};
+
+    /// The guard's refusal travels inside the SDK's error; `CallError` finds it and calls it
+    /// denied, as AWS's AccessDenied would be.
+    #[tokio::test]
+    async fn a_call_the_policy_does_not_grant_is_denied_before_it_is_sent() {
+        use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_sns::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            // Never reached: the guard refuses before anything is sent.
+            .endpoint_url("http://127.0.0.1:9")
+            .interceptor(OperationGuard(std::sync::Arc::new(Allowed::Granted(
+                BTreeSet::new(),
+            ))))
+            .build();
+        let refused = aws_sdk_sns::Client::from_conf(config)
+            .publish()
+            .topic_arn("arn:aws:sns:us-east-1:123456789012:oncall")
+            .message("m")
+            .send()
+            .await
+            .unwrap_err();
+        let error = CallError::from_sdk(refused);
+        assert_eq!(error.kind, ErrorKind::Denied, "{error}");
+        assert!(
+            error.to_string().contains("sns:Publish is not granted"),
+            "{error}"
+        );
+    }
 }

@@ -75,16 +75,24 @@ pub async fn run(
     let decisions = match state {
         Some(state) => match state.decide(&evaluation.findings, now, dry_run).await {
             Decided::Decisions(decisions) => decisions,
-            Decided::Unreadable(error) if dry_run => {
-                decide_stateless(&evaluation.findings, &Cause::StateUnreadable { error })
-            }
+            Decided::Unreadable(error) if dry_run => decide_stateless(
+                &evaluation.findings,
+                &Cause::StateUnreadable {
+                    error: error.to_string(),
+                },
+            ),
             Decided::Unreadable(error) => Ledger::for_table(&state.table, state.unreadable_repeat)
-                .decide(&mut evaluation.findings, &state.table, &error, now),
+                .decide(
+                    &mut evaluation.findings,
+                    &state.table,
+                    &error.to_string(),
+                    now,
+                ),
         },
         None => decide_stateless(&evaluation.findings, &Cause::NoStateTable),
     };
     for d in &decisions {
-        tracing::info!(fingerprint = %d.fingerprint, action = ?d.action, severity = %d.severity, reason = %d.reason, "decision");
+        tracing::info!(fingerprint = %d.fingerprint, action = ?d.action(), severity = %d.severity, reason = %d.cause, "decision");
     }
     let outcome = match notifier {
         Some(n) if !dry_run => n.deliver(&evaluation.findings, &decisions, state).await,

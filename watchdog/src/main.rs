@@ -10,6 +10,7 @@ mod aws;
 mod checks;
 mod cli;
 mod cycle;
+mod error;
 mod evaluate;
 mod finding;
 mod iam;

@@ -2,7 +2,8 @@
 //! watchdog fold alarms that teams already have into one decision instead of paging on each.
 
 use super::{Check, Outcome, Want, plural};
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::MetricData;
 use crate::spec::AlarmsCheck;
 
@@ -15,7 +16,7 @@ pub fn covers(spec: &AlarmsCheck, alarm: &str) -> bool {
 }
 
 impl Check for Alarms<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
         let spec = self.0;
         // (name, state, reason) of every alarm in scope.
         let mut alarms: Vec<(String, String, String)> = Vec::new();
@@ -34,7 +35,7 @@ impl Check for Alarms<'_> {
         for request in requests {
             let mut pages = request.into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| error_text(&e))?;
+                let page = page.map_err(CallError::from_sdk)?;
                 for a in page.metric_alarms() {
                     let name = a.alarm_name().unwrap_or("?").to_string();
                     if alarms.iter().any(|(n, _, _)| *n == name) {

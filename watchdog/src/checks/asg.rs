@@ -5,14 +5,15 @@
 use std::collections::BTreeSet;
 
 use super::{Check, Outcome, Want, plural};
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::MetricData;
 use crate::spec::AsgCheck;
 
 pub struct Asg<'a>(pub &'a AsgCheck);
 
 impl Check for Asg<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
         let spec = self.0;
         let out = aws
             .autoscaling
@@ -20,7 +21,7 @@ impl Check for Asg<'_> {
             .auto_scaling_group_names(&spec.group)
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         let Some(group) = out.auto_scaling_groups().first() else {
             return Ok(Outcome::new(
                 false,
@@ -50,25 +51,15 @@ impl Check for Asg<'_> {
         }
         let enough = serving >= spec.min_healthy as usize;
         let spread = azs.len() >= spec.min_azs as usize;
-        let summary = if enough && spread {
-            format!(
-                "{}: {} InService and Healthy in {} (want >= {} in >= {})",
-                spec.group,
-                serving,
-                plural(azs.len(), "AZ"),
-                spec.min_healthy,
-                plural(spec.min_azs as usize, "AZ")
-            )
-        } else {
-            format!(
-                "{}: only {} InService and Healthy in {} (want >= {} in >= {})",
-                spec.group,
-                serving,
-                plural(azs.len(), "AZ"),
-                spec.min_healthy,
-                plural(spec.min_azs as usize, "AZ")
-            )
-        };
+        let summary = format!(
+            "{}: {}{} InService and Healthy in {} (want >= {} in >= {})",
+            spec.group,
+            if enough && spread { "" } else { "only " },
+            serving,
+            plural(azs.len(), "AZ"),
+            spec.min_healthy,
+            plural(spec.min_azs as usize, "AZ")
+        );
         let mut outcome = Outcome::new(enough && spread, summary)
             .value("in_service_healthy", serving as u64)
             .value("azs", azs.iter().cloned().collect::<Vec<_>>())

@@ -1,27 +1,24 @@
 //! DynamoDB tables are `ACTIVE` (not missing, creating, or inaccessible because of its key).
 
 use super::{Check, Outcome, Want};
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::MetricData;
 use crate::spec::DynamoDbTableCheck;
 
 pub struct Table<'a>(pub &'a DynamoDbTableCheck);
 
 impl Check for Table<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
         let name = &self.0.table;
-        let out = match aws.dynamodb.describe_table().table_name(name).send().await {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                return Ok(Outcome::new(
-                    false,
-                    format!("DynamoDB table {name} does not exist"),
-                ));
-            }
-            Err(e) => return Err(error_text(&e)),
+        let answer = aws.dynamodb.describe_table().table_name(name).send().await;
+        let Some(out) =
+            CallError::missing_is_none(answer, |e| e.is_resource_not_found_exception())?
+        else {
+            return Ok(Outcome::new(
+                false,
+                format!("DynamoDB table {name} does not exist"),
+            ));
         };
         let status = out
             .table()

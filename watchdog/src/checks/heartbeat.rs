@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Check, Outcome, Want, plural};
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::{MetricData, Stat};
 use crate::spec::{HeartbeatCheck, MetricRef};
 
@@ -27,7 +28,7 @@ impl Heartbeat<'_> {
 }
 
 impl Check for Heartbeat<'_> {
-    async fn wants(&self, aws: &Aws) -> Result<Vec<Want>, String> {
+    async fn wants(&self, aws: &Aws) -> Result<Vec<Want>, CallError> {
         let spec = self.0;
         let mut hosts: BTreeSet<String> = spec.hosts.iter().cloned().collect();
         let mut members = BTreeSet::new();
@@ -39,7 +40,7 @@ impl Check for Heartbeat<'_> {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| error_text(&e))?;
+                let page = page.map_err(CallError::from_sdk)?;
                 for group in page.auto_scaling_groups() {
                     for i in group.instances() {
                         let in_service = i
@@ -63,7 +64,7 @@ impl Check for Heartbeat<'_> {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| error_text(&e))?;
+                let page = page.map_err(CallError::from_sdk)?;
                 for metric in page.metrics() {
                     let host = metric
                         .dimensions()
@@ -90,7 +91,7 @@ impl Check for Heartbeat<'_> {
             .collect())
     }
 
-    async fn run(&self, _: &Aws, wants: &[Want], data: &MetricData) -> Result<Outcome, String> {
+    async fn run(&self, _: &Aws, wants: &[Want], data: &MetricData) -> Result<Outcome, CallError> {
         let mut silent = Vec::new();
         let mut details = Vec::new();
         for want in wants {

@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use super::{Check, Outcome, Want};
 use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::MetricData;
 use crate::spec::HttpCheck;
 
 pub struct Http<'a>(pub &'a HttpCheck);
 
 impl Check for Http<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
         let spec = self.0;
         let started = Instant::now();
         // Give the request a little more than its budget so a slow answer is measured, not lost.

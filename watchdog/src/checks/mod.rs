@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::{MetricData, Stat};
 use crate::spec::{CheckSpec, MetricRef, Span};
 
@@ -64,12 +65,13 @@ impl Outcome {
 /// unreachable), which the evaluator reports as an `unknown` finding.
 pub(crate) trait Check {
     /// Metric series to read in the shared batch. Most checks read none.
-    async fn wants(&self, _aws: &Aws) -> Result<Vec<Want>, String> {
+    async fn wants(&self, _aws: &Aws) -> Result<Vec<Want>, CallError> {
         Ok(Vec::new())
     }
 
     /// Runs the check; `wants` are the series this check asked for, answered in `data`.
-    async fn run(&self, aws: &Aws, wants: &[Want], data: &MetricData) -> Result<Outcome, String>;
+    async fn run(&self, aws: &Aws, wants: &[Want], data: &MetricData)
+    -> Result<Outcome, CallError>;
 }
 
 /// Every check kind, so evaluation can dispatch with a plain `match`.
@@ -102,7 +104,7 @@ impl<'a> AnyCheck<'a> {
 }
 
 impl AnyCheck<'_> {
-    pub async fn wants(&self, aws: &Aws) -> Result<Vec<Want>, String> {
+    pub async fn wants(&self, aws: &Aws) -> Result<Vec<Want>, CallError> {
         match self {
             AnyCheck::Asg(c) => c.wants(aws).await,
             AnyCheck::TargetGroup(c) => c.wants(aws).await,
@@ -121,7 +123,7 @@ impl AnyCheck<'_> {
         aws: &Aws,
         wants: &[Want],
         data: &MetricData,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, CallError> {
         match self {
             AnyCheck::Asg(c) => c.run(aws, wants, data).await,
             AnyCheck::TargetGroup(c) => c.run(aws, wants, data).await,

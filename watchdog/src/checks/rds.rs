@@ -1,7 +1,8 @@
 //! RDS instances and Aurora clusters: `available`, and Multi-AZ where declared.
 
 use super::{Check, Outcome, Want};
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::MetricData;
 use crate::spec::RdsCheck;
 
@@ -35,74 +36,48 @@ fn judge(what: &str, spec: &RdsCheck, status: &str, multi_az: bool) -> Outcome {
         .value("multi_az", multi_az)
 }
 
+/// The verdict on what the describe call found: (status, Multi-AZ), `None` when it does not
+/// exist (a failed check, not an unknown one).
+fn verdict(what: &str, spec: &RdsCheck, found: Option<(String, bool)>) -> Outcome {
+    match found {
+        Some((status, multi_az)) => judge(what, spec, &status, multi_az),
+        None => Outcome::new(false, format!("{what} {} does not exist", spec.id)),
+    }
+}
+
 impl Check for Instance<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
-        let out = aws
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
+        let describe = aws
             .rds
             .describe_db_instances()
-            .db_instance_identifier(&self.0.id)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_db_instance_not_found_fault()) =>
-            {
-                return Ok(Outcome::new(
-                    false,
-                    format!("RDS instance {} does not exist", self.0.id),
-                ));
-            }
-            Err(e) => return Err(error_text(&e)),
-        };
-        let Some(db) = out.db_instances().first() else {
-            return Ok(Outcome::new(
-                false,
-                format!("RDS instance {} does not exist", self.0.id),
-            ));
-        };
-        Ok(judge(
-            "RDS instance",
-            self.0,
-            db.db_instance_status().unwrap_or("unknown"),
-            db.multi_az().unwrap_or(false),
-        ))
+            .db_instance_identifier(&self.0.id);
+        let out = CallError::missing_is_none(describe.send().await, |e| {
+            e.is_db_instance_not_found_fault()
+        })?;
+        let found = out
+            .as_ref()
+            .and_then(|o| o.db_instances().first())
+            .map(|db| {
+                let status = db.db_instance_status().unwrap_or("unknown");
+                (status.to_string(), db.multi_az().unwrap_or(false))
+            });
+        Ok(verdict("RDS instance", self.0, found))
     }
 }
 
 impl Check for Cluster<'_> {
-    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, String> {
-        let out = aws
+    async fn run(&self, aws: &Aws, _: &[Want], _: &MetricData) -> Result<Outcome, CallError> {
+        let describe = aws
             .rds
             .describe_db_clusters()
-            .db_cluster_identifier(&self.0.id)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_db_cluster_not_found_fault()) =>
-            {
-                return Ok(Outcome::new(
-                    false,
-                    format!("Aurora cluster {} does not exist", self.0.id),
-                ));
-            }
-            Err(e) => return Err(error_text(&e)),
-        };
-        let Some(cluster) = out.db_clusters().first() else {
-            return Ok(Outcome::new(
-                false,
-                format!("Aurora cluster {} does not exist", self.0.id),
-            ));
-        };
-        Ok(judge(
-            "Aurora cluster",
-            self.0,
-            cluster.status().unwrap_or("unknown"),
-            cluster.multi_az().unwrap_or(false),
-        ))
+            .db_cluster_identifier(&self.0.id);
+        let out = CallError::missing_is_none(describe.send().await, |e| {
+            e.is_db_cluster_not_found_fault()
+        })?;
+        let found = out.as_ref().and_then(|o| o.db_clusters().first()).map(|c| {
+            let status = c.status().unwrap_or("unknown");
+            (status.to_string(), c.multi_az().unwrap_or(false))
+        });
+        Ok(verdict("Aurora cluster", self.0, found))
     }
 }

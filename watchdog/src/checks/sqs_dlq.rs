@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use super::{Check, Outcome, Want};
 use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::{MetricData, Stat};
 use crate::spec::{MetricRef, SqsDlqCheck};
 
 pub struct Dlq<'a>(pub &'a SqsDlqCheck);
 
 impl Check for Dlq<'_> {
-    async fn wants(&self, _: &Aws) -> Result<Vec<Want>, String> {
+    async fn wants(&self, _: &Aws) -> Result<Vec<Want>, CallError> {
         Ok(vec![Want {
             metric: MetricRef {
                 namespace: "AWS/SQS".into(),
@@ -23,8 +24,10 @@ impl Check for Dlq<'_> {
         }])
     }
 
-    async fn run(&self, _: &Aws, wants: &[Want], data: &MetricData) -> Result<Outcome, String> {
-        let want = wants.first().ok_or("no metric planned")?;
+    async fn run(&self, _: &Aws, wants: &[Want], data: &MetricData) -> Result<Outcome, CallError> {
+        let want = wants
+            .first()
+            .ok_or_else(|| CallError::bad_data("no metric planned"))?;
         let depth = data.window(&want.metric, want.stat, want.window)?;
         let queue = &self.0.queue;
         Ok(match depth.value {

@@ -124,14 +124,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             region,
             partition,
         } => {
-            let Some(spec) = load_spec(&spec) else {
-                return Ok(ExitCode::from(2));
-            };
             let defaults = iam::Target::default();
             let target = iam::Target {
                 partition: partition.unwrap_or(defaults.partition),
                 region: region.unwrap_or(defaults.region),
                 account: account_id.unwrap_or(defaults.account),
+            };
+            let Some(spec) = load_spec(&spec) else {
+                return Ok(ExitCode::from(2));
             };
             println!(
                 "{}",
@@ -140,20 +140,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CreateStateTable { spec, state_table } => {
-            let Some(spec) = load_spec(&spec) else {
-                return Ok(ExitCode::from(2));
-            };
-            let aws = Aws::load(Allowed::AnyInTable).await?;
-            let Some(state) = cycle::alert_state(&spec, &aws, state_table.as_deref()) else {
-                anyhow::bail!(
-                    "no table: set settings.state.table in the spec or pass --state-table"
-                );
-            };
-            crate::state::create_table(&state.client, &state.table)
-                .await
-                .map_err(|e| anyhow::anyhow!("creating table {}: {e}", state.table))?;
-            println!("table {} ready", state.table);
-            Ok(ExitCode::SUCCESS)
+            create_state_table(&spec, state_table).await
         }
         Command::Check {
             spec,
@@ -202,4 +189,23 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// `create-state-table`: the alert-state table, for local runs and tests.
+async fn create_state_table(
+    spec: &std::path::Path,
+    state_table: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let Some(spec) = load_spec(spec) else {
+        return Ok(ExitCode::from(2));
+    };
+    let aws = Aws::load(Allowed::AnyInTable).await?;
+    let Some(state) = cycle::alert_state(&spec, &aws, state_table.as_deref()) else {
+        anyhow::bail!("no table: set settings.state.table in the spec or pass --state-table");
+    };
+    crate::state::create_table(&state.client, &state.table)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating table {}: {e}", state.table))?;
+    println!("table {} ready", state.table);
+    Ok(ExitCode::SUCCESS)
 }

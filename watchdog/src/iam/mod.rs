@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::notify::config::{ReceiverSpec, SecretRef};
+use crate::notify::config::{NotifySettings, ReceiverSpec, SecretRef};
 use crate::spec::{CheckSpec, HEARTBEAT_NAMESPACE, Sli, Spec};
 
 /// Every AWS operation the watchdog calls.
@@ -328,68 +328,7 @@ fn grants(spec: &Spec, target: &Target) -> BTreeMap<Operation, BTreeSet<String>>
     let mut asg_lookup = false;
     for s in spec.services.values() {
         for check in &s.checks {
-            match check {
-                CheckSpec::Asg(_) => {
-                    // Auto Scaling Describe* actions support no resource-level permissions.
-                    grant(O::DescribeAutoScalingGroups, star());
-                    asg_lookup = true;
-                }
-                CheckSpec::TargetGroup(tg) => {
-                    grant(O::DescribeTargetGroups, star());
-                    grant(O::DescribeTargetHealth, star());
-                    if tg.min_healthy_per_az.is_some() {
-                        // Instance AZs come from Auto Scaling (no EC2 API).
-                        grant(O::DescribeAutoScalingInstances, star());
-                    }
-                    asg_lookup = true;
-                }
-                CheckSpec::RdsInstance(c) => {
-                    grant(
-                        O::DescribeDbInstances,
-                        target.arn("rds", &format!("db:{}", c.id)),
-                    );
-                }
-                CheckSpec::RdsCluster(c) => {
-                    grant(
-                        O::DescribeDbClusters,
-                        target.arn("rds", &format!("cluster:{}", c.id)),
-                    );
-                }
-                CheckSpec::DynamodbTable(c) => {
-                    grant(
-                        O::DescribeTable,
-                        target.arn("dynamodb", &format!("table/{}", c.table)),
-                    );
-                }
-                CheckSpec::Alarms(c) => {
-                    // Metric alarms only: a narrower scope than `*` hides composite alarms,
-                    // which this check does not read.
-                    for name in &c.names {
-                        grant(
-                            O::DescribeAlarms,
-                            target.arn("cloudwatch", &format!("alarm:{name}")),
-                        );
-                    }
-                    if let Some(prefix) = &c.prefix {
-                        grant(
-                            O::DescribeAlarms,
-                            target.arn("cloudwatch", &format!("alarm:{prefix}*")),
-                        );
-                    }
-                }
-                CheckSpec::SqsDlq(_) => grant(O::GetMetricData, star()),
-                CheckSpec::Http(_) => {}
-                CheckSpec::Heartbeat(h) => {
-                    grant(O::GetMetricData, star());
-                    if h.discover {
-                        grant(O::ListMetrics, star());
-                    }
-                    if !h.asgs.is_empty() {
-                        grant(O::DescribeAutoScalingGroups, star());
-                    }
-                    asg_lookup = true;
-                }
-            }
+            asg_lookup |= check_grants(check, target, &mut grant);
         }
     }
     if asg_lookup {
@@ -404,49 +343,131 @@ fn grants(spec: &Spec, target: &Target) -> BTreeMap<Operation, BTreeSet<String>>
     }
 
     if let Some(notify) = &spec.settings.notify {
-        for receiver in notify.receivers.values() {
-            let secret = match receiver {
-                ReceiverSpec::SlackWebhook { url, .. } => Some(url),
-                ReceiverSpec::SlackBot { token, .. } => Some(token),
-                ReceiverSpec::SmtpEmail { password, .. } => password.as_ref(),
-                ReceiverSpec::Sns { topic_arn } => {
-                    grant(O::Publish, topic_arn.clone());
-                    None
-                }
-                ReceiverSpec::SesEmail { from, .. } => {
-                    let address = email_address(from);
-                    grant(
-                        O::SendEmail,
-                        target.arn("ses", &format!("identity/{address}")),
-                    );
-                    // The verified identity may be the address or its domain.
-                    if let Some((_, domain)) = address.split_once('@') {
-                        grant(
-                            O::SendEmail,
-                            target.arn("ses", &format!("identity/{domain}")),
-                        );
-                    }
-                    None
-                }
-            };
-            if let Some(SecretRef::Ssm(parameter)) = secret {
-                // Validated as a path (`/a/b`): its ARN is `parameter/a/b`.
+        notify_grants(notify, target, &mut grant);
+    }
+    g
+}
+
+/// What one check needs; `true` when it follows instances through Auto Scaling.
+fn check_grants(
+    check: &CheckSpec,
+    target: &Target,
+    grant: &mut impl FnMut(Operation, String),
+) -> bool {
+    let star = || "*".to_string();
+    let mut asg_lookup = false;
+    match check {
+        CheckSpec::Asg(_) => {
+            // Auto Scaling Describe* actions support no resource-level permissions.
+            grant(O::DescribeAutoScalingGroups, star());
+            asg_lookup = true;
+        }
+        CheckSpec::TargetGroup(tg) => {
+            grant(O::DescribeTargetGroups, star());
+            grant(O::DescribeTargetHealth, star());
+            if tg.min_healthy_per_az.is_some() {
+                // Instance AZs come from Auto Scaling (no EC2 API).
+                grant(O::DescribeAutoScalingInstances, star());
+            }
+            asg_lookup = true;
+        }
+        CheckSpec::RdsInstance(c) => {
+            grant(
+                O::DescribeDbInstances,
+                target.arn("rds", &format!("db:{}", c.id)),
+            );
+        }
+        CheckSpec::RdsCluster(c) => {
+            grant(
+                O::DescribeDbClusters,
+                target.arn("rds", &format!("cluster:{}", c.id)),
+            );
+        }
+        CheckSpec::DynamodbTable(c) => {
+            grant(
+                O::DescribeTable,
+                target.arn("dynamodb", &format!("table/{}", c.table)),
+            );
+        }
+        CheckSpec::Alarms(c) => {
+            // Metric alarms only: a narrower scope than `*` hides composite alarms,
+            // which this check does not read.
+            for name in &c.names {
                 grant(
-                    O::GetParameter,
-                    target.arn("ssm", &format!("parameter{parameter}")),
+                    O::DescribeAlarms,
+                    target.arn("cloudwatch", &format!("alarm:{name}")),
+                );
+            }
+            if let Some(prefix) = &c.prefix {
+                grant(
+                    O::DescribeAlarms,
+                    target.arn("cloudwatch", &format!("alarm:{prefix}*")),
                 );
             }
         }
-        if let Some(bus) = &notify.event_bus {
-            let arn = if bus.starts_with("arn:") {
-                bus.clone()
-            } else {
-                target.arn("events", &format!("event-bus/{bus}"))
-            };
-            grant(O::PutEvents, arn);
+        CheckSpec::SqsDlq(_) => grant(O::GetMetricData, star()),
+        CheckSpec::Http(_) => {}
+        CheckSpec::Heartbeat(h) => {
+            grant(O::GetMetricData, star());
+            if h.discover {
+                grant(O::ListMetrics, star());
+            }
+            if !h.asgs.is_empty() {
+                grant(O::DescribeAutoScalingGroups, star());
+            }
+            asg_lookup = true;
         }
     }
-    g
+    asg_lookup
+}
+
+/// What the receivers' secrets, topics and identities and the event bus need.
+fn notify_grants(
+    notify: &NotifySettings,
+    target: &Target,
+    grant: &mut impl FnMut(Operation, String),
+) {
+    for receiver in notify.receivers.values() {
+        let secret = match receiver {
+            ReceiverSpec::SlackWebhook { url, .. } => Some(url),
+            ReceiverSpec::SlackBot { token, .. } => Some(token),
+            ReceiverSpec::SmtpEmail { password, .. } => password.as_ref(),
+            ReceiverSpec::Sns { topic_arn } => {
+                grant(O::Publish, topic_arn.clone());
+                None
+            }
+            ReceiverSpec::SesEmail { from, .. } => {
+                let address = email_address(from);
+                grant(
+                    O::SendEmail,
+                    target.arn("ses", &format!("identity/{address}")),
+                );
+                // The verified identity may be the address or its domain.
+                if let Some((_, domain)) = address.split_once('@') {
+                    grant(
+                        O::SendEmail,
+                        target.arn("ses", &format!("identity/{domain}")),
+                    );
+                }
+                None
+            }
+        };
+        if let Some(SecretRef::Ssm(parameter)) = secret {
+            // Validated as a path (`/a/b`): its ARN is `parameter/a/b`.
+            grant(
+                O::GetParameter,
+                target.arn("ssm", &format!("parameter{parameter}")),
+            );
+        }
+    }
+    if let Some(bus) = &notify.event_bus {
+        let arn = if bus.starts_with("arn:") {
+            bus.clone()
+        } else {
+            target.arn("events", &format!("event-bus/{bus}"))
+        };
+        grant(O::PutEvents, arn);
+    }
 }
 
 /// `Name <a@b>` → `a@b`.

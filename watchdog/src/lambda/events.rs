@@ -6,8 +6,9 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
 use crate::checks::alarms_cover;
+use crate::error::CallError;
 use crate::evaluate::Scope;
 use crate::spec::{CheckSpec, Spec};
 
@@ -152,6 +153,20 @@ pub fn classify(payload: &Value) -> Trigger {
 
 /// Checks of services that own the Auto Scaling group: its capacity, their target groups, and
 /// heartbeats of its hosts.
+/// Every check `wanted` picks, as (service, index into its `checks`).
+fn checks_where(spec: &Spec, wanted: impl Fn(&CheckSpec) -> bool) -> Vec<(String, usize)> {
+    spec.services
+        .iter()
+        .flat_map(|(name, s)| {
+            s.checks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| wanted(c))
+                .map(|(i, _)| (name.clone(), i))
+        })
+        .collect()
+}
+
 fn checks_for_group(spec: &Spec, group: &str) -> Vec<(String, usize)> {
     let owners: Vec<&String> = spec
         .services
@@ -182,42 +197,39 @@ fn checks_for_group(spec: &Spec, group: &str) -> Vec<(String, usize)> {
     selected
 }
 
-/// The checks a trigger asks for; `None` with a reason when there are none.
-pub async fn scope_for(trigger: &Trigger, spec: &Spec, aws: &Aws) -> Result<Scope, String> {
+/// Why an event evaluates nothing; the Lambda's answer carries it as a note.
+#[derive(Debug, thiserror::Error)]
+pub enum NothingToEvaluate {
+    #[error("{description}; nothing evaluated")]
+    Unrecognised { description: String },
+    #[error("{trigger}: no check in the spec covers it; nothing evaluated")]
+    Uncovered { trigger: String },
+    #[error("looking up the group of {instance}: {error}")]
+    Lookup { instance: String, error: CallError },
+}
+
+/// The checks a trigger asks for, or why there are none.
+pub async fn scope_for(
+    trigger: &Trigger,
+    spec: &Spec,
+    aws: &Aws,
+) -> Result<Scope, NothingToEvaluate> {
     let selected = match trigger {
         Trigger::Scheduled => return Ok(Scope::Everything),
         Trigger::Unknown { description } => {
-            return Err(format!("{description}; nothing evaluated"));
+            return Err(NothingToEvaluate::Unrecognised {
+                description: description.clone(),
+            });
         }
         Trigger::AsgActivity { group, .. } => checks_for_group(spec, group),
-        Trigger::AlarmStateChange { alarm, .. } => spec
-            .services
-            .iter()
-            .flat_map(|(name, s)| {
-                s.checks
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(i, c)| match c {
-                        CheckSpec::Alarms(a) if alarms_cover(a, alarm) => Some((name.clone(), i)),
-                        _ => None,
-                    })
-            })
-            .collect(),
-        Trigger::RdsEvent { source, .. } => spec
-            .services
-            .iter()
-            .flat_map(|(name, s)| {
-                s.checks
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(i, c)| match c {
-                        CheckSpec::RdsInstance(r) | CheckSpec::RdsCluster(r) if r.id == *source => {
-                            Some((name.clone(), i))
-                        }
-                        _ => None,
-                    })
-            })
-            .collect(),
+        Trigger::AlarmStateChange { alarm, .. } => checks_where(
+            spec,
+            |c| matches!(c, CheckSpec::Alarms(a) if alarms_cover(a, alarm)),
+        ),
+        Trigger::RdsEvent { source, .. } => checks_where(
+            spec,
+            |c| matches!(c, CheckSpec::RdsInstance(r) | CheckSpec::RdsCluster(r) if r.id == *source),
+        ),
         Trigger::Ec2StateChange { .. }
             if !crate::iam::operations(spec)
                 .contains(&crate::iam::Operation::DescribeAutoScalingInstances) =>
@@ -233,7 +245,10 @@ pub async fn scope_for(trigger: &Trigger, spec: &Spec, aws: &Aws) -> Result<Scop
                 .instance_ids(instance)
                 .send()
                 .await
-                .map_err(|e| format!("looking up the group of {instance}: {}", error_text(&e)))?;
+                .map_err(|e| NothingToEvaluate::Lookup {
+                    instance: instance.clone(),
+                    error: CallError::from_sdk(e),
+                })?;
             let mut selected: Vec<(String, usize)> = out
                 .auto_scaling_instances()
                 .iter()
@@ -253,10 +268,9 @@ pub async fn scope_for(trigger: &Trigger, spec: &Spec, aws: &Aws) -> Result<Scop
         }
     };
     if selected.is_empty() {
-        Err(format!(
-            "{}: no check in the spec covers it; nothing evaluated",
-            trigger.describe()
-        ))
+        Err(NothingToEvaluate::Uncovered {
+            trigger: trigger.describe(),
+        })
     } else {
         let mut selected = selected;
         selected.sort();

@@ -158,7 +158,7 @@ async fn handle(
             Report {
                 trigger: trigger.describe(),
                 dry_run: setup.dry_run,
-                note: Some(note),
+                note: Some(note.to_string()),
                 evaluation: Evaluation {
                     evaluated_at: now_secs(),
                     findings: vec![],

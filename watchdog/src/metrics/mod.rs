@@ -14,6 +14,7 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
 
+use crate::error::CallError;
 use crate::spec::{MetricRef, Span};
 
 /// GetMetricData accepts at most 500 queries and returns at most 100,800 datapoints per call.
@@ -101,7 +102,7 @@ impl MetricsPlan {
 #[derive(Debug)]
 struct TierData {
     end: u64,
-    series: BTreeMap<SeriesKey, Result<Vec<(u64, f64)>, String>>,
+    series: BTreeMap<SeriesKey, Result<Vec<(u64, f64)>, CallError>>,
 }
 
 /// Everything read, and how many calls it took.
@@ -129,12 +130,22 @@ impl MetricData {
         metric: &MetricRef,
         stat: Stat,
         window: Span,
-    ) -> Result<Vec<(u64, f64)>, String> {
+    ) -> Result<Vec<(u64, f64)>, CallError> {
         let key = (metric.clone(), stat);
         let tier = tier_for(window);
-        let not_read = || format!("{}: not read (missing from the plan)", describe(metric));
+        let not_read = || {
+            CallError::bad_data(format!(
+                "{}: not read (missing from the plan)",
+                describe(metric)
+            ))
+        };
         let data = self.tiers.get(&tier).ok_or_else(not_read)?;
-        let points = data.series.get(&key).ok_or_else(not_read)?.as_ref()?;
+        let points = data
+            .series
+            .get(&key)
+            .ok_or_else(not_read)?
+            .as_ref()
+            .map_err(Clone::clone)?;
         let from = data.end.saturating_sub(window.as_secs());
         let mut selected: Vec<(u64, f64)> = points
             .iter()
@@ -162,7 +173,7 @@ impl MetricData {
         metric: &MetricRef,
         stat: Stat,
         window: Span,
-    ) -> Result<WindowValue, String> {
+    ) -> Result<WindowValue, CallError> {
         let mut value: Option<f64> = None;
         let mut newest = None;
         for (ts, v) in self.points(metric, stat, window)? {
@@ -172,7 +183,9 @@ impl MetricData {
                 (Some(acc), Stat::Maximum) => acc.max(v),
                 // Ranks of different buckets only combine weighted by their sample counts.
                 (Some(_), Stat::PercentileRank { .. }) => {
-                    return Err("percentile ranks do not add up across buckets".into());
+                    return Err(CallError::bad_data(
+                        "percentile ranks do not add up across buckets",
+                    ));
                 }
             });
             newest = newest.max(Some(ts));
@@ -181,7 +194,7 @@ impl MetricData {
     }
 
     /// Shorthand: the sum over a window.
-    pub fn sum(&self, metric: &MetricRef, window: Span) -> Result<WindowValue, String> {
+    pub fn sum(&self, metric: &MetricRef, window: Span) -> Result<WindowValue, CallError> {
         self.window(metric, Stat::Sum, window)
     }
 
@@ -262,7 +275,7 @@ pub async fn fetch(client: &Client, plan: &MetricsPlan, now: u64) -> MetricData 
                 Err(e) => series.extend(
                     chunk
                         .iter()
-                        .map(|k| ((*k).clone(), Err(format!("GetMetricData failed: {e}")))),
+                        .map(|k| ((*k).clone(), Err(e.clone().context("GetMetricData failed")))),
                 ),
             }
         }
@@ -286,7 +299,7 @@ pub(crate) async fn read_chunk(
     end: u64,
     period: u64,
     calls: &mut usize,
-) -> Result<Vec<(SeriesKey, Vec<(u64, f64)>)>, String> {
+) -> Result<Vec<(SeriesKey, Vec<(u64, f64)>)>, CallError> {
     let queries: Vec<MetricDataQuery> = keys
         .iter()
         .enumerate()
@@ -328,7 +341,7 @@ pub(crate) async fn read_chunk(
             .set_next_token(next_token)
             .send()
             .await
-            .map_err(|e| crate::aws::error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         for result in out.metric_data_results() {
             let Some(index) = result
                 .id()
@@ -353,6 +366,7 @@ pub(crate) async fn read_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn windows_map_to_the_finest_tier_that_covers_them() {
@@ -428,7 +442,14 @@ mod tests {
         assert!(
             data.window(&metric("m"), rank, Span::from_secs(300))
                 .unwrap_err()
+                .to_string()
                 .contains("do not add up")
+        );
+        assert_eq!(
+            data.window(&metric("m"), rank, Span::from_secs(300))
+                .unwrap_err()
+                .kind,
+            ErrorKind::BadData
         );
         assert_eq!(
             data.points(&metric("m"), rank, Span::from_secs(60))
@@ -466,11 +487,13 @@ mod tests {
         assert!(
             data.sum(&metric("other"), Span::from_secs(300))
                 .unwrap_err()
+                .to_string()
                 .contains("not read")
         );
         assert!(
             data.sum(&metric("m"), Span::from_secs(86_400))
                 .unwrap_err()
+                .to_string()
                 .contains("not read")
         );
     }

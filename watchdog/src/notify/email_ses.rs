@@ -1,8 +1,9 @@
 //! Email through SES (v2 `SendEmail`): a simple message with a text and an HTML part.
 
+use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message as SesMessage};
 
-use crate::aws::error_text;
+use crate::error::CallError;
 
 use super::render::{Message, truncate};
 
@@ -11,20 +12,16 @@ pub struct SesEmail {
     pub to: Vec<String>,
 }
 
-fn content(data: String) -> Result<Content, String> {
+fn content(data: String) -> Result<Content, CallError> {
     Content::builder()
         .data(data)
         .charset("UTF-8")
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| CallError::bad_data(e.to_string()))
 }
 
 impl SesEmail {
-    pub async fn send(
-        &self,
-        client: &aws_sdk_sesv2::Client,
-        message: &Message,
-    ) -> Result<String, String> {
+    pub async fn send(&self, client: &Client, message: &Message) -> Result<String, CallError> {
         let mut subject = message.title.clone();
         truncate(&mut subject, 200);
         let email = SesMessage::builder()
@@ -47,7 +44,7 @@ impl SesEmail {
             .content(EmailContent::builder().simple(email).build())
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         Ok(out.message_id().unwrap_or("sent").to_string())
     }
 }

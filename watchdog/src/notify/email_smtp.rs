@@ -9,6 +9,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use super::config::SmtpTls;
 use super::render::Message;
 use super::secrets::Secret;
+use crate::error::{CallError, ErrorKind};
 
 pub struct SmtpEmail {
     pub host: String,
@@ -21,41 +22,46 @@ pub struct SmtpEmail {
     pub ca_pem: Option<Vec<u8>>,
 }
 
-fn mailbox(address: &str) -> Result<Mailbox, String> {
+fn mailbox(address: &str) -> Result<Mailbox, CallError> {
     address
         .parse()
-        .map_err(|e| format!("bad address {address:?}: {e}"))
+        .map_err(|e| CallError::bad_data(format!("bad address {address:?}: {e}")))
 }
 
 impl SmtpEmail {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), CallError> {
         mailbox(&self.from)?;
         for to in &self.to {
             mailbox(to)?;
         }
         if let Some(pem) = &self.ca_pem {
-            lettre::transport::smtp::client::Certificate::from_pem(pem)
-                .map_err(|e| format!("ca_file is not a PEM certificate: {e}"))?;
+            lettre::transport::smtp::client::Certificate::from_pem(pem).map_err(|e| {
+                CallError::bad_data(format!("ca_file is not a PEM certificate: {e}"))
+            })?;
         }
         if self.tls == SmtpTls::None && self.login.is_some() {
-            return Err("a password is never sent over plain SMTP: use tls: starttls".into());
+            return Err(CallError::new(
+                ErrorKind::Refused,
+                "a password is never sent over plain SMTP: use tls: starttls",
+            ));
         }
         Ok(())
     }
 
-    fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, CallError> {
         let builder = match self.tls {
             SmtpTls::Starttls => {
                 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
                 let mut params = TlsParameters::builder(self.host.clone());
                 if let Some(pem) = &self.ca_pem {
                     params = params.add_root_certificate(
-                        Certificate::from_pem(pem).map_err(|e| format!("ca_file: {e}"))?,
+                        Certificate::from_pem(pem)
+                            .map_err(|e| CallError::bad_data(format!("ca_file: {e}")))?,
                     );
                 }
                 let params = params
                     .build()
-                    .map_err(|e| format!("SMTP relay {}: {e}", self.host))?;
+                    .map_err(|e| CallError::bad_data(format!("SMTP relay {}: {e}", self.host)))?;
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
                     .tls(Tls::Required(params))
             }
@@ -73,7 +79,11 @@ impl SmtpEmail {
         Ok(builder.build())
     }
 
-    pub async fn send(&self, message: &Message, previous: Option<&str>) -> Result<String, String> {
+    pub async fn send(
+        &self,
+        message: &Message,
+        previous: Option<&str>,
+    ) -> Result<String, CallError> {
         let domain = self
             .from
             .rsplit_once('@')
@@ -99,19 +109,27 @@ impl SmtpEmail {
                 message.text(),
                 message.html(),
             ))
-            .map_err(|e| format!("building the email: {e}"))?;
+            .map_err(|e| CallError::bad_data(format!("building the email: {e}")))?;
         let mut last = String::new();
         for attempt in 0..3u32 {
             match self.transport()?.send(email.clone()).await {
                 Ok(_) => return Ok(id),
                 // 5xx: the server refused this message; trying again will not help.
-                Err(e) if e.is_permanent() => return Err(format!("SMTP refused: {e}")),
+                Err(e) if e.is_permanent() => {
+                    return Err(CallError::new(
+                        ErrorKind::Refused,
+                        format!("SMTP refused: {e}"),
+                    ));
+                }
                 Err(e) => {
                     last = e.to_string();
                     tokio::time::sleep(std::time::Duration::from_millis(300 << attempt)).await;
                 }
             }
         }
-        Err(format!("SMTP: gave up after 3 attempts: {last}"))
+        Err(CallError::new(
+            ErrorKind::Unreachable,
+            format!("SMTP: gave up after 3 attempts: {last}"),
+        ))
     }
 }

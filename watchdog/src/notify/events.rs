@@ -15,16 +15,16 @@ use super::Delivery;
 pub const SOURCE: &str = "vigil.watchdog";
 
 fn entry(bus: &str, d: &Decision, f: &Finding) -> PutEventsRequestEntry {
-    let detail_type = match d.action {
+    let detail_type = match d.action() {
         Action::Page => "Vigil Page",
         Action::Ticket => "Vigil Ticket",
         _ => "Vigil Resolve",
     };
     let detail = json!({
         "fingerprint": d.fingerprint,
-        "action": d.action,
+        "action": d.action(),
         "severity": d.severity,
-        "reason": d.reason,
+        "reason": d.reason(),
         "first_seen": d.first_seen,
         "status": f.status,
         "service": f.service,
@@ -80,7 +80,7 @@ pub async fn publish(
                 fingerprint: d.fingerprint.clone(),
                 findings: Vec::new(),
                 receiver: format!("event_bus:{bus}"),
-                message: if d.action == Action::Resolve {
+                message: if d.action() == Action::Resolve {
                     "resolved"
                 } else {
                     "firing"

@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::aws::Aws;
+use crate::error::CallError;
 use crate::finding::Finding;
 use crate::state::{Action, AlertState, Cause, Claim, ClaimFor, Decision};
 
@@ -196,13 +197,15 @@ impl Notifier {
         receiver: &str,
         message: &Message,
         previous: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, CallError> {
         match self.receivers.get(receiver) {
             Some(Receiver::Slack(s)) => s.send(&self.http, message, previous).await,
             Some(Receiver::Sns(s)) => s.send(&self.sns, message).await,
             Some(Receiver::Ses(s)) => s.send(&self.ses, message).await,
             Some(Receiver::Smtp(s)) => s.send(message, previous).await,
-            None => Err(format!("receiver {receiver} is not configured")),
+            None => Err(CallError::not_found(format!(
+                "receiver {receiver} is not configured"
+            ))),
         }
     }
 
@@ -217,92 +220,17 @@ impl Notifier {
     ) -> Outcome {
         let now = jiff::Timestamp::now();
         let now_secs = now.as_second().max(0) as u64;
-        let rules = &self.settings.inhibit;
-        let mut held = Vec::new();
-        // What goes out, one message per entry: (receiver, resolved, group key, the page's id
-        // for a resolve) -> the findings in it. Resolves are grouped by the page they answer.
-        let mut outgoing: BTreeMap<GroupSend, Vec<Member>> = BTreeMap::new();
-        // Receivers no longer configured that are owed a resolve: they never will get it.
-        let mut retired: Vec<(String, String)> = Vec::new();
+        let mut plan = Plan::default();
         for d in decisions {
-            let Some(finding) = finding_for(findings, &d.fingerprint) else {
-                continue;
-            };
-            let still_firing = d.action == Action::AlreadyNotified && d.cause == Cause::StillFiring;
-            let sends_page = matches!(d.action, Action::Page | Action::Ticket) || still_firing;
-            if sends_page {
-                let why = if let Some(s) = self.silences.iter().find(|s| s.silences(&finding, now))
-                {
-                    Some(format!("silenced by {}", s.name))
-                } else {
-                    silence::inhibited_by(rules, findings, &finding)
-                        .map(|source| format!("inhibited by {}", source.fingerprint))
-                };
-                if let Some(why) = why {
-                    // Not sent, so not recorded: it goes out once the reason is gone.
-                    if d.message_ids.is_empty() || !still_firing {
-                        tracing::info!(fingerprint = %d.fingerprint, %why, "page held back");
-                        held.push(Held {
-                            fingerprint: d.fingerprint.clone(),
-                            why,
-                        });
-                    }
-                    continue;
-                }
-            }
-            let routed = routing::routed(&self.settings, &finding);
-            let page = ClaimFor::Page(d.severity);
-            let targets: Vec<(String, Option<String>, ClaimFor)> = match d.action {
-                Action::Page | Action::Ticket => routed
-                    .iter()
-                    .map(|(r, _)| (r.to_string(), None, page.clone()))
-                    .collect(),
-                // A receiver that failed (or was held back) earlier in this incident gets its
-                // page now; one whose repeat interval has passed gets a reminder.
-                Action::AlreadyNotified if still_firing => routed
-                    .iter()
-                    .filter_map(|(r, repeat)| {
-                        if !d.message_ids.contains_key(*r) {
-                            return Some((r.to_string(), None, page.clone()));
-                        }
-                        let last = *d.notified_at.get(*r)?;
-                        let due =
-                            repeat.is_some_and(|every| now_secs.saturating_sub(last) >= every);
-                        due.then(|| (r.to_string(), None, ClaimFor::Reminder { last }))
-                    })
-                    .collect(),
-                Action::AlreadyNotified => Vec::new(),
-                Action::Resolve => {
-                    for r in d.message_ids.keys() {
-                        if !self.receivers.contains_key(r) {
-                            retired.push((d.fingerprint.clone(), r.clone()));
-                        }
-                    }
-                    d.message_ids
-                        .iter()
-                        .filter(|(r, _)| self.receivers.contains_key(*r))
-                        .map(|(r, id)| (r.clone(), Some(id.clone()), ClaimFor::Resolve))
-                        .collect()
-                }
-            };
-            let resolved = d.action == Action::Resolve;
-            let key = routing::group_key(&self.settings.group_by, &finding);
-            for (receiver, previous, claim) in targets {
-                outgoing
-                    .entry(GroupSend {
-                        receiver,
-                        resolved,
-                        key: key.clone(),
-                        previous,
-                    })
-                    .or_default()
-                    .push(Member {
-                        finding: finding.clone(),
-                        decision: d,
-                        claim,
-                    });
+            if let Some(finding) = finding_for(findings, &d.fingerprint) {
+                self.plan_one(&mut plan, d, finding, findings, now);
             }
         }
+        let Plan {
+            mut outgoing,
+            mut held,
+            retired,
+        } = plan;
         if let Some(wait) = self.settings.group_wait.map(|w| w.as_secs()) {
             self.hold_young_groups(&mut outgoing, &mut held, wait, now_secs);
         }
@@ -310,7 +238,7 @@ impl Notifier {
         // grouped page must not turn that page green.
         let live: std::collections::BTreeSet<(&str, &str)> = decisions
             .iter()
-            .filter(|d| d.action != Action::Resolve)
+            .filter(|d| d.action() != Action::Resolve)
             .flat_map(|d| {
                 d.message_ids
                     .iter()
@@ -327,31 +255,131 @@ impl Notifier {
             .flatten()
             .collect();
         if let Some(state) = state {
-            for (fp, receiver) in retired {
-                tracing::warn!(fingerprint = %fp, %receiver, "receiver no longer configured: its resolve is dropped");
-                if let Err(e) = state.forget_resolve(&fp, &receiver).await {
-                    tracing::error!(fingerprint = %fp, %receiver, error = %e, "cannot record delivery");
-                }
-            }
+            forget_retired(state, retired).await;
         }
-        let events = match &self.settings.event_bus {
-            Some(bus) => {
-                let items: Vec<(&Decision, Finding)> = decisions
-                    .iter()
-                    .filter(|d| matches!(d.action, Action::Page | Action::Ticket | Action::Resolve))
-                    // A resent resolve was already an event when the incident resolved.
-                    .filter(|d| !matches!(d.cause, Cause::ResolveOwed { .. }))
-                    .filter_map(|d| Some((d, finding_for(findings, &d.fingerprint)?)))
-                    .collect();
-                events::publish(&self.eventbridge, bus, &items).await
-            }
-            None => Vec::new(),
-        };
         Outcome {
             deliveries,
             held,
-            events,
+            events: self.publish(findings, decisions).await,
         }
+    }
+
+    /// Adds what one decision sends to the plan: nothing while it is silenced or inhibited,
+    /// else one member per target receiver, in the message of its group.
+    fn plan_one<'a>(
+        &self,
+        plan: &mut Plan<'a>,
+        d: &'a Decision,
+        finding: Finding,
+        findings: &[Finding],
+        now: jiff::Timestamp,
+    ) {
+        let action = d.action();
+        if matches!(action, Action::Page | Action::Ticket | Action::FollowUp)
+            && let Some(why) = self.held_back(&finding, findings, now)
+        {
+            // Not sent, so not recorded: it goes out once the reason is gone.
+            if d.message_ids.is_empty() || action != Action::FollowUp {
+                tracing::info!(fingerprint = %d.fingerprint, %why, "page held back");
+                plan.held.push(Held {
+                    fingerprint: d.fingerprint.clone(),
+                    why,
+                });
+            }
+            return;
+        }
+        let resolved = action == Action::Resolve;
+        let key = routing::group_key(&self.settings.group_by, &finding);
+        let now_secs = now.as_second().max(0) as u64;
+        for (receiver, previous, claim) in self.targets(d, &finding, now_secs, &mut plan.retired) {
+            plan.outgoing
+                .entry(GroupSend {
+                    receiver,
+                    resolved,
+                    key: key.clone(),
+                    previous,
+                })
+                .or_default()
+                .push(Member {
+                    finding: finding.clone(),
+                    decision: d,
+                    claim,
+                });
+        }
+    }
+
+    /// Why a page is not sent now: a silence, or a finding that inhibits it.
+    fn held_back(
+        &self,
+        finding: &Finding,
+        findings: &[Finding],
+        now: jiff::Timestamp,
+    ) -> Option<String> {
+        if let Some(s) = self.silences.iter().find(|s| s.silences(finding, now)) {
+            return Some(format!("silenced by {}", s.name));
+        }
+        silence::inhibited_by(&self.settings.inhibit, findings, finding)
+            .map(|source| format!("inhibited by {}", source.fingerprint))
+    }
+
+    /// The receivers a decision goes to: (receiver, the page a resolve answers, claim). A
+    /// resolve owed to a receiver no longer configured is added to `retired`.
+    fn targets(
+        &self,
+        d: &Decision,
+        finding: &Finding,
+        now: u64,
+        retired: &mut Vec<(String, String)>,
+    ) -> Vec<(String, Option<String>, ClaimFor)> {
+        let routed = || routing::routed(&self.settings, finding);
+        let page = ClaimFor::Page(d.severity);
+        match d.action() {
+            Action::Page | Action::Ticket => routed()
+                .iter()
+                .map(|(r, _)| (r.to_string(), None, page.clone()))
+                .collect(),
+            // A receiver that failed (or was held back) earlier in this incident gets its
+            // page now; one whose repeat interval has passed gets a reminder.
+            Action::FollowUp => routed()
+                .iter()
+                .filter_map(|(r, repeat)| {
+                    if !d.message_ids.contains_key(*r) {
+                        return Some((r.to_string(), None, page.clone()));
+                    }
+                    let last = *d.notified_at.get(*r)?;
+                    let due = repeat.is_some_and(|every| now.saturating_sub(last) >= every);
+                    due.then(|| (r.to_string(), None, ClaimFor::Reminder { last }))
+                })
+                .collect(),
+            Action::Quiet => Vec::new(),
+            Action::Resolve => {
+                for r in d.message_ids.keys() {
+                    if !self.receivers.contains_key(r) {
+                        retired.push((d.fingerprint.clone(), r.clone()));
+                    }
+                }
+                d.message_ids
+                    .iter()
+                    .filter(|(r, _)| self.receivers.contains_key(*r))
+                    .map(|(r, id)| (r.clone(), Some(id.clone()), ClaimFor::Resolve))
+                    .collect()
+            }
+        }
+    }
+
+    /// Every page, ticket and resolve decision as an event on `event_bus`, if one is set.
+    async fn publish(&self, findings: &[Finding], decisions: &[Decision]) -> Vec<Delivery> {
+        let Some(bus) = &self.settings.event_bus else {
+            return Vec::new();
+        };
+        let items: Vec<(&Decision, Finding)> = decisions
+            .iter()
+            .filter(|d| matches!(d.action(), Action::Page | Action::Ticket | Action::Resolve))
+            // A resent resolve was already an event when the incident resolved.
+            .filter(|d| !matches!(d.cause, Cause::ResolveOwed { .. }))
+            .filter_map(|d| Some((d, finding_for(findings, &d.fingerprint)?)))
+            .collect();
+        events::publish(&self.eventbridge, bus, &items).await
     }
 
     /// Claims, sends and records one message to one receiver. `None`: every finding in it was
@@ -443,7 +471,7 @@ impl Notifier {
             message: if resolved { "resolved" } else { "firing" },
             ok: result.is_ok(),
             id: result.as_ref().ok().cloned(),
-            error: result.err(),
+            error: result.err().map(|e| e.to_string()),
         })
     }
 
@@ -491,6 +519,27 @@ impl Notifier {
             }
             false
         });
+    }
+}
+
+/// What a cycle sends, before anything is sent.
+#[derive(Default)]
+struct Plan<'a> {
+    /// One message per entry: (receiver, resolved, group key, the page's id for a resolve) ->
+    /// the findings in it. Resolves are grouped by the page they answer.
+    outgoing: BTreeMap<GroupSend, Vec<Member<'a>>>,
+    held: Vec<Held>,
+    /// (fingerprint, receiver): receivers no longer configured that are owed a resolve; they
+    /// never will get it.
+    retired: Vec<(String, String)>,
+}
+
+async fn forget_retired(state: &AlertState, retired: Vec<(String, String)>) {
+    for (fp, receiver) in retired {
+        tracing::warn!(fingerprint = %fp, %receiver, "receiver no longer configured: its resolve is dropped");
+        if let Err(e) = state.forget_resolve(&fp, &receiver).await {
+            tracing::error!(fingerprint = %fp, %receiver, error = %e, "cannot record delivery");
+        }
     }
 }
 

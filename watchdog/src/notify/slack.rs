@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::render::Message;
 use super::secrets::Secret;
+use crate::error::{CallError, ErrorKind};
 
 /// How many times one request is tried within an invocation.
 const ATTEMPTS: u32 = 4;
@@ -35,20 +36,23 @@ async fn post(
     url: &str,
     token: Option<&Secret>,
     body: &Value,
-) -> Result<String, String> {
-    let mut last = String::new();
+) -> Result<String, CallError> {
+    let mut last = None;
     for attempt in 0..ATTEMPTS {
         let mut request = http.post(url).json(body);
         if let Some(token) = token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| "the bot token is not a valid header value".to_string())?;
+                .map_err(|_| CallError::bad_data("the bot token is not a valid header value"))?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
         }
         let backoff = Duration::from_millis(250 << attempt);
         match request.send().await {
             Err(e) => {
-                last = format!("request failed: {}", e.without_url());
+                last = Some(CallError::new(
+                    ErrorKind::Unreachable,
+                    format!("request failed: {}", e.without_url()),
+                ));
                 tokio::time::sleep(backoff).await;
             }
             Ok(response) => {
@@ -62,40 +66,55 @@ async fn post(
                         .unwrap_or(1)
                         .min(MAX_RETRY_AFTER);
                     tracing::warn!(retry_after_s = wait, attempt, "slack rate-limited us");
-                    last = format!("rate limited (429, Retry-After {wait}s)");
+                    last = Some(CallError::new(
+                        ErrorKind::Throttled,
+                        format!("rate limited (429, Retry-After {wait}s)"),
+                    ));
                     tokio::time::sleep(Duration::from_secs(wait)).await;
                     continue;
                 }
-                let text = response
-                    .text()
-                    .await
-                    .map_err(|e| format!("reading the answer: {}", e.without_url()))?;
+                let text = response.text().await.map_err(|e| {
+                    CallError::new(
+                        ErrorKind::Unreachable,
+                        format!("reading the answer: {}", e.without_url()),
+                    )
+                })?;
                 if status.is_server_error() {
-                    last = format!("HTTP {status}");
+                    last = Some(CallError::new(
+                        ErrorKind::Unreachable,
+                        format!("HTTP {status}"),
+                    ));
                     tokio::time::sleep(backoff).await;
                     continue;
                 }
                 if !status.is_success() {
                     let mut text = text;
                     super::render::truncate(&mut text, 200);
-                    return Err(format!("HTTP {status}: {text}"));
+                    return Err(CallError::new(
+                        ErrorKind::Refused,
+                        format!("HTTP {status}: {text}"),
+                    ));
                 }
                 return Ok(text);
             }
         }
     }
-    Err(format!("gave up after {ATTEMPTS} attempts: {last}"))
+    let last = last.unwrap_or_else(|| CallError::new(ErrorKind::Unreachable, "no attempt made"));
+    Err(last.context(format!("gave up after {ATTEMPTS} attempts")))
 }
 
-fn api_answer(text: &str) -> Result<Value, String> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| format!("Slack answered non-JSON: {e}"))?;
+fn api_answer(text: &str) -> Result<Value, CallError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| CallError::bad_data(format!("Slack answered non-JSON: {e}")))?;
     if v["ok"] == true {
         Ok(v)
     } else {
-        Err(format!(
-            "Slack refused: {}",
-            v["error"].as_str().unwrap_or("no error given")
+        Err(CallError::new(
+            ErrorKind::Refused,
+            format!(
+                "Slack refused: {}",
+                v["error"].as_str().unwrap_or("no error given")
+            ),
         ))
     }
 }
@@ -108,7 +127,7 @@ impl Slack {
         http: &reqwest::Client,
         message: &Message,
         previous: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String, CallError> {
         let body = message.slack();
         match self {
             Slack::Webhook { url } => {
@@ -145,7 +164,9 @@ impl Slack {
                             post(http, &format!("{api}/chat.postMessage"), Some(token), &body)
                                 .await?;
                         let v = api_answer(&text)?;
-                        let ts = v["ts"].as_str().ok_or("Slack answered without a ts")?;
+                        let ts = v["ts"]
+                            .as_str()
+                            .ok_or_else(|| CallError::bad_data("Slack answered without a ts"))?;
                         let channel = v["channel"].as_str().unwrap_or(channel);
                         Ok(format!("{channel}|{ts}"))
                     }

@@ -3,10 +3,11 @@
 //! under 100 characters, and message attributes (`severity`, `service`, `status`,
 //! `fingerprint`) for subscription filter policies. The whole message stays under SNS's 256 KB.
 
+use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 
-use crate::aws::error_text;
+use crate::error::CallError;
 
 use super::render::{Message, truncate};
 
@@ -43,11 +44,7 @@ fn attribute(value: &str) -> MessageAttributeValue {
 }
 
 impl Sns {
-    pub async fn send(
-        &self,
-        client: &aws_sdk_sns::Client,
-        message: &Message,
-    ) -> Result<String, String> {
+    pub async fn send(&self, client: &Client, message: &Message) -> Result<String, CallError> {
         let (subject, body) = bodies(message);
         let status = if message.resolved {
             "resolved"
@@ -66,7 +63,7 @@ impl Sns {
             .message_attributes("fingerprint", attribute(&message.fingerprint))
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         Ok(out.message_id().unwrap_or("published").to_string())
     }
 }

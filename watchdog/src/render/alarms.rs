@@ -50,17 +50,6 @@ pub struct Alarm {
     pub comparison: Comparison,
 }
 
-fn metric(ns: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
-    MetricRef {
-        namespace: ns.into(),
-        metric: name.into(),
-        dimensions: dims
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
 /// Alarm names: CloudWatch allows 255 characters; ours are prefix-kind-resource.
 fn name(severity: Severity, kind: &str, resource: &str) -> String {
     let resource: String = resource
@@ -76,157 +65,217 @@ fn name(severity: Severity, kind: &str, resource: &str) -> String {
     format!("vigil-{severity}-{kind}-{resource}")
 }
 
+/// When an alarm breaches: above `threshold` in `datapoints` of the last `periods` periods of
+/// `period` seconds.
+struct Breach {
+    period: u64,
+    periods: u32,
+    datapoints: u32,
+    threshold: f64,
+}
+
+fn above(
+    severity: Severity,
+    name: String,
+    description: String,
+    source: Source,
+    when: Breach,
+) -> Alarm {
+    Alarm {
+        name,
+        severity,
+        description,
+        source,
+        period: when.period,
+        evaluation_periods: when.periods,
+        datapoints_to_alarm: when.datapoints,
+        threshold: when.threshold,
+        comparison: Comparison::GreaterThanThreshold,
+    }
+}
+
 /// The minimum monitoring set's alarms, in a stable order.
 pub fn alarms(infra: &Infrastructure) -> Vec<Alarm> {
     let mut out = Vec::new();
+    queue_alarms(infra, &mut out);
+    load_balancer_alarms(infra, &mut out);
+    aurora_alarms(infra, &mut out);
+    dynamodb_alarms(infra, &mut out);
+    redis_alarms(infra, &mut out);
+    out
+}
+
+/// Dead-letter queues that hold messages.
+fn queue_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for q in &infra.queues {
         if let Some(dlq) = &q.dlq {
-            out.push(Alarm {
-                name: name(Severity::Ticket, "dlq-depth", dlq),
-                severity: Severity::Ticket,
-                description: format!(
+            out.push(above(
+                Severity::Ticket,
+                name(Severity::Ticket, "dlq-depth", dlq),
+                format!(
                     "Messages of {} failed and wait in its dead-letter queue {dlq}.",
                     q.queue
                 ),
-                source: Source::Metric {
-                    metric: metric(
+                Source::Metric {
+                    metric: MetricRef::new(
                         "AWS/SQS",
                         "ApproximateNumberOfMessagesVisible",
                         &[("QueueName", dlq.as_str())],
                     ),
                     stat: "Maximum",
                 },
-                period: 300,
-                evaluation_periods: 1,
-                datapoints_to_alarm: 1,
-                threshold: 0.0,
-                comparison: Comparison::GreaterThanThreshold,
-            });
+                Breach {
+                    period: 300,
+                    periods: 1,
+                    datapoints: 1,
+                    threshold: 0.0,
+                },
+            ));
         }
     }
+}
+
+/// Unhealthy targets and the target 5xx rate of every target group.
+fn load_balancer_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for (lb_name, lb) in &infra.load_balancers {
         for (tg, tg_dim) in &lb.target_groups {
             let dims = [
                 ("LoadBalancer", lb.dimension.as_str()),
                 ("TargetGroup", tg_dim.as_str()),
             ];
-            out.push(Alarm {
-                name: name(Severity::Page, "alb-unhealthy-hosts", tg),
-                severity: Severity::Page,
-                description: format!("{lb_name} sees unhealthy targets in {tg} for 3 minutes."),
-                source: Source::Metric {
-                    metric: metric("AWS/ApplicationELB", "UnHealthyHostCount", &dims),
+            out.push(above(
+                Severity::Page,
+                name(Severity::Page, "alb-unhealthy-hosts", tg),
+                format!("{lb_name} sees unhealthy targets in {tg} for 3 minutes."),
+                Source::Metric {
+                    metric: MetricRef::new("AWS/ApplicationELB", "UnHealthyHostCount", &dims),
                     stat: "Maximum",
                 },
-                period: 60,
-                evaluation_periods: 3,
-                datapoints_to_alarm: 3,
-                threshold: 0.0,
-                comparison: Comparison::GreaterThanThreshold,
-            });
-            out.push(Alarm {
-                name: name(Severity::Page, "alb-target-5xx-rate", tg),
-                severity: Severity::Page,
-                description: format!(
-                    "More than 1% of {tg}'s requests end in a target 5xx, 5 minutes running."
-                ),
-                source: Source::Math {
+                Breach {
+                    period: 60,
+                    periods: 3,
+                    datapoints: 3,
+                    threshold: 0.0,
+                },
+            ));
+            out.push(above(
+                Severity::Page,
+                name(Severity::Page, "alb-target-5xx-rate", tg),
+                format!("More than 1% of {tg}'s requests end in a target 5xx, 5 minutes running."),
+                Source::Math {
                     // No 5xx point means no 5xx; no request point means no rate (not breaching).
                     expression: "IF(requests>0, 100*FILL(errors,0)/requests)".into(),
                     label: "target 5xx %".into(),
                     inputs: vec![
                         (
                             "requests".into(),
-                            metric("AWS/ApplicationELB", "RequestCount", &dims),
+                            MetricRef::new("AWS/ApplicationELB", "RequestCount", &dims),
                             "Sum",
                         ),
                         (
                             "errors".into(),
-                            metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &dims),
+                            MetricRef::new(
+                                "AWS/ApplicationELB",
+                                "HTTPCode_Target_5XX_Count",
+                                &dims,
+                            ),
                             "Sum",
                         ),
                     ],
                 },
-                period: 60,
-                evaluation_periods: 5,
-                datapoints_to_alarm: 5,
-                threshold: 1.0,
-                comparison: Comparison::GreaterThanThreshold,
-            });
+                Breach {
+                    period: 60,
+                    periods: 5,
+                    datapoints: 5,
+                    threshold: 1.0,
+                },
+            ));
         }
     }
+}
+
+/// Aurora replicas that lag.
+fn aurora_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for c in &infra.aurora_clusters {
-        out.push(Alarm {
-            name: name(Severity::Ticket, "aurora-replica-lag", c),
-            severity: Severity::Ticket,
-            description: format!(
-                "An Aurora replica of {c} lags more than 1 s for 5 minutes (reads are stale)."
-            ),
-            source: Source::Metric {
-                metric: metric(
+        out.push(above(
+            Severity::Ticket,
+            name(Severity::Ticket, "aurora-replica-lag", c),
+            format!("An Aurora replica of {c} lags more than 1 s for 5 minutes (reads are stale)."),
+            Source::Metric {
+                metric: MetricRef::new(
                     "AWS/RDS",
                     "AuroraReplicaLagMaximum",
                     &[("DBClusterIdentifier", c.as_str())],
                 ),
                 stat: "Maximum",
             },
-            period: 60,
-            evaluation_periods: 5,
-            datapoints_to_alarm: 5,
-            threshold: 1000.0,
-            comparison: Comparison::GreaterThanThreshold,
-        });
+            Breach {
+                period: 60,
+                periods: 5,
+                datapoints: 5,
+                threshold: 1000.0,
+            },
+        ));
     }
+}
+
+/// DynamoDB tables that throttle.
+fn dynamodb_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for t in &infra.dynamodb_tables {
         let d = [("TableName", t.as_str())];
-        out.push(Alarm {
-            name: name(Severity::Ticket, "dynamodb-throttles", t),
-            severity: Severity::Ticket,
-            description: format!("{t} throttled reads or writes in 3 of the last 5 minutes."),
-            source: Source::Math {
+        out.push(above(
+            Severity::Ticket,
+            name(Severity::Ticket, "dynamodb-throttles", t),
+            format!("{t} throttled reads or writes in 3 of the last 5 minutes."),
+            Source::Math {
                 expression: "FILL(reads,0)+FILL(writes,0)".into(),
                 label: "throttled requests".into(),
                 inputs: vec![
                     (
                         "reads".into(),
-                        metric("AWS/DynamoDB", "ReadThrottleEvents", &d),
+                        MetricRef::new("AWS/DynamoDB", "ReadThrottleEvents", &d),
                         "Sum",
                     ),
                     (
                         "writes".into(),
-                        metric("AWS/DynamoDB", "WriteThrottleEvents", &d),
+                        MetricRef::new("AWS/DynamoDB", "WriteThrottleEvents", &d),
                         "Sum",
                     ),
                 ],
             },
-            period: 60,
-            evaluation_periods: 5,
-            datapoints_to_alarm: 3,
-            threshold: 0.0,
-            comparison: Comparison::GreaterThanThreshold,
-        });
+            Breach {
+                period: 60,
+                periods: 5,
+                datapoints: 3,
+                threshold: 0.0,
+            },
+        ));
     }
+}
+
+/// Redis clusters that evict keys.
+fn redis_alarms(infra: &Infrastructure, out: &mut Vec<Alarm>) {
     for c in &infra.redis_clusters {
-        out.push(Alarm {
-            name: name(Severity::Ticket, "redis-evictions", c),
-            severity: Severity::Ticket,
-            description: format!("{c} evicts keys (carts and sessions are lost): memory is full."),
-            source: Source::Metric {
-                metric: metric(
+        out.push(above(
+            Severity::Ticket,
+            name(Severity::Ticket, "redis-evictions", c),
+            format!("{c} evicts keys (carts and sessions are lost): memory is full."),
+            Source::Metric {
+                metric: MetricRef::new(
                     "AWS/ElastiCache",
                     "Evictions",
                     &[("CacheClusterId", c.as_str())],
                 ),
                 stat: "Sum",
             },
-            period: 300,
-            evaluation_periods: 1,
-            datapoints_to_alarm: 1,
-            threshold: 0.0,
-            comparison: Comparison::GreaterThanThreshold,
-        });
+            Breach {
+                period: 300,
+                periods: 1,
+                datapoints: 1,
+                threshold: 0.0,
+            },
+        ));
     }
-    out
 }
 
 fn dimensions_json(m: &MetricRef) -> Value {

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use super::layout::{Layout, Whole};
 use super::model::{CwSli, SloModel};
 use crate::spec::infrastructure::{Infrastructure, WebAclScope};
 use crate::spec::{MetricRef, Severity, Spec};
@@ -12,9 +13,7 @@ use crate::spec::{MetricRef, Severity, Spec};
 /// Widgets are placed left to right on CloudWatch's 24-column grid, wrapping to a new row.
 struct Grid {
     widgets: Vec<Value>,
-    x: u32,
-    y: u32,
-    row_height: u32,
+    layout: Layout,
 }
 
 pub const COLUMNS: u32 = 24;
@@ -23,34 +22,24 @@ impl Grid {
     fn new() -> Grid {
         Grid {
             widgets: Vec::new(),
-            x: 0,
-            y: 0,
-            row_height: 0,
+            layout: Layout::new(COLUMNS, 0),
         }
     }
 
     fn place(&mut self, width: u32, height: u32, kind: &str, properties: Value) {
-        if self.x + width > COLUMNS {
-            self.new_row();
-        }
+        let (x, y) = self.layout.place(width, height);
         self.widgets.push(json!({
             "type": kind,
-            "x": self.x,
-            "y": self.y,
+            "x": x,
+            "y": y,
             "width": width,
             "height": height,
             "properties": properties,
         }));
-        self.x += width;
-        self.row_height = self.row_height.max(height);
     }
 
     fn new_row(&mut self) {
-        if self.x > 0 {
-            self.y += self.row_height;
-            self.x = 0;
-            self.row_height = 0;
-        }
+        self.layout.new_row();
     }
 
     fn text(&mut self, width: u32, height: u32, markdown: String) {
@@ -79,12 +68,10 @@ fn expression(id: &str, expression: String, label: &str) -> Value {
 
 /// Duration as ISO 8601 for a widget's relative `start` (`-PT6H`, `-P30D`).
 fn iso_ago(secs: u64) -> String {
-    if secs.is_multiple_of(86_400) {
-        format!("-P{}D", secs / 86_400)
-    } else if secs.is_multiple_of(3600) {
-        format!("-PT{}H", secs / 3600)
-    } else {
-        format!("-PT{}M", secs.div_ceil(60))
+    match Whole::of(secs) {
+        Whole::Days(n) => format!("-P{n}D"),
+        Whole::Hours(n) => format!("-PT{n}H"),
+        Whole::Minutes(n) => format!("-PT{n}M"),
     }
 }
 
@@ -467,82 +454,11 @@ fn span_search(metric: &str, service: &str, stat: &str) -> String {
 /// requests, errors and latency; agent heartbeats per host.
 pub fn overview(spec: &Spec, slos: &[SloModel], region: &str) -> Value {
     let mut grid = Grid::new();
-    let mut intro = String::from(
-        "# Vigil overview\nEvery SLO of `alerts/` against its objective, the error budget left over its \
-         period, and the burn rate of each alert's long window with the alert's factor as a line. \
-         Gaps mean **no data** (no events), never 100 %.\n\n",
-    );
-    if slos.is_empty() {
-        intro.push_str(
-            "**No SLOs are declared** (`services.<name>.slos` is empty in every file): only module traffic and heartbeats are shown.\n",
-        );
-    } else {
-        let links: Vec<String> = slos
-            .iter()
-            .map(|s| {
-                format!(
-                    "[{}]({})",
-                    md(&s.id()),
-                    console_link(region, &slo_dashboard_name(s))
-                )
-            })
-            .collect();
-        intro.push_str(&format!(
-            "SLO dashboards: {}. Infrastructure: [vigil-infrastructure]({}).",
-            links.join(" · "),
-            console_link(region, "vigil-infrastructure")
-        ));
-    }
-    grid.text(24, 3, intro);
+    grid.text(24, 3, overview_intro(slos, region));
     for slo in slos {
         grid.new_row();
         grid.place(8, 5, "metric", single_values(slo, region));
-        // Long windows of every alert, each with its factor.
-        let mut metrics = Vec::new();
-        let mut annotations = Vec::new();
-        for (i, alert) in slo.alerts.iter().enumerate() {
-            let period = alert.long.as_secs().div_ceil(60) * 60;
-            let (queries, _, bad) = sli_queries(slo, period);
-            let suffix = format!("a{i}");
-            for mut q in queries {
-                if let Some(opts) = q.as_array_mut().and_then(|a| a.last_mut()) {
-                    let id = opts["id"].as_str().unwrap_or_default().to_string();
-                    opts["id"] = json!(format!("{id}{suffix}"));
-                }
-                metrics.push(q);
-            }
-            let bad = bad
-                .replace("badraw", &format!("badraw{suffix}"))
-                .replace("total", &format!("total{suffix}"))
-                .replace("good", &format!("good{suffix}"))
-                .replace("rank", &format!("rank{suffix}"));
-            metrics.push(json!([{
-                "id": format!("burn{suffix}"),
-                "expression": format!("IF(total{suffix}>0, (({bad})/total{suffix})/{})", fmt_num(slo.budget())),
-                "label": format!("burn over {} ({} at {}×)", alert.long, alert.severity, fmt_num(alert.factor)),
-                "period": period,
-            }]));
-            annotations.push(json!({
-                "label": format!("{} {}×", alert.severity, fmt_num(alert.factor)),
-                "value": alert.factor,
-                "color": severity_colour(alert.severity),
-            }));
-        }
-        grid.place(
-            16,
-            5,
-            "metric",
-            json!({
-                "title": format!("{} burn rates", slo.id()),
-                "view": "timeSeries",
-                "region": region,
-                "metrics": metrics,
-                "start": "-P3D",
-                "period": 3600,
-                "yAxis": { "left": { "label": "× budget rate", "showUnits": false, "min": 0 } },
-                "annotations": { "horizontal": annotations },
-            }),
-        );
+        grid.place(16, 5, "metric", burn_rates(slo, region));
     }
     grid.new_row();
     grid.text(
@@ -589,15 +505,79 @@ pub fn overview(spec: &Spec, slos: &[SloModel], region: &str) -> Value {
     grid.body("-PT6H")
 }
 
-fn metric(ns: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
-    MetricRef {
-        namespace: ns.into(),
-        metric: name.into(),
-        dimensions: dims
+/// The overview's heading: what it shows, and links to every SLO's dashboard.
+fn overview_intro(slos: &[SloModel], region: &str) -> String {
+    let mut intro = String::from(
+        "# Vigil overview\nEvery SLO of `alerts/` against its objective, the error budget left over its \
+         period, and the burn rate of each alert's long window with the alert's factor as a line. \
+         Gaps mean **no data** (no events), never 100 %.\n\n",
+    );
+    if slos.is_empty() {
+        intro.push_str(
+            "**No SLOs are declared** (`services.<name>.slos` is empty in every file): only module traffic and heartbeats are shown.\n",
+        );
+    } else {
+        let links: Vec<String> = slos
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+            .map(|s| {
+                format!(
+                    "[{}]({})",
+                    md(&s.id()),
+                    console_link(region, &slo_dashboard_name(s))
+                )
+            })
+            .collect();
+        intro.push_str(&format!(
+            "SLO dashboards: {}. Infrastructure: [vigil-infrastructure]({}).",
+            links.join(" · "),
+            console_link(region, "vigil-infrastructure")
+        ));
     }
+    intro
+}
+
+/// One SLO's burn-rate graph: the long window of every alert, each with its factor as a line.
+fn burn_rates(slo: &SloModel, region: &str) -> Value {
+    let mut metrics = Vec::new();
+    let mut annotations = Vec::new();
+    for (i, alert) in slo.alerts.iter().enumerate() {
+        let period = alert.long.as_secs().div_ceil(60) * 60;
+        let (queries, _, bad) = sli_queries(slo, period);
+        let suffix = format!("a{i}");
+        for mut q in queries {
+            if let Some(opts) = q.as_array_mut().and_then(|a| a.last_mut()) {
+                let id = opts["id"].as_str().unwrap_or_default().to_string();
+                opts["id"] = json!(format!("{id}{suffix}"));
+            }
+            metrics.push(q);
+        }
+        let bad = bad
+            .replace("badraw", &format!("badraw{suffix}"))
+            .replace("total", &format!("total{suffix}"))
+            .replace("good", &format!("good{suffix}"))
+            .replace("rank", &format!("rank{suffix}"));
+        metrics.push(json!([{
+            "id": format!("burn{suffix}"),
+            "expression": format!("IF(total{suffix}>0, (({bad})/total{suffix})/{})", fmt_num(slo.budget())),
+            "label": format!("burn over {} ({} at {}×)", alert.long, alert.severity, fmt_num(alert.factor)),
+            "period": period,
+        }]));
+        annotations.push(json!({
+            "label": format!("{} {}×", alert.severity, fmt_num(alert.factor)),
+            "value": alert.factor,
+            "color": severity_colour(alert.severity),
+        }));
+    }
+    json!({
+        "title": format!("{} burn rates", slo.id()),
+        "view": "timeSeries",
+        "region": region,
+        "metrics": metrics,
+        "start": "-P3D",
+        "period": 3600,
+        "yAxis": { "left": { "label": "× budget rate", "showUnits": false, "min": 0 } },
+        "annotations": { "horizontal": annotations },
+    })
 }
 
 fn graph(title: String, region: &str, metrics: Vec<Value>, period: u64) -> Value {
@@ -606,6 +586,24 @@ fn graph(title: String, region: &str, metrics: Vec<Value>, period: u64) -> Value
 
 fn opts(stat: &str, label: &str) -> Value {
     json!({ "stat": stat, "label": label })
+}
+
+/// One `metrics` entry for the metric `namespace`/`name` with `dims`.
+fn entry(namespace: &str, name: &str, dims: &[(&str, &str)], options: Value) -> Value {
+    metric_entry(&MetricRef::new(namespace, name, dims), options)
+}
+
+impl Grid {
+    /// A time-series graph, 5 rows high.
+    fn graph(&mut self, width: u32, title: String, region: &str, metrics: Vec<Value>, period: u64) {
+        self.place(width, 5, "metric", graph(title, region, metrics, period));
+    }
+
+    /// A section heading on a row of its own.
+    fn section(&mut self, title: &str) {
+        self.new_row();
+        self.text(24, 1, format!("## {title}"));
+    }
 }
 
 /// The minimum monitoring set: edge, load balancers, hosts, queues, databases, caches, search.
@@ -619,151 +617,130 @@ pub fn infrastructure(spec: &Spec, region: &str) -> Value {
          Alarms on the same metrics are in `dashboards/alarms/` (names `vigil-page-*` and `vigil-ticket-*`, watched by the `alarms` checks)."
             .into(),
     );
-    let section = |grid: &mut Grid, title: &str| {
-        grid.new_row();
-        grid.text(24, 1, format!("## {title}"));
-    };
-    if !infra.cloudfront_distributions.is_empty() || !infra.web_acls.is_empty() {
-        section(&mut grid, "Edge: CloudFront and WAF");
-        for id in &infra.cloudfront_distributions {
-            let d = [("DistributionId", id.as_str()), ("Region", "Global")];
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("CloudFront {id}: error rates %"),
-                    "us-east-1",
-                    vec![
-                        metric_entry(
-                            &metric("AWS/CloudFront", "4xxErrorRate", &d),
-                            opts("Average", "4xx %"),
-                        ),
-                        metric_entry(
-                            &metric("AWS/CloudFront", "5xxErrorRate", &d),
-                            opts("Average", "5xx %"),
-                        ),
-                    ],
-                    300,
-                ),
-            );
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("CloudFront {id}: origin latency (p95, ms)"),
-                    "us-east-1",
-                    vec![metric_entry(
-                        &metric("AWS/CloudFront", "OriginLatency", &d),
-                        opts("p95", "origin latency p95"),
-                    )],
-                    300,
-                ),
-            );
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("CloudFront {id}: cache hit ratio %"),
-                    "us-east-1",
-                    vec![metric_entry(
-                        &metric("AWS/CloudFront", "CacheHitRate", &d),
-                        opts("Average", "cache hit %"),
-                    )],
-                    300,
-                ),
-            );
-        }
-        for acl in &infra.web_acls {
-            let (acl_region, m) = match acl.scope {
-                WebAclScope::Cloudfront => (
-                    "us-east-1".to_string(),
-                    metric(
-                        "AWS/WAFV2",
-                        "BlockedRequests",
-                        &[("Rule", "ALL"), ("WebACL", acl.name.as_str())],
-                    ),
-                ),
-                WebAclScope::Regional => (
-                    region.to_string(),
-                    metric(
-                        "AWS/WAFV2",
-                        "BlockedRequests",
-                        &[
-                            ("Region", region),
-                            ("Rule", "ALL"),
-                            ("WebACL", acl.name.as_str()),
-                        ],
-                    ),
-                ),
-            };
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("WAF {}: blocked requests", acl.name),
-                    &acl_region,
-                    vec![metric_entry(&m, opts("Sum", "blocked"))],
-                    300,
-                ),
-            );
-        }
+    edge(&mut grid, infra, region);
+    load_balancers(&mut grid, infra, region);
+    hosts(&mut grid, spec, region);
+    queues(&mut grid, infra, region);
+    aurora(&mut grid, infra, region);
+    dynamodb(&mut grid, infra, region);
+    redis(&mut grid, infra, region);
+    opensearch(&mut grid, infra, region);
+    grid.body("-PT6H")
+}
+
+fn edge(grid: &mut Grid, infra: &Infrastructure, region: &str) {
+    if infra.cloudfront_distributions.is_empty() && infra.web_acls.is_empty() {
+        return;
     }
-    if !infra.load_balancers.is_empty() {
-        section(
-            &mut grid,
-            "Load balancers: target errors, p95 latency, unhealthy hosts",
+    grid.section("Edge: CloudFront and WAF");
+    let global = "us-east-1";
+    for id in &infra.cloudfront_distributions {
+        let d = [("DistributionId", id.as_str()), ("Region", "Global")];
+        let cf = |name: &str, stat: &str, label: &str| {
+            entry("AWS/CloudFront", name, &d, opts(stat, label))
+        };
+        grid.graph(
+            8,
+            format!("CloudFront {id}: error rates %"),
+            global,
+            vec![
+                cf("4xxErrorRate", "Average", "4xx %"),
+                cf("5xxErrorRate", "Average", "5xx %"),
+            ],
+            300,
         );
-        for (name, lb) in &infra.load_balancers {
-            for (tg, tg_dim) in &lb.target_groups {
-                let d = [
-                    ("LoadBalancer", lb.dimension.as_str()),
-                    ("TargetGroup", tg_dim.as_str()),
-                ];
-                grid.place(8, 5, "metric", graph(format!("{name} → {tg}: target 5xx and requests"), region, vec![
-                    metric_entry(&metric("AWS/ApplicationELB", "RequestCount", &d), json!({ "stat": "Sum", "label": "requests", "id": "req" })),
-                    metric_entry(&metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", &d), json!({ "stat": "Sum", "label": "target 5xx", "id": "e5xx", "yAxis": "right" })),
-                ], 60));
-                grid.place(
-                    8,
-                    5,
-                    "metric",
-                    graph(
-                        format!("{name} → {tg}: p95 response time (s)"),
-                        region,
-                        vec![metric_entry(
-                            &metric("AWS/ApplicationELB", "TargetResponseTime", &d),
-                            opts("p95", "p95"),
-                        )],
-                        60,
-                    ),
-                );
-                grid.place(
-                    8,
-                    5,
-                    "metric",
-                    graph(
-                        format!("{name} → {tg}: healthy and unhealthy hosts"),
-                        region,
-                        vec![
-                            metric_entry(
-                                &metric("AWS/ApplicationELB", "HealthyHostCount", &d),
-                                opts("Minimum", "healthy"),
-                            ),
-                            metric_entry(
-                                &metric("AWS/ApplicationELB", "UnHealthyHostCount", &d),
-                                opts("Maximum", "unhealthy"),
-                            ),
-                        ],
-                        60,
-                    ),
-                );
+        grid.graph(
+            8,
+            format!("CloudFront {id}: origin latency (p95, ms)"),
+            global,
+            vec![cf("OriginLatency", "p95", "origin latency p95")],
+            300,
+        );
+        grid.graph(
+            8,
+            format!("CloudFront {id}: cache hit ratio %"),
+            global,
+            vec![cf("CacheHitRate", "Average", "cache hit %")],
+            300,
+        );
+    }
+    for acl in &infra.web_acls {
+        let (acl_region, dims) = match acl.scope {
+            WebAclScope::Cloudfront => {
+                (global, vec![("Rule", "ALL"), ("WebACL", acl.name.as_str())])
             }
+            WebAclScope::Regional => (
+                region,
+                vec![
+                    ("Region", region),
+                    ("Rule", "ALL"),
+                    ("WebACL", acl.name.as_str()),
+                ],
+            ),
+        };
+        grid.graph(
+            8,
+            format!("WAF {}: blocked requests", acl.name),
+            acl_region,
+            vec![entry(
+                "AWS/WAFV2",
+                "BlockedRequests",
+                &dims,
+                opts("Sum", "blocked"),
+            )],
+            300,
+        );
+    }
+}
+
+fn load_balancers(grid: &mut Grid, infra: &Infrastructure, region: &str) {
+    if infra.load_balancers.is_empty() {
+        return;
+    }
+    grid.section("Load balancers: target errors, p95 latency, unhealthy hosts");
+    for (name, lb) in &infra.load_balancers {
+        for (tg, tg_dim) in &lb.target_groups {
+            let d = [
+                ("LoadBalancer", lb.dimension.as_str()),
+                ("TargetGroup", tg_dim.as_str()),
+            ];
+            let alb =
+                |metric: &str, options: Value| entry("AWS/ApplicationELB", metric, &d, options);
+            grid.graph(
+                8,
+                format!("{name} → {tg}: target 5xx and requests"),
+                region,
+                vec![
+                    alb("RequestCount", json!({ "stat": "Sum", "label": "requests", "id": "req" })),
+                    alb(
+                        "HTTPCode_Target_5XX_Count",
+                        json!({ "stat": "Sum", "label": "target 5xx", "id": "e5xx", "yAxis": "right" }),
+                    ),
+                ],
+                60,
+            );
+            grid.graph(
+                8,
+                format!("{name} → {tg}: p95 response time (s)"),
+                region,
+                vec![alb("TargetResponseTime", opts("p95", "p95"))],
+                60,
+            );
+            grid.graph(
+                8,
+                format!("{name} → {tg}: healthy and unhealthy hosts"),
+                region,
+                vec![
+                    alb("HealthyHostCount", opts("Minimum", "healthy")),
+                    alb("UnHealthyHostCount", opts("Maximum", "unhealthy")),
+                ],
+                60,
+            );
         }
     }
+}
+
+fn hosts(grid: &mut Grid, spec: &Spec, region: &str) {
     let asgs: Vec<&str> = spec
         .services
         .values()
@@ -773,198 +750,191 @@ pub fn infrastructure(spec: &Spec, region: &str) -> Value {
             _ => None,
         })
         .collect();
-    if !asgs.is_empty() {
-        section(&mut grid, "Hosts (Auto Scaling groups)");
-        for group in asgs {
-            let d = [("AutoScalingGroupName", group)];
-            grid.place(
-                6,
-                5,
-                "metric",
-                graph(
-                    format!("{group}: hosts and CPU"),
-                    region,
-                    vec![
-                        metric_entry(
-                            &metric("AWS/AutoScaling", "GroupInServiceInstances", &d),
-                            opts("Minimum", "in service"),
-                        ),
-                        metric_entry(
-                            &metric("AWS/EC2", "CPUUtilization", &d),
-                            json!({ "stat": "Average", "label": "CPU %", "yAxis": "right" }),
-                        ),
-                    ],
-                    60,
-                ),
-            );
-        }
+    if asgs.is_empty() {
+        return;
     }
-    if !infra.queues.is_empty() {
-        section(&mut grid, "Queues and dead-letter queues");
-        for q in &infra.queues {
-            let mut metrics = vec![
-                metric_entry(
-                    &metric(
-                        "AWS/SQS",
-                        "ApproximateNumberOfMessagesVisible",
-                        &[("QueueName", q.queue.as_str())],
-                    ),
-                    opts("Maximum", "visible"),
+    grid.section("Hosts (Auto Scaling groups)");
+    for group in asgs {
+        let d = [("AutoScalingGroupName", group)];
+        grid.graph(
+            6,
+            format!("{group}: hosts and CPU"),
+            region,
+            vec![
+                entry(
+                    "AWS/AutoScaling",
+                    "GroupInServiceInstances",
+                    &d,
+                    opts("Minimum", "in service"),
                 ),
-                metric_entry(
-                    &metric(
-                        "AWS/SQS",
-                        "ApproximateAgeOfOldestMessage",
-                        &[("QueueName", q.queue.as_str())],
-                    ),
-                    json!({ "stat": "Maximum", "label": "oldest (s)", "yAxis": "right" }),
+                entry(
+                    "AWS/EC2",
+                    "CPUUtilization",
+                    &d,
+                    json!({ "stat": "Average", "label": "CPU %", "yAxis": "right" }),
                 ),
-            ];
-            if let Some(dlq) = &q.dlq {
-                metrics.push(metric_entry(
-                    &metric(
-                        "AWS/SQS",
-                        "ApproximateNumberOfMessagesVisible",
-                        &[("QueueName", dlq.as_str())],
-                    ),
-                    opts("Maximum", "in the DLQ"),
-                ));
-            }
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(format!("SQS {}", q.queue), region, metrics, 300),
-            );
-        }
-    }
-    if !infra.aurora_clusters.is_empty() {
-        section(
-            &mut grid,
-            "Aurora: connections, replication lag, slow queries",
+            ],
+            60,
         );
-        for c in &infra.aurora_clusters {
-            let d = [("DBClusterIdentifier", c.as_str())];
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("{c}: connections"),
-                    region,
-                    vec![metric_entry(
-                        &metric("AWS/RDS", "DatabaseConnections", &d),
-                        opts("Maximum", "connections"),
-                    )],
-                    60,
-                ),
-            );
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("{c}: replica lag (ms)"),
-                    region,
-                    vec![metric_entry(
-                        &metric("AWS/RDS", "AuroraReplicaLagMaximum", &d),
-                        opts("Maximum", "max replica lag"),
-                    )],
-                    60,
-                ),
-            );
-            grid.place(8, 5, "log", json!({
-                "title": format!("{c}: slow queries per 5 minutes"),
-                "region": region,
-                "view": "timeSeries",
-                "query": format!("SOURCE '/aws/rds/cluster/{c}/slowquery' | stats count(*) as slow_queries by bin(5m)"),
-            }));
-        }
     }
-    if !infra.dynamodb_tables.is_empty() {
-        section(&mut grid, "DynamoDB throttles");
-        for t in &infra.dynamodb_tables {
-            let d = [("TableName", t.as_str())];
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("{t}: throttled reads and writes"),
-                    region,
-                    vec![
-                        metric_entry(
-                            &metric("AWS/DynamoDB", "ReadThrottleEvents", &d),
-                            opts("Sum", "read throttles"),
-                        ),
-                        metric_entry(
-                            &metric("AWS/DynamoDB", "WriteThrottleEvents", &d),
-                            opts("Sum", "write throttles"),
-                        ),
-                    ],
-                    60,
-                ),
-            );
-        }
+}
+
+fn queues(grid: &mut Grid, infra: &Infrastructure, region: &str) {
+    if infra.queues.is_empty() {
+        return;
     }
-    if !infra.redis_clusters.is_empty() {
-        section(&mut grid, "Redis (ElastiCache) evictions");
-        for c in &infra.redis_clusters {
-            let d = [("CacheClusterId", c.as_str())];
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("{c}: evictions and memory"),
-                    region,
-                    vec![
-                        metric_entry(
-                            &metric("AWS/ElastiCache", "Evictions", &d),
-                            opts("Sum", "evictions"),
-                        ),
-                        metric_entry(
-                            &metric("AWS/ElastiCache", "DatabaseMemoryUsagePercentage", &d),
-                            json!({ "stat": "Maximum", "label": "memory %", "yAxis": "right" }),
-                        ),
-                    ],
-                    60,
-                ),
-            );
+    grid.section("Queues and dead-letter queues");
+    for q in &infra.queues {
+        let d = [("QueueName", q.queue.as_str())];
+        let mut metrics = vec![
+            entry(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                &d,
+                opts("Maximum", "visible"),
+            ),
+            entry(
+                "AWS/SQS",
+                "ApproximateAgeOfOldestMessage",
+                &d,
+                json!({ "stat": "Maximum", "label": "oldest (s)", "yAxis": "right" }),
+            ),
+        ];
+        if let Some(dlq) = &q.dlq {
+            metrics.push(entry(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                &[("QueueName", dlq.as_str())],
+                opts("Maximum", "in the DLQ"),
+            ));
         }
+        grid.graph(8, format!("SQS {}", q.queue), region, metrics, 300);
     }
-    if let (false, Some(account)) = (infra.opensearch_domains.is_empty(), &infra.account_id) {
-        section(&mut grid, "OpenSearch cluster health");
-        for domain in &infra.opensearch_domains {
-            let d = [
-                ("ClientId", account.as_str()),
-                ("DomainName", domain.as_str()),
-            ];
-            grid.place(
-                8,
-                5,
-                "metric",
-                graph(
-                    format!("{domain}: cluster status (1 = in that state)"),
-                    region,
-                    vec![
-                        metric_entry(
-                            &metric("AWS/ES", "ClusterStatus.green", &d),
-                            json!({ "stat": "Minimum", "label": "green", "color": "#2ca02c" }),
-                        ),
-                        metric_entry(
-                            &metric("AWS/ES", "ClusterStatus.yellow", &d),
-                            json!({ "stat": "Maximum", "label": "yellow", "color": "#ff7f0e" }),
-                        ),
-                        metric_entry(
-                            &metric("AWS/ES", "ClusterStatus.red", &d),
-                            json!({ "stat": "Maximum", "label": "red", "color": "#d62728" }),
-                        ),
-                    ],
-                    60,
+}
+
+fn aurora(grid: &mut Grid, infra: &Infrastructure, region: &str) {
+    if infra.aurora_clusters.is_empty() {
+        return;
+    }
+    grid.section("Aurora: connections, replication lag, slow queries");
+    for c in &infra.aurora_clusters {
+        let d = [("DBClusterIdentifier", c.as_str())];
+        grid.graph(
+            8,
+            format!("{c}: connections"),
+            region,
+            vec![entry(
+                "AWS/RDS",
+                "DatabaseConnections",
+                &d,
+                opts("Maximum", "connections"),
+            )],
+            60,
+        );
+        grid.graph(
+            8,
+            format!("{c}: replica lag (ms)"),
+            region,
+            vec![entry(
+                "AWS/RDS",
+                "AuroraReplicaLagMaximum",
+                &d,
+                opts("Maximum", "max replica lag"),
+            )],
+            60,
+        );
+        grid.place(8, 5, "log", json!({
+            "title": format!("{c}: slow queries per 5 minutes"),
+            "region": region,
+            "view": "timeSeries",
+            "query": format!("SOURCE '/aws/rds/cluster/{c}/slowquery' | stats count(*) as slow_queries by bin(5m)"),
+        }));
+    }
+}
+
+fn dynamodb(grid: &mut Grid, infra: &Infrastructure, region: &str) {
+    if infra.dynamodb_tables.is_empty() {
+        return;
+    }
+    grid.section("DynamoDB throttles");
+    for t in &infra.dynamodb_tables {
+        let d = [("TableName", t.as_str())];
+        grid.graph(
+            8,
+            format!("{t}: throttled reads and writes"),
+            region,
+            vec![
+                entry(
+                    "AWS/DynamoDB",
+                    "ReadThrottleEvents",
+                    &d,
+                    opts("Sum", "read throttles"),
                 ),
-            );
-        }
+                entry(
+                    "AWS/DynamoDB",
+                    "WriteThrottleEvents",
+                    &d,
+                    opts("Sum", "write throttles"),
+                ),
+            ],
+            60,
+        );
     }
-    grid.body("-PT6H")
+}
+
+fn redis(grid: &mut Grid, infra: &Infrastructure, region: &str) {
+    if infra.redis_clusters.is_empty() {
+        return;
+    }
+    grid.section("Redis (ElastiCache) evictions");
+    for c in &infra.redis_clusters {
+        let d = [("CacheClusterId", c.as_str())];
+        grid.graph(
+            8,
+            format!("{c}: evictions and memory"),
+            region,
+            vec![
+                entry("AWS/ElastiCache", "Evictions", &d, opts("Sum", "evictions")),
+                entry(
+                    "AWS/ElastiCache",
+                    "DatabaseMemoryUsagePercentage",
+                    &d,
+                    json!({ "stat": "Maximum", "label": "memory %", "yAxis": "right" }),
+                ),
+            ],
+            60,
+        );
+    }
+}
+
+fn opensearch(grid: &mut Grid, infra: &Infrastructure, region: &str) {
+    let (false, Some(account)) = (infra.opensearch_domains.is_empty(), &infra.account_id) else {
+        return;
+    };
+    grid.section("OpenSearch cluster health");
+    for domain in &infra.opensearch_domains {
+        let d = [
+            ("ClientId", account.as_str()),
+            ("DomainName", domain.as_str()),
+        ];
+        let status = |colour: &str, stat: &str, hex: &str| {
+            entry(
+                "AWS/ES",
+                &format!("ClusterStatus.{colour}"),
+                &d,
+                json!({ "stat": stat, "label": colour, "color": hex }),
+            )
+        };
+        grid.graph(
+            8,
+            format!("{domain}: cluster status (1 = in that state)"),
+            region,
+            vec![
+                status("green", "Minimum", "#2ca02c"),
+                status("yellow", "Maximum", "#ff7f0e"),
+                status("red", "Maximum", "#d62728"),
+            ],
+            60,
+        );
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod alarms;
 pub mod cloudwatch;
+mod layout;
 pub mod model;
 pub mod newrelic;
 

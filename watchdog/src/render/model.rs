@@ -5,25 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::slo::CwSli;
+use crate::slo::cloudwatch_sli;
 use crate::spec::{BurnRateAlert, MetricRef, Service, Sli, Slo, Spec, SpecError};
-
-pub const SPAN_NAMESPACE: &str = "Vigil/SpanMetrics";
-pub const ALB_NAMESPACE: &str = "AWS/ApplicationELB";
-
-/// How CloudWatch tells the bad events from the total, server-side.
-#[derive(Clone, Debug)]
-pub enum CwSli {
-    /// `bad` counted directly (span errors, target 5xx, `bad_over_total`).
-    Bad { bad: MetricRef, total: MetricRef },
-    /// `good` counted (requests under a threshold, `good_over_total`): bad = total - good.
-    Good { good: MetricRef, total: MetricRef },
-    /// ALB latency: bad = SampleCount × (100 - PR(:threshold)) / 100 per bucket, the same
-    /// weighting the watchdog does in Rust.
-    RankedBelow {
-        latency: MetricRef,
-        threshold_ms: u32,
-    },
-}
 
 /// The span-metric series New Relic receives through OTLP for this SLI, when it has one.
 #[derive(Clone, Debug)]
@@ -75,17 +59,6 @@ impl SloModel<'_> {
     }
 }
 
-fn metric(namespace: &str, name: &str, dims: &[(&str, &str)]) -> MetricRef {
-    MetricRef {
-        namespace: namespace.into(),
-        metric: name.into(),
-        dimensions: dims
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
 fn error(file: &Path, key: String, message: String) -> SpecError {
     SpecError {
         file: file.to_path_buf(),
@@ -96,6 +69,19 @@ fn error(file: &Path, key: String, message: String) -> SpecError {
     }
 }
 
+/// `value` itself when it is a dimension value already (it has a `/`), else what
+/// `infrastructure:` declares for the name.
+fn dimension(
+    value: &str,
+    declared: Option<&String>,
+    missing: impl FnOnce() -> SpecError,
+) -> Result<String, SpecError> {
+    if value.contains('/') {
+        return Ok(value.to_string());
+    }
+    declared.cloned().ok_or_else(missing)
+}
+
 /// ALB dimension values for an SLI's load balancer and target group.
 fn alb_dimensions(
     spec: &Spec,
@@ -104,46 +90,38 @@ fn alb_dimensions(
     load_balancer: &str,
     target_group: &str,
 ) -> Result<(String, String), SpecError> {
-    let lb = if load_balancer.contains('/') {
-        load_balancer.to_string()
-    } else {
-        match spec.infrastructure.load_balancers.get(load_balancer) {
-            Some(lb) => lb.dimension.clone(),
-            None => {
-                return Err(error(
-                    file,
-                    format!("{key}.load_balancer"),
-                    format!(
-                        "`{load_balancer}` is a name; dashboards and alarms need its CloudWatch dimension: \
-                         declare infrastructure.load_balancers.{load_balancer}.dimension (app/{load_balancer}/<id>)"
-                    ),
-                ));
-            }
-        }
-    };
-    let tg = if target_group.contains('/') {
-        target_group.to_string()
-    } else {
-        let found = spec
-            .infrastructure
-            .load_balancers
+    let declared = &spec.infrastructure.load_balancers;
+    let lb = dimension(
+        load_balancer,
+        declared.get(load_balancer).map(|lb| &lb.dimension),
+        || {
+            error(
+                file,
+                format!("{key}.load_balancer"),
+                format!(
+                    "`{load_balancer}` is a name; dashboards and alarms need its CloudWatch dimension: \
+                     declare infrastructure.load_balancers.{load_balancer}.dimension (app/{load_balancer}/<id>)"
+                ),
+            )
+        },
+    )?;
+    let tg = dimension(
+        target_group,
+        declared
             .values()
-            .find_map(|lb| lb.target_groups.get(target_group));
-        match found {
-            Some(tg) => tg.clone(),
-            None => {
-                return Err(error(
-                    file,
-                    format!("{key}.target_group"),
-                    format!(
-                        "`{target_group}` is a name; dashboards and alarms need its CloudWatch dimension: \
-                         declare it under infrastructure.load_balancers.<load balancer>.target_groups \
-                         (targetgroup/{target_group}/<id>)"
-                    ),
-                ));
-            }
-        }
-    };
+            .find_map(|lb| lb.target_groups.get(target_group)),
+        || {
+            error(
+                file,
+                format!("{key}.target_group"),
+                format!(
+                    "`{target_group}` is a name; dashboards and alarms need its CloudWatch dimension: \
+                     declare it under infrastructure.load_balancers.<load balancer>.target_groups \
+                     (targetgroup/{target_group}/<id>)"
+                ),
+            )
+        },
+    )?;
     Ok((lb, tg))
 }
 
@@ -161,97 +139,7 @@ fn resolve<'a>(
         .unwrap_or_else(|| PathBuf::from("alerts/"));
     let key = format!("services.{service}.slos[{index}]");
     let sli_key = format!("{key}.sli");
-    let (cw, nr) = match &slo.sli {
-        Sli::SpanErrors { service, route } => {
-            let dims = [("route", route.as_str()), ("service", service.as_str())];
-            (
-                CwSli::Bad {
-                    bad: metric(SPAN_NAMESPACE, "errors", &dims),
-                    total: metric(SPAN_NAMESPACE, "requests", &dims),
-                },
-                NrSli::Span {
-                    service: service.clone(),
-                    route: route.clone(),
-                    threshold_ms: None,
-                },
-            )
-        }
-        Sli::SpanLatency {
-            service,
-            route,
-            threshold_ms,
-        } => {
-            let threshold = threshold_ms.to_string();
-            let dims = [("route", route.as_str()), ("service", service.as_str())];
-            let good_dims = [dims[0], dims[1], ("threshold_ms", threshold.as_str())];
-            (
-                CwSli::Good {
-                    good: metric(SPAN_NAMESPACE, "requests_under_threshold", &good_dims),
-                    total: metric(SPAN_NAMESPACE, "requests", &dims),
-                },
-                NrSli::Span {
-                    service: service.clone(),
-                    route: route.clone(),
-                    threshold_ms: Some(*threshold_ms),
-                },
-            )
-        }
-        Sli::AlbAvailability {
-            load_balancer,
-            target_group,
-        } => {
-            let (lb, tg) = alb_dimensions(
-                spec,
-                &file,
-                &format!("{sli_key}.alb_availability"),
-                load_balancer,
-                target_group,
-            )?;
-            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
-            (
-                CwSli::Bad {
-                    bad: metric(ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", &dims),
-                    total: metric(ALB_NAMESPACE, "RequestCount", &dims),
-                },
-                NrSli::CloudWatchOnly,
-            )
-        }
-        Sli::AlbLatency {
-            load_balancer,
-            target_group,
-            threshold_ms,
-        } => {
-            let (lb, tg) = alb_dimensions(
-                spec,
-                &file,
-                &format!("{sli_key}.alb_latency"),
-                load_balancer,
-                target_group,
-            )?;
-            let dims = [("LoadBalancer", lb.as_str()), ("TargetGroup", tg.as_str())];
-            (
-                CwSli::RankedBelow {
-                    latency: metric(ALB_NAMESPACE, "TargetResponseTime", &dims),
-                    threshold_ms: *threshold_ms,
-                },
-                NrSli::CloudWatchOnly,
-            )
-        }
-        Sli::GoodOverTotal { good, total } => (
-            CwSli::Good {
-                good: good.clone(),
-                total: total.clone(),
-            },
-            agent_counter(good, total, true),
-        ),
-        Sli::BadOverTotal { bad, total } => (
-            CwSli::Bad {
-                bad: bad.clone(),
-                total: total.clone(),
-            },
-            agent_counter(bad, total, false),
-        ),
-    };
+    let (cw, nr) = series_of(spec, &file, &sli_key, &slo.sli)?;
     let (alerts, min_events) = spec.alerts_for(slo);
     if alerts.is_empty() {
         return Err(error(
@@ -272,6 +160,40 @@ fn resolve<'a>(
         file,
         key,
     })
+}
+
+/// The series an SLI reads in CloudWatch and what New Relic has of it.
+fn series_of(
+    spec: &Spec,
+    file: &Path,
+    sli_key: &str,
+    sli: &Sli,
+) -> Result<(CwSli, NrSli), SpecError> {
+    let key = match sli {
+        Sli::AlbAvailability { .. } => format!("{sli_key}.alb_availability"),
+        _ => format!("{sli_key}.alb_latency"),
+    };
+    let cw = cloudwatch_sli(sli, |lb, tg| alb_dimensions(spec, file, &key, lb, tg))?;
+    let nr = match sli {
+        Sli::SpanErrors { service, route } => NrSli::Span {
+            service: service.clone(),
+            route: route.clone(),
+            threshold_ms: None,
+        },
+        Sli::SpanLatency {
+            service,
+            route,
+            threshold_ms,
+        } => NrSli::Span {
+            service: service.clone(),
+            route: route.clone(),
+            threshold_ms: Some(*threshold_ms),
+        },
+        Sli::AlbAvailability { .. } | Sli::AlbLatency { .. } => NrSli::CloudWatchOnly,
+        Sli::GoodOverTotal { good, total } => agent_counter(good, total, true),
+        Sli::BadOverTotal { bad, total } => agent_counter(bad, total, false),
+    };
+    Ok((cw, nr))
 }
 
 /// Counters in a `Vigil/...` namespace come from the agent, which ships the same metric to New

@@ -6,8 +6,9 @@
 use serde_json::{Value, json};
 
 use super::cloudwatch::{fmt_num, slo_dashboard_name};
+use super::layout::{Layout, Whole};
 use super::model::{NrSli, SloModel};
-use crate::spec::{MetricRef, Severity, Spec, SpecError};
+use crate::spec::{BurnRateAlert, MetricRef, Severity, Spec, SpecError};
 
 pub const COLUMNS: u32 = 12;
 
@@ -89,13 +90,12 @@ pub fn string(value: &str) -> String {
 
 /// NRQL's relative time for `SINCE ... ago` / `TIMESERIES ...`.
 fn nrql_span(secs: u64) -> String {
-    if secs.is_multiple_of(86_400) {
-        format!("{} days", secs / 86_400)
-    } else if secs.is_multiple_of(3600) {
-        format!("{} hours", secs / 3600)
-    } else {
-        format!("{} minutes", secs.div_ceil(60))
-    }
+    let (n, unit) = match Whole::of(secs) {
+        Whole::Days(n) => (n, "days"),
+        Whole::Hours(n) => (n, "hours"),
+        Whole::Minutes(n) => (n, "minutes"),
+    };
+    format!("{n} {unit}")
 }
 
 /// The pieces of NRQL one SLI needs: the bad and total aggregates and the WHERE clause.
@@ -222,9 +222,7 @@ impl Nrql {
 struct Page {
     account: u64,
     widgets: Vec<Value>,
-    column: u32,
-    row: u32,
-    row_height: u32,
+    layout: Layout,
 }
 
 impl Page {
@@ -232,32 +230,22 @@ impl Page {
         Page {
             account,
             widgets: Vec::new(),
-            column: 1,
-            row: 1,
-            row_height: 0,
+            layout: Layout::new(COLUMNS, 1),
         }
     }
 
     fn place(&mut self, width: u32, height: u32, title: String, viz: &str, raw: Value) {
-        if self.column + width > COLUMNS + 1 {
-            self.new_row();
-        }
+        let (column, row) = self.layout.place(width, height);
         self.widgets.push(json!({
             "title": title,
-            "layout": { "column": self.column, "row": self.row, "width": width, "height": height },
+            "layout": { "column": column, "row": row, "width": width, "height": height },
             "visualization": { "id": viz },
             "rawConfiguration": raw,
         }));
-        self.column += width;
-        self.row_height = self.row_height.max(height);
     }
 
     fn new_row(&mut self) {
-        if self.column > 1 {
-            self.row += self.row_height;
-            self.column = 1;
-            self.row_height = 0;
-        }
+        self.layout.new_row();
     }
 
     fn markdown(&mut self, width: u32, height: u32, text: String) {
@@ -307,27 +295,7 @@ fn thresholds(alert: &crate::spec::BurnRateAlert) -> Value {
 
 fn slo_page(slo: &SloModel, nrql: Option<&Nrql>, account: u64) -> Value {
     let mut page = Page::new(account);
-    let mut text = format!(
-        "# {} / {}\n{}\n\nObjective **{}%** over {} (error budget {}%). Pages when **both** windows of an alert burn at least the factor:\n\n",
-        slo.service,
-        slo.slo.name,
-        slo.slo.description.clone().unwrap_or_default(),
-        fmt_num(slo.slo.objective),
-        slo.slo.period,
-        fmt_num(slo.budget() * 100.0),
-    );
-    for a in slo.alerts {
-        text.push_str(&format!(
-            "- **{}**: {} and {} at ≥ {}×\n",
-            a.severity,
-            a.long,
-            a.short,
-            fmt_num(a.factor)
-        ));
-    }
-    if let Some(url) = slo.runbook() {
-        text.push_str(&format!("\n[Runbook]({url})\n"));
-    }
+    let mut text = slo_intro(slo);
     let Some(q) = nrql else {
         text.push_str(&format!(
             "\nThis SLI is measured from AWS metrics that only CloudWatch has: see the CloudWatch dashboard `{}`.",
@@ -369,51 +337,82 @@ fn slo_page(slo: &SloModel, nrql: Option<&Nrql>, account: u64) -> Value {
         json!({ "yAxisLeft": { "zero": false } }),
     );
     for a in slo.alerts {
-        page.nrql(
-            4,
-            3,
-            format!("{}: burn now over {} and {}", a.severity, a.long, a.short),
-            "viz.billboard",
-            // Two queries, each over exactly its window ending now (as the watchdog judges).
-            q.query(
-                q.burn(slo.budget(), &format!("burn {}", a.long)),
-                &format!("SINCE {} ago", nrql_span(a.long.as_secs())),
-            ),
-            json!({ "thresholds": [{ "alertSeverity": "CRITICAL", "value": a.factor }] }),
-        );
-        let short = q.query(
-            q.burn(slo.budget(), &format!("burn {}", a.short)),
-            &format!("SINCE {} ago", nrql_span(a.short.as_secs())),
-        );
-        if let Some(queries) = page
-            .widgets
-            .last_mut()
-            .and_then(|w| w["rawConfiguration"]["nrqlQueries"].as_array_mut())
-        {
-            queries.push(json!({ "accountIds": [account], "query": short }));
-        }
-        page.nrql(
-            8,
-            3,
-            format!(
-                "{}: burn rate per {} with the {}× threshold",
-                a.severity,
-                a.short,
-                fmt_num(a.factor)
-            ),
-            "viz.line",
-            q.query(
-                q.burn(slo.budget(), "burn"),
-                &format!(
-                    "TIMESERIES {} SINCE {} ago",
-                    nrql_span(a.short.as_secs().max(60)),
-                    nrql_span((a.long.as_secs() * 4).max(3 * 3600))
-                ),
-            ),
-            thresholds(a),
-        );
+        alert_widgets(&mut page, slo, q, a, account);
     }
     page.finish(slo.id(), format!("SLO {}", slo.id()))
+}
+
+/// An SLO page's heading: objective, alerts and runbook.
+fn slo_intro(slo: &SloModel) -> String {
+    let mut text = format!(
+        "# {} / {}\n{}\n\nObjective **{}%** over {} (error budget {}%). Pages when **both** windows of an alert burn at least the factor:\n\n",
+        slo.service,
+        slo.slo.name,
+        slo.slo.description.clone().unwrap_or_default(),
+        fmt_num(slo.slo.objective),
+        slo.slo.period,
+        fmt_num(slo.budget() * 100.0),
+    );
+    for a in slo.alerts {
+        text.push_str(&format!(
+            "- **{}**: {} and {} at ≥ {}×\n",
+            a.severity,
+            a.long,
+            a.short,
+            fmt_num(a.factor)
+        ));
+    }
+    if let Some(url) = slo.runbook() {
+        text.push_str(&format!("\n[Runbook]({url})\n"));
+    }
+    text
+}
+
+/// One alert's widgets: both windows' burn now, and the burn rate over time with its threshold.
+fn alert_widgets(page: &mut Page, slo: &SloModel, q: &Nrql, a: &BurnRateAlert, account: u64) {
+    page.nrql(
+        4,
+        3,
+        format!("{}: burn now over {} and {}", a.severity, a.long, a.short),
+        "viz.billboard",
+        // Two queries, each over exactly its window ending now (as the watchdog judges).
+        q.query(
+            q.burn(slo.budget(), &format!("burn {}", a.long)),
+            &format!("SINCE {} ago", nrql_span(a.long.as_secs())),
+        ),
+        json!({ "thresholds": [{ "alertSeverity": "CRITICAL", "value": a.factor }] }),
+    );
+    let short = q.query(
+        q.burn(slo.budget(), &format!("burn {}", a.short)),
+        &format!("SINCE {} ago", nrql_span(a.short.as_secs())),
+    );
+    if let Some(queries) = page
+        .widgets
+        .last_mut()
+        .and_then(|w| w["rawConfiguration"]["nrqlQueries"].as_array_mut())
+    {
+        queries.push(json!({ "accountIds": [account], "query": short }));
+    }
+    page.nrql(
+        8,
+        3,
+        format!(
+            "{}: burn rate per {} with the {}× threshold",
+            a.severity,
+            a.short,
+            fmt_num(a.factor)
+        ),
+        "viz.line",
+        q.query(
+            q.burn(slo.budget(), "burn"),
+            &format!(
+                "TIMESERIES {} SINCE {} ago",
+                nrql_span(a.short.as_secs().max(60)),
+                nrql_span((a.long.as_secs() * 4).max(3 * 3600))
+            ),
+        ),
+        thresholds(a),
+    );
 }
 
 /// The NerdGraph variables of one dashboard: overview page, then one page per SLO.

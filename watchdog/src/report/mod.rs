@@ -68,13 +68,13 @@ pub fn render(report: &Report, explain: bool) -> String {
         let _ = writeln!(out, "  none");
     }
     for d in &report.decisions {
-        let verb = match d.action {
+        let verb = match d.action() {
             Action::Page => "PAGE",
             Action::Ticket => "TICKET",
             Action::Resolve => "RESOLVE",
-            Action::AlreadyNotified => "quiet",
+            Action::FollowUp | Action::Quiet => "quiet",
         };
-        let _ = writeln!(out, "  {verb:<7} {} ({})", d.fingerprint, d.reason);
+        let _ = writeln!(out, "  {verb:<7} {} ({})", d.fingerprint, d.cause);
     }
     let firing = e
         .findings

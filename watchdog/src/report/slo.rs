@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::ValueEnum;
 
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::metrics::Stat;
 use crate::render::model::{self, CwSli, SloModel};
 use crate::slo::burn::{self, Counts};
@@ -209,7 +210,7 @@ async fn read_series(
     start: u64,
     end: u64,
     period: u64,
-) -> Result<Vec<Vec<(u64, f64)>>, String> {
+) -> Result<Vec<Vec<(u64, f64)>>, CallError> {
     let keys: Vec<&(MetricRef, Stat)> = wanted.iter().collect();
     let mut calls = 0;
     let mut out = Vec::with_capacity(wanted.len());
@@ -217,7 +218,7 @@ async fn read_series(
     for chunk in keys.chunks(500) {
         let read = crate::metrics::read_chunk(cw, chunk, start, end, period, &mut calls)
             .await
-            .map_err(|e| format!("GetMetricData: {e}"))?;
+            .map_err(|e| e.context("GetMetricData"))?;
         out.extend(read.into_iter().map(|(_, mut series)| {
             series.sort_by_key(|(ts, _)| *ts);
             series.dedup_by_key(|(ts, _)| *ts);
@@ -317,64 +318,76 @@ async fn slo_report(
             }
             report.counts = sum;
         }
-        Err(e) => report.error = Some(e),
+        Err(e) => report.error = Some(e.to_string()),
     }
     // Burn now: only when the range ends now (a past month has no "now").
     if month.is_none() || end == now {
-        let longest = slo
-            .alerts
-            .iter()
-            .map(|a| a.long.as_secs())
-            .max()
-            .unwrap_or(0);
-        let step = if longest <= 15 * 86_400 { 60 } else { 3600 };
-        let to = now / step * step;
-        match read_series(
-            &aws.cloudwatch,
-            &wanted,
-            to.saturating_sub(longest),
-            to,
-            step,
-        )
-        .await
-        {
-            Ok(series) => {
-                let buckets = bucket_counts(&slo.cw, &series);
-                let window = |secs: u64| {
-                    buckets
-                        .range(to.saturating_sub(secs)..)
-                        .fold(Counts::default(), |acc, (_, c)| add(acc, *c))
-                };
-                for a in slo.alerts {
-                    let (long, short) = (window(a.long.as_secs()), window(a.short.as_secs()));
-                    report.windows.push(WindowBurn {
-                        severity: a.severity,
-                        long: a.long,
-                        short: a.short,
-                        factor: a.factor,
-                        long_rate: long.burn_rate(slo.slo.objective),
-                        short_rate: short.burn_rate(slo.slo.objective),
-                        verdict: burn::judge(
-                            long,
-                            short,
-                            slo.slo.objective,
-                            a.factor,
-                            slo.min_events,
-                        ),
-                    });
-                }
-            }
+        match burn_now(aws, slo, &wanted, now).await {
+            Ok(windows) => report.windows = windows,
             Err(e) => {
-                report.error.get_or_insert(e);
+                report.error.get_or_insert(e.to_string());
             }
         }
     }
     report
 }
 
+/// Each alert's two windows as they burn now.
+async fn burn_now(
+    aws: &Aws,
+    slo: &SloModel<'_>,
+    wanted: &[(MetricRef, Stat)],
+    now: u64,
+) -> Result<Vec<WindowBurn>, CallError> {
+    let longest = slo
+        .alerts
+        .iter()
+        .map(|a| a.long.as_secs())
+        .max()
+        .unwrap_or(0);
+    let step = if longest <= 15 * 86_400 { 60 } else { 3600 };
+    let to = now / step * step;
+    let series = read_series(
+        &aws.cloudwatch,
+        wanted,
+        to.saturating_sub(longest),
+        to,
+        step,
+    )
+    .await?;
+    let buckets = bucket_counts(&slo.cw, &series);
+    let window = |secs: u64| {
+        buckets
+            .range(to.saturating_sub(secs)..)
+            .fold(Counts::default(), |acc, (_, c)| add(acc, *c))
+    };
+    let objective = slo.slo.objective;
+    Ok(slo
+        .alerts
+        .iter()
+        .map(|a| {
+            let (long, short) = (window(a.long.as_secs()), window(a.short.as_secs()));
+            WindowBurn {
+                severity: a.severity,
+                long: a.long,
+                short: a.short,
+                factor: a.factor,
+                long_rate: long.burn_rate(objective),
+                short_rate: short.burn_rate(objective),
+                verdict: burn::judge(long, short, objective, a.factor, slo.min_events),
+            }
+        })
+        .collect())
+}
+
 /// Every incident in the alert state overlapping [start, end). The state keeps one item per
 /// fingerprint: the latest incident of each (earlier ones of the same fingerprint are gone).
-async fn incidents(aws: &Aws, table: &str, start: u64, end: u64) -> Result<Vec<Incident>, String> {
+async fn incidents(
+    aws: &Aws,
+    table: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Incident>, CallError> {
     let mut out = Vec::new();
     let mut key = None;
     loop {
@@ -385,7 +398,7 @@ async fn incidents(aws: &Aws, table: &str, start: u64, end: u64) -> Result<Vec<I
             .set_exclusive_start_key(key)
             .send()
             .await
-            .map_err(|e| format!("scanning {table}: {}", error_text(&e)))?;
+            .map_err(|e| CallError::from_sdk(e).context(format!("scanning {table}")))?;
         for item in page.items() {
             let s = |k: &str| {
                 item.get(k)

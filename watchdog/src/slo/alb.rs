@@ -4,14 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::aws::{Aws, error_text};
+use crate::aws::Aws;
+use crate::error::CallError;
 use crate::spec::{Sli, Spec};
 
 /// Name -> CloudWatch dimension value, or why it could not be resolved.
 #[derive(Debug, Default)]
 pub struct AlbDimensions {
-    load_balancers: BTreeMap<String, Result<String, String>>,
-    target_groups: BTreeMap<String, Result<String, String>>,
+    load_balancers: BTreeMap<String, Result<String, CallError>>,
+    target_groups: BTreeMap<String, Result<String, CallError>>,
 }
 
 /// A value with a `/` already is a dimension value; anything else is a name to look up.
@@ -20,26 +21,28 @@ fn is_name(value: &str) -> bool {
 }
 
 impl AlbDimensions {
-    pub fn load_balancer(&self, value: &str) -> Result<String, String> {
+    pub fn load_balancer(&self, value: &str) -> Result<String, CallError> {
         lookup(&self.load_balancers, value, "load balancer")
     }
 
-    pub fn target_group(&self, value: &str) -> Result<String, String> {
+    pub fn target_group(&self, value: &str) -> Result<String, CallError> {
         lookup(&self.target_groups, value, "target group")
     }
 }
 
 fn lookup(
-    map: &BTreeMap<String, Result<String, String>>,
+    map: &BTreeMap<String, Result<String, CallError>>,
     value: &str,
     what: &str,
-) -> Result<String, String> {
+) -> Result<String, CallError> {
     if !is_name(value) {
         return Ok(value.to_string());
     }
-    map.get(value)
-        .cloned()
-        .unwrap_or_else(|| Err(format!("{what} {value} was not looked up")))
+    map.get(value).cloned().unwrap_or_else(|| {
+        Err(CallError::bad_data(format!(
+            "{what} {value} was not looked up"
+        )))
+    })
 }
 
 /// `arn:...:loadbalancer/app/<name>/<id>` -> `app/<name>/<id>`.
@@ -83,55 +86,55 @@ pub async fn resolve(spec: &Spec, aws: &Aws) -> AlbDimensions {
     let mut out = AlbDimensions::default();
     // One name per call: a batch fails as a whole when any one name is missing.
     for name in lbs {
-        let found = aws
+        let answer = aws
             .elbv2
             .describe_load_balancers()
             .names(&name)
             .send()
             .await;
-        let value = match found {
-            Ok(o) => o
-                .load_balancers()
-                .first()
-                .and_then(|lb| lb.load_balancer_arn())
-                .and_then(load_balancer_dimension)
-                .ok_or_else(|| format!("load balancer {name} not found")),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_load_balancer_not_found_exception()) =>
-            {
-                Err(format!("load balancer {name} not found"))
-            }
-            Err(e) => Err(format!(
-                "looking up load balancer {name}: {}",
-                error_text(&e)
-            )),
-        };
+        let arn = CallError::missing_is_none(answer, |e| e.is_load_balancer_not_found_exception())
+            .map(|o| {
+                o.and_then(|o| {
+                    o.load_balancers()
+                        .first()?
+                        .load_balancer_arn()
+                        .map(str::to_string)
+                })
+            });
+        let value = found("load balancer", &name, arn, load_balancer_dimension);
         out.load_balancers.insert(name, value);
     }
     for name in tgs {
-        let found = aws.elbv2.describe_target_groups().names(&name).send().await;
-        let value = match found {
-            Ok(o) => o
-                .target_groups()
-                .first()
-                .and_then(|tg| tg.target_group_arn())
-                .and_then(target_group_dimension)
-                .ok_or_else(|| format!("target group {name} not found")),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_target_group_not_found_exception()) =>
-            {
-                Err(format!("target group {name} not found"))
-            }
-            Err(e) => Err(format!(
-                "looking up target group {name}: {}",
-                error_text(&e)
-            )),
-        };
+        let answer = aws.elbv2.describe_target_groups().names(&name).send().await;
+        let arn = CallError::missing_is_none(answer, |e| e.is_target_group_not_found_exception())
+            .map(|o| {
+                o.and_then(|o| {
+                    o.target_groups()
+                        .first()?
+                        .target_group_arn()
+                        .map(str::to_string)
+                })
+            });
+        let value = found("target group", &name, arn, target_group_dimension);
         out.target_groups.insert(name, value);
     }
     out
+}
+
+/// The dimension value of the ARN one lookup found; a name ELBv2 does not know is `NotFound`.
+fn found(
+    what: &str,
+    name: &str,
+    arn: Result<Option<String>, CallError>,
+    dimension: fn(&str) -> Option<String>,
+) -> Result<String, CallError> {
+    match arn {
+        Ok(arn) => arn
+            .as_deref()
+            .and_then(dimension)
+            .ok_or_else(|| CallError::not_found(format!("{what} {name} not found"))),
+        Err(e) => Err(e.context(format!("looking up {what} {name}"))),
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +159,7 @@ mod tests {
         assert!(
             dims.load_balancer("shop-private")
                 .unwrap_err()
+                .to_string()
                 .contains("not looked up")
         );
     }

@@ -262,6 +262,19 @@ pub struct MetricRef {
     pub dimensions: BTreeMap<String, String>,
 }
 
+impl MetricRef {
+    pub fn new(namespace: &str, metric: &str, dimensions: &[(&str, &str)]) -> MetricRef {
+        MetricRef {
+            namespace: namespace.into(),
+            metric: metric.into(),
+            dimensions: dimensions
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
 /// A desired-state check. Each variant is handled by one module under `checks/`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]

@@ -21,7 +21,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{AlertState, NOTIFIED_AT};
-use crate::aws::error_text;
+use crate::error::CallError;
 use crate::spec::Severity;
 
 /// How long a claim holds: longer than any invocation (Lambda's limit is 15 minutes; the
@@ -69,7 +69,7 @@ impl AlertState {
         receiver: &str,
         what: ClaimFor,
         now: u64,
-    ) -> Result<Option<Claim>, String> {
+    ) -> Result<Option<Claim>, CallError> {
         // Also identifies this claim when it is released: a later claim can only be taken
         // after this one expired, so it carries a later expiry.
         let until = now + LEASE_SECS;
@@ -114,13 +114,13 @@ impl AlertState {
             {
                 Ok(None)
             }
-            Err(e) => Err(error_text(&e)),
+            Err(e) => Err(CallError::from_sdk(e)),
         }
     }
 
     /// The claimed message went out as `id`: record it (so resolves can update it in place)
     /// and free the claim, in one write fenced on the incident.
-    pub async fn delivered(&self, claim: &Claim, id: &str, now: u64) -> Result<(), String> {
+    pub async fn delivered(&self, claim: &Claim, id: &str, now: u64) -> Result<(), CallError> {
         let request = self
             .client
             .update_item()
@@ -149,12 +149,12 @@ impl AlertState {
                     AttributeValue::Ss(vec![claim.receiver.clone()]),
                 ),
         };
-        request.send().await.map_err(|e| error_text(&e))?;
+        request.send().await.map_err(CallError::from_sdk)?;
         Ok(())
     }
 
     /// The claimed message did not go out: free the claim so the next run tries again.
-    pub async fn release(&self, claim: &Claim) -> Result<(), String> {
+    pub async fn release(&self, claim: &Claim) -> Result<(), CallError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -166,12 +166,12 @@ impl AlertState {
             .expression_attribute_values(":until", n(claim.until))
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         Ok(())
     }
 
     /// A receiver owed a resolve that is no longer configured: it never will get it.
-    pub async fn forget_resolve(&self, fingerprint: &str, receiver: &str) -> Result<(), String> {
+    pub async fn forget_resolve(&self, fingerprint: &str, receiver: &str) -> Result<(), CallError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -180,7 +180,7 @@ impl AlertState {
             .expression_attribute_values(":r", AttributeValue::Ss(vec![receiver.to_string()]))
             .send()
             .await
-            .map_err(|e| error_text(&e))?;
+            .map_err(CallError::from_sdk)?;
         Ok(())
     }
 }

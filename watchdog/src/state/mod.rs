@@ -27,13 +27,13 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde::Serialize;
 
-use crate::aws::error_text;
+use crate::error::CallError;
 use crate::finding::{Finding, Status};
 use crate::spec::{Severity, Span};
 
-/// What the notifier should do about a finding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// What the notifier does about a decision. Made from the decision's `Cause` (and the
+/// finding's severity), never stored beside it, so the two cannot disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Wake someone up: a new incident, or one that escalated to page.
     Page,
@@ -41,12 +41,35 @@ pub enum Action {
     Ticket,
     /// Tell whoever was notified that it is over.
     Resolve,
-    /// Still firing and already notified (by this or a concurrent invocation): nothing to send.
-    AlreadyNotified,
+    /// Still firing and notified before: only receivers that never accepted the page, or whose
+    /// repeat interval has passed, are sent to.
+    FollowUp,
+    /// Nothing to send (the ok streak is not long enough yet, or another invocation made the
+    /// transition and notifies).
+    Quiet,
 }
 
-/// Why a decision was taken. The notifier branches on it; text is made from it only for
-/// people (reports, logs).
+impl Action {
+    /// The report's word for it. `FollowUp` and `Quiet` are both `already_notified` there:
+    /// the cause beside it says which.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Page => "page",
+            Action::Ticket => "ticket",
+            Action::Resolve => "resolve",
+            Action::FollowUp | Action::Quiet => "already_notified",
+        }
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
+/// What happened to a finding's incident: the decision itself. The notifier branches on the
+/// `Action` made from it; text is made from it only for people (reports, logs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
@@ -66,7 +89,7 @@ pub enum Cause {
     /// Resolved earlier; these receivers have not accepted the resolve yet.
     ResolveOwed { receivers: Vec<String> },
     /// A dry run: the transition that would be written.
-    DryRun { would: DryRunStep },
+    DryRun { would: Step },
     /// No state table: every firing finding notifies.
     NoStateTable,
     /// Alert state could not be read: firing findings notify, at most once per interval.
@@ -75,10 +98,33 @@ pub enum Cause {
     StateUnwritable { error: String },
 }
 
-/// The transition a dry run would have written.
+impl Cause {
+    /// What the notifier does for a finding of `severity` decided for this cause.
+    pub fn action(&self, severity: Severity) -> Action {
+        match self {
+            Cause::NewIncident
+            | Cause::Escalated
+            | Cause::NoStateTable
+            | Cause::StateUnreadable { .. }
+            | Cause::StateUnwritable { .. }
+            | Cause::DryRun {
+                would: Step::Open | Step::Escalate,
+            } => notify_action(severity),
+            Cause::Recovered
+            | Cause::ResolveOwed { .. }
+            | Cause::DryRun {
+                would: Step::Resolve,
+            } => Action::Resolve,
+            Cause::StillFiring => Action::FollowUp,
+            Cause::OkStreak { .. } | Cause::LostRace => Action::Quiet,
+        }
+    }
+}
+
+/// A transition that is written to state (or, in a dry run, would be).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DryRunStep {
+pub enum Step {
     Open,
     Escalate,
     Resolve,
@@ -103,9 +149,9 @@ impl std::fmt::Display for Cause {
             ),
             Cause::DryRun { would } => {
                 let step = match would {
-                    DryRunStep::Open => "open",
-                    DryRunStep::Escalate => "escalate",
-                    DryRunStep::Resolve => "resolve",
+                    Step::Open => "open",
+                    Step::Escalate => "escalate",
+                    Step::Resolve => "resolve",
                 };
                 write!(f, "{step} (dry run: state not written)")
             }
@@ -120,25 +166,68 @@ impl std::fmt::Display for Cause {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Decision {
     pub fingerprint: String,
-    pub action: Action,
     pub severity: Severity,
-    /// `cause`, as text for people.
-    pub reason: String,
     pub cause: Cause,
     /// The incident's identity in alert state (the version that opened it); deliveries are
     /// claimed and recorded against it. `None` without state.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<u64>,
     /// When the incident started (unix seconds), once state knows it.
     pub first_seen: Option<u64>,
     /// What the notifier stored for this incident (channel -> message id), to update threads.
     pub message_ids: BTreeMap<String, String>,
     /// When each receiver was last sent this incident (unix seconds), for repeat intervals.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notified_at: BTreeMap<String, u64>,
+}
+
+impl Decision {
+    pub fn action(&self) -> Action {
+        self.cause.action(self.severity)
+    }
+
+    /// The cause, as text for people.
+    pub fn reason(&self) -> String {
+        self.cause.to_string()
+    }
+}
+
+/// The report's shape of a decision: `action` and `reason` are made from `cause` here, at the
+/// edge.
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            fingerprint: &'a str,
+            action: Action,
+            severity: Severity,
+            reason: String,
+            cause: &'a Cause,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            incident: Option<u64>,
+            first_seen: Option<u64>,
+            message_ids: &'a BTreeMap<String, String>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            notified_at: BTreeMap<&'a str, u64>,
+        }
+        View {
+            fingerprint: &self.fingerprint,
+            action: self.action(),
+            severity: self.severity,
+            reason: self.reason(),
+            cause: &self.cause,
+            incident: self.incident,
+            first_seen: self.first_seen,
+            message_ids: &self.message_ids,
+            notified_at: self
+                .notified_at
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect(),
+        }
+        .serialize(s)
+    }
 }
 
 /// The DynamoDB table and how long resolved records stay.
@@ -268,6 +357,20 @@ fn notify_action(severity: Severity) -> Action {
     }
 }
 
+/// A decision about `finding` with what state knows of its incident.
+fn decision_from(finding: &Finding, record: Option<&Record>, cause: Cause) -> Decision {
+    Decision {
+        fingerprint: finding.fingerprint.clone(),
+        severity: finding.severity,
+        cause,
+        // Items written before incidents had an identity cannot be claimed on: unfenced.
+        incident: record.map(|r| r.incident).filter(|&i| i > 0),
+        first_seen: record.and_then(|r| r.first_seen),
+        message_ids: record.map(|r| r.message_ids.clone()).unwrap_or_default(),
+        notified_at: record.map(|r| r.notified_at.clone()).unwrap_or_default(),
+    }
+}
+
 /// Decides without state: every firing finding notifies (no table configured, or the table
 /// could not be read: better a repeated page than a missed one).
 pub fn decide_stateless(findings: &[Finding], cause: &Cause) -> Vec<Decision> {
@@ -276,9 +379,7 @@ pub fn decide_stateless(findings: &[Finding], cause: &Cause) -> Vec<Decision> {
         .filter(|f| f.is_firing())
         .map(|f| Decision {
             fingerprint: f.fingerprint.clone(),
-            action: notify_action(f.severity),
             severity: f.severity,
-            reason: cause.to_string(),
             cause: cause.clone(),
             incident: None,
             first_seen: None,
@@ -292,7 +393,7 @@ pub fn decide_stateless(findings: &[Finding], cause: &Cause) -> Vec<Decision> {
 pub enum Decided {
     Decisions(Vec<Decision>),
     /// Nothing was decided: the caller falls back (see `fallback`).
-    Unreadable(String),
+    Unreadable(CallError),
 }
 
 impl AlertState {
@@ -336,40 +437,23 @@ impl AlertState {
         now: u64,
         dry_run: bool,
     ) -> Option<Decision> {
-        let step = transition(finding, record, self.resolve_after);
-        let decision = |action, cause: Cause| Decision {
-            fingerprint: finding.fingerprint.clone(),
-            action,
-            severity: finding.severity,
-            reason: cause.to_string(),
-            cause,
-            // Items written before incidents had an identity cannot be claimed on: unfenced.
-            incident: record.map(|r| r.incident).filter(|&i| i > 0),
-            first_seen: record.and_then(|r| r.first_seen),
-            message_ids: record.map(|r| r.message_ids.clone()).unwrap_or_default(),
-            notified_at: record.map(|r| r.notified_at.clone()).unwrap_or_default(),
-        };
-        let notify_or_resolve = if step == Transition::Resolve {
-            Action::Resolve
-        } else {
-            notify_action(finding.severity)
-        };
-        match step {
+        let decision = |cause| decision_from(finding, record, cause);
+        match transition(finding, record, self.resolve_after) {
             Transition::Nothing => None,
             Transition::Touch => {
                 if !dry_run {
                     self.touch(finding, now, None).await;
                 }
-                Some(decision(Action::AlreadyNotified, Cause::StillFiring))
+                Some(decision(Cause::StillFiring))
             }
             Transition::RetryResolve => {
                 let receivers = record
                     .map(|r| r.resolve_pending.clone())
                     .unwrap_or_default();
-                let mut d = decision(Action::Resolve, Cause::ResolveOwed { receivers });
-                if let Cause::ResolveOwed { receivers } = &d.cause {
-                    d.message_ids.retain(|r, _| receivers.contains(r));
-                }
+                let mut d = decision(Cause::ResolveOwed {
+                    receivers: receivers.clone(),
+                });
+                d.message_ids.retain(|r, _| receivers.contains(r));
                 Some(d)
             }
             Transition::CountOk => {
@@ -377,66 +461,82 @@ impl AlertState {
                 if !dry_run {
                     self.touch(finding, now, Some(streak)).await;
                 }
-                Some(decision(
-                    Action::AlreadyNotified,
-                    Cause::OkStreak {
-                        streak,
-                        needed: self.resolve_after,
-                    },
-                ))
+                Some(decision(Cause::OkStreak {
+                    streak,
+                    needed: self.resolve_after,
+                }))
             }
-            Transition::Open | Transition::Escalate | Transition::Resolve if dry_run => {
-                let would = match step {
-                    Transition::Open => DryRunStep::Open,
-                    Transition::Escalate => DryRunStep::Escalate,
-                    _ => DryRunStep::Resolve,
-                };
-                let mut d = decision(notify_or_resolve, Cause::DryRun { would });
-                if step == Transition::Open {
-                    d.message_ids.clear();
-                    d.notified_at.clear();
-                }
-                Some(d)
+            Transition::Open => self.step(finding, record, Step::Open, now, dry_run).await,
+            Transition::Escalate => {
+                self.step(finding, record, Step::Escalate, now, dry_run)
+                    .await
             }
-            Transition::Open | Transition::Escalate | Transition::Resolve => {
-                match self.write(finding, record, &step, now).await {
-                    Ok(true) => {
-                        let cause = match step {
-                            Transition::Open => Cause::NewIncident,
-                            Transition::Escalate => Cause::Escalated,
-                            _ => Cause::Recovered,
-                        };
-                        let mut d = decision(notify_or_resolve, cause);
-                        if step == Transition::Open {
-                            // A new incident: the previous one's messages are not its own.
-                            d.message_ids.clear();
-                            d.notified_at.clear();
-                            d.first_seen = Some(now);
-                            d.incident = Some(record.map_or(0, |r| r.version) + 1);
-                        }
-                        Some(d)
-                    }
-                    // Another invocation made this transition first: it notifies, we don't.
-                    Ok(false) if step == Transition::Resolve => None,
-                    Ok(false) => Some(decision(Action::AlreadyNotified, Cause::LostRace)),
-                    Err(e) => {
-                        tracing::error!(fingerprint = %finding.fingerprint, error = %e, "cannot write alert state");
-                        if step == Transition::Resolve {
-                            return None;
-                        }
-                        // Unwritable: notify without claims (better a repeated page than none).
-                        let mut d =
-                            decision(notify_or_resolve, Cause::StateUnwritable { error: e });
-                        d.incident = None;
-                        Some(d)
-                    }
-                }
+            Transition::Resolve => {
+                self.step(finding, record, Step::Resolve, now, dry_run)
+                    .await
             }
         }
     }
 
+    /// Opens, escalates or resolves: writes the transition (conditioned on the version read)
+    /// and decides by how the write went; a dry run only says what it would write.
+    async fn step(
+        &self,
+        finding: &Finding,
+        record: Option<&Record>,
+        step: Step,
+        now: u64,
+        dry_run: bool,
+    ) -> Option<Decision> {
+        let opens = step == Step::Open;
+        let mut d = if dry_run {
+            decision_from(finding, record, Cause::DryRun { would: step })
+        } else {
+            match self.write(finding, record, step, now).await {
+                Ok(true) => {
+                    let cause = match step {
+                        Step::Open => Cause::NewIncident,
+                        Step::Escalate => Cause::Escalated,
+                        Step::Resolve => Cause::Recovered,
+                    };
+                    let mut d = decision_from(finding, record, cause);
+                    if opens {
+                        d.first_seen = Some(now);
+                        d.incident = Some(record.map_or(0, |r| r.version) + 1);
+                    }
+                    d
+                }
+                // Another invocation made this transition first: it notifies, we don't.
+                Ok(false) if step == Step::Resolve => return None,
+                Ok(false) => return Some(decision_from(finding, record, Cause::LostRace)),
+                Err(e) => {
+                    tracing::error!(fingerprint = %finding.fingerprint, error = %e, "cannot write alert state");
+                    if step == Step::Resolve {
+                        return None;
+                    }
+                    // Unwritable: notify without claims (better a repeated page than none).
+                    let mut d = decision_from(
+                        finding,
+                        record,
+                        Cause::StateUnwritable {
+                            error: e.to_string(),
+                        },
+                    );
+                    d.incident = None;
+                    return Some(d);
+                }
+            }
+        };
+        if opens {
+            // A new incident: the previous one's messages are not its own.
+            d.message_ids.clear();
+            d.notified_at.clear();
+        }
+        Some(d)
+    }
+
     /// Consistent reads of every fingerprint's item, 100 keys per BatchGetItem.
-    async fn read(&self, findings: &[&Finding]) -> Result<HashMap<String, Record>, String> {
+    async fn read(&self, findings: &[&Finding]) -> Result<HashMap<String, Record>, CallError> {
         let mut records = HashMap::new();
         let mut fingerprints: Vec<&str> = findings.iter().map(|f| f.fingerprint.as_str()).collect();
         fingerprints.sort();
@@ -454,7 +554,7 @@ impl AlertState {
                     .set_keys(Some(keys))
                     .consistent_read(true)
                     .build()
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| CallError::bad_data(e.to_string()))?,
             )]);
             // DynamoDB may return part of a batch as unprocessed under load: ask again.
             for _ in 0..5 {
@@ -464,7 +564,7 @@ impl AlertState {
                     .set_request_items(Some(request.clone()))
                     .send()
                     .await
-                    .map_err(|e| error_text(&e))?;
+                    .map_err(CallError::from_sdk)?;
                 for item in out
                     .responses()
                     .and_then(|r| r.get(&self.table))
@@ -493,9 +593,9 @@ impl AlertState {
         &self,
         finding: &Finding,
         record: Option<&Record>,
-        step: &Transition,
+        step: Step,
         now: u64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, CallError> {
         let read_version = record.map_or(0, |r| r.version);
         let n = |x: u64| AttributeValue::N(x.to_string());
         let s = |x: &str| AttributeValue::S(x.to_string());
@@ -506,7 +606,7 @@ impl AlertState {
             (":summary".to_string(), s(&finding.summary)),
         ]);
         let update = match step {
-            Transition::Open => {
+            Step::Open => {
                 values.insert(":firing".into(), s("firing"));
                 values.insert(":severity".into(), s(&finding.severity.to_string()));
                 values.insert(":service".into(), s(&finding.service));
@@ -519,12 +619,12 @@ impl AlertState {
                  version = :next, incident = :next, expires_at = :expires \
                  REMOVE resolved_at, resolve_pending"
             }
-            Transition::Escalate => {
+            Step::Escalate => {
                 values.insert(":severity".into(), s(&finding.severity.to_string()));
                 "SET severity = :severity, last_seen = :now, last_notified = :now, summary = :summary, \
                  version = :next, expires_at = :expires"
             }
-            Transition::Resolve => {
+            Step::Resolve => {
                 values.insert(":resolved".into(), s("resolved"));
                 // Who is owed a resolve, written with the transition itself so that a run that
                 // dies before sending still leaves the debt for the next one.
@@ -538,10 +638,6 @@ impl AlertState {
                     "SET #status = :resolved, resolved_at = :now, summary = :summary, version = :next, expires_at = :expires, resolve_pending = :owed"
                 }
             }
-            Transition::Touch
-            | Transition::CountOk
-            | Transition::RetryResolve
-            | Transition::Nothing => return Ok(true),
         };
         let condition = if record.is_some() {
             values.insert(":read".into(), n(read_version));
@@ -568,7 +664,7 @@ impl AlertState {
             {
                 Ok(false)
             }
-            Err(e) => Err(error_text(&e)),
+            Err(e) => Err(CallError::from_sdk(e)),
         }
     }
 
@@ -601,36 +697,32 @@ impl AlertState {
             .send()
             .await;
         if let Err(e) = result {
-            tracing::debug!(fingerprint = %finding.fingerprint, error = %error_text(&e), "last_seen not updated");
+            tracing::debug!(fingerprint = %finding.fingerprint, error = %CallError::from_sdk(e), "last_seen not updated");
         }
     }
 }
 
 /// Creates the state table with TTL on `expires_at` (for local runs and tests; in AWS the
 /// infrastructure code owns the table).
-pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
+pub async fn create_table(client: &Client, table: &str) -> Result<(), CallError> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         TimeToLiveSpecification,
     };
+    let built = |e: aws_sdk_dynamodb::error::BuildError| CallError::bad_data(e.to_string());
+    let key = AttributeDefinition::builder().attribute_name("fingerprint");
+    let key_type = key
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(built)?;
+    let hash = KeySchemaElement::builder().attribute_name("fingerprint");
+    let hash = hash.key_type(KeyType::Hash).build().map_err(built)?;
     let created = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("fingerprint")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(|e| e.to_string())?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("fingerprint")
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(|e| e.to_string())?,
-        )
+        .attribute_definitions(key_type)
+        .key_schema(hash)
         .send()
         .await;
     match created {
@@ -638,7 +730,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-        Err(e) => return Err(error_text(&e)),
+        Err(e) => return Err(CallError::from_sdk(e)),
     }
     client
         .update_time_to_live()
@@ -648,11 +740,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
                 .attribute_name("expires_at")
                 .enabled(true)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| CallError::bad_data(e.to_string()))?,
         )
         .send()
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(CallError::from_sdk)?;
     Ok(())
 }
 
@@ -772,6 +864,52 @@ mod tests {
     }
 
     #[test]
+    fn the_action_follows_from_what_happened() {
+        use Severity::{Page, Ticket};
+        let cases = [
+            (Cause::NewIncident, Page, Action::Page),
+            (Cause::NewIncident, Ticket, Action::Ticket),
+            (Cause::Escalated, Page, Action::Page),
+            (Cause::Recovered, Page, Action::Resolve),
+            (Cause::StillFiring, Page, Action::FollowUp),
+            (
+                Cause::OkStreak {
+                    streak: 1,
+                    needed: 2,
+                },
+                Page,
+                Action::Quiet,
+            ),
+            (Cause::LostRace, Ticket, Action::Quiet),
+            (
+                Cause::ResolveOwed { receivers: vec![] },
+                Page,
+                Action::Resolve,
+            ),
+            (Cause::DryRun { would: Step::Open }, Ticket, Action::Ticket),
+            (
+                Cause::DryRun {
+                    would: Step::Resolve,
+                },
+                Page,
+                Action::Resolve,
+            ),
+            (Cause::NoStateTable, Page, Action::Page),
+            (
+                Cause::StateUnwritable { error: "x".into() },
+                Ticket,
+                Action::Ticket,
+            ),
+        ];
+        for (cause, severity, action) in cases {
+            assert_eq!(cause.action(severity), action, "{cause}");
+        }
+        // The report keeps its word for both kinds of "nothing new to announce".
+        assert_eq!(Action::FollowUp.label(), "already_notified");
+        assert_eq!(Action::Quiet.label(), "already_notified");
+    }
+
+    #[test]
     fn stateless_decisions_notify_every_firing_finding() {
         let d = decide_stateless(
             &[
@@ -781,6 +919,6 @@ mod tests {
             &Cause::NoStateTable,
         );
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].action, Action::Page);
+        assert_eq!(d[0].action(), Action::Page);
     }
 }

@@ -15,7 +15,8 @@ use aws_sdk_cloudwatch::types::{
 use serde_json::Value;
 use vigil_test_support::Moto;
 
-use super::{BIN, minute_ago, now, put_minutes, run_ok, runtime, start_of_a_minute, watchdog};
+use crate::support::{BIN, minute_ago, now, run_ok, runtime, start_of_a_minute, watchdog};
+use vigil_test_support::put_minutes;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -325,8 +326,8 @@ fn moto_accepts_every_dashboard_and_alarm_and_the_watchdog_watches_the_alarms() 
         "services:\n  platform:\n    checks:\n      - alarms: { prefix: vigil-page-, severity: page }\n      - alarms: { prefix: vigil-ticket-, severity: ticket }\n",
     )
     .unwrap();
-    let report = super::check_json(&moto, spec.path(), &["--dry-run"]);
-    let page = super::finding(&report, "alarms:platform:vigil-page-*");
+    let report = crate::support::check_json(&moto, spec.path(), &["--dry-run"]);
+    let page = crate::support::finding(&report, "alarms:platform:vigil-page-*");
     assert_eq!(page["status"], "firing", "{page:#}");
     assert_eq!(page["severity"], "page");
     assert!(
@@ -336,7 +337,7 @@ fn moto_accepts_every_dashboard_and_alarm_and_the_watchdog_watches_the_alarms() 
             .contains("vigil-page-alb-unhealthy-hosts-shop-checkout"),
         "{page:#}"
     );
-    let ticket = super::finding(&report, "alarms:platform:vigil-ticket-*");
+    let ticket = crate::support::finding(&report, "alarms:platform:vigil-ticket-*");
     assert_eq!(ticket["status"], "ok", "{ticket:#}");
 }
 
