@@ -11,6 +11,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod iam_policy;
 pub mod otlp;
+pub mod output;
 pub mod pipeline;
 pub mod processors;
 pub mod redaction;

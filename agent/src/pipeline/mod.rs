@@ -7,10 +7,6 @@
 //! slow sink holds back the others only once its buffer is full; a memory buffer, once its
 //! queue is.
 
-mod output;
-
-pub use output::{Closed, Fanout, SourceOutput};
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::buffer::{BufferConfig, BufferKind, MemoryLimit};
 use crate::config::AgentConfig;
 use crate::event::EventBatch;
+use crate::output::{Fanout, SourceOutput};
 use crate::processors::Processor;
 use crate::redaction::Redactor;
 use crate::sinks::SinkConfig;

@@ -9,10 +9,10 @@ pub mod tail_sampling;
 
 use tokio::sync::mpsc;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{Event, EventBatch};
-use crate::pipeline::Fanout;
+use crate::output::Fanout;
 use crate::telemetry::{Outcome, Stats};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// A processor as declared under `[processors.NAME]`.
 #[derive(Debug, Clone)]
@@ -34,21 +34,24 @@ impl ProcessorConfig {
     ) -> Option<Self> {
         match kind {
             "json_parse" => {
-                let c: json_parse::JsonParseConfig = errs.deserialize(path, table.into())?;
+                let c: json_parse::JsonParseConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 Some(Self::JsonParse(c))
             }
             "enrich" => {
-                let c: enrich::EnrichConfig = errs.deserialize(path, table.into())?;
+                let c: enrich::EnrichConfig = errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::Enrich(c))
             }
             "span_metrics" => {
-                let c: span_metrics::SpanMetricsConfig = errs.deserialize(path, table.into())?;
+                let c: span_metrics::SpanMetricsConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::SpanMetrics(c))
             }
             "tail_sampling" => {
-                let c: tail_sampling::TailSamplingConfig = errs.deserialize(path, table.into())?;
+                let c: tail_sampling::TailSamplingConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::TailSampling(c))
             }

@@ -22,13 +22,13 @@ use prometheus::{IntCounterVec, Opts};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{
     Ack, Event, EventBatch, MetricEvent, MetricValue, Sample, SpanEvent, SpanKind, StatusCode,
     Temporality, now_ms,
 };
-use crate::pipeline::Fanout;
+use crate::output::Fanout;
 use crate::telemetry::{Outcome, REGISTRY, Stats};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// Route of the spans beyond `max_routes_per_service` (and of services beyond `max_services`).
 pub const OVERFLOW_ROUTE: &str = "other";
@@ -297,7 +297,7 @@ impl SpanMetrics {
         at_ms: i64,
         out: &Fanout,
         stats: &Stats,
-    ) -> Result<(), crate::pipeline::Closed> {
+    ) -> Result<(), crate::output::Closed> {
         let metrics = self.flush(at_ms);
         let held = std::mem::take(&mut self.held);
         if metrics.is_empty() {

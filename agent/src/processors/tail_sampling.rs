@@ -21,10 +21,10 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::span_metrics::is_error;
-use crate::config::{Errors, KeyPath};
 use crate::event::{Ack, Event, EventBatch, SpanEvent};
-use crate::pipeline::{Closed, Fanout};
+use crate::output::{Closed, Fanout};
 use crate::telemetry::{Outcome, REGISTRY, Stats};
+use vigil_common::config_error::{Errors, KeyPath};
 
 static TRACES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let c = IntCounterVec::new(

@@ -13,9 +13,9 @@ pub mod xray;
 
 use tokio::sync::mpsc;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::EventBatch;
 use crate::telemetry::Stats;
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// A sink as declared under `[sinks.NAME]`.
 #[derive(Debug, Clone)]
@@ -46,33 +46,36 @@ impl SinkConfig {
     ) -> Option<Self> {
         match kind {
             "console" => {
-                let c: console::ConsoleConfig = errs.deserialize(path, table.into())?;
+                let c: console::ConsoleConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 Some(Self::Console(c))
             }
             "cloudwatch_logs" => {
                 let c: cloudwatch_logs::CloudWatchLogsConfig =
-                    errs.deserialize(path, table.into())?;
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::CloudWatchLogs(c))
             }
             "cloudwatch_metrics" => {
                 let c: cloudwatch_metrics::CloudWatchMetricsConfig =
-                    errs.deserialize(path, table.into())?;
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::CloudWatchMetrics(c))
             }
             "xray" => {
-                let c: xray::XRayConfig = errs.deserialize(path, table.into())?;
+                let c: xray::XRayConfig = errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::XRay(c))
             }
             "newrelic" => {
-                let c: newrelic::NewRelicConfig = errs.deserialize(path, table.into())?;
+                let c: newrelic::NewRelicConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::NewRelic(c))
             }
             "aws_otlp" => {
-                let c: aws_otlp::AwsOtlpConfig = errs.deserialize(path, table.into())?;
+                let c: aws_otlp::AwsOtlpConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::AwsOtlp(c))
             }

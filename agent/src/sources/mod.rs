@@ -13,8 +13,8 @@ use anyhow::Context;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Errors, KeyPath};
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// A source as declared under `[sources.NAME]`.
 #[derive(Debug, Clone)]
@@ -43,29 +43,32 @@ impl SourceConfig {
     ) -> Option<Self> {
         match kind {
             "file" => {
-                let c: file::FileSourceConfig = errs.deserialize(path, table.into())?;
+                let c: file::FileSourceConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::File(c))
             }
             "internal_metrics" => {
                 let c: internal_metrics::InternalMetricsConfig =
-                    errs.deserialize(path, table.into())?;
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::InternalMetrics(c))
             }
             "host_metrics" => {
-                let c: host_metrics::HostMetricsConfig = errs.deserialize(path, table.into())?;
+                let c: host_metrics::HostMetricsConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::HostMetrics(c))
             }
             "prometheus_scrape" => {
                 let c: prometheus_scrape::PrometheusScrapeConfig =
-                    errs.deserialize(path, table.into())?;
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::PrometheusScrape(c))
             }
             "otlp" => {
-                let c: otlp::OtlpSourceConfig = errs.deserialize(path, table.into())?;
+                let c: otlp::OtlpSourceConfig =
+                    errs.deserialize(path, toml::Value::Table(table))?;
                 c.validate(path, errs);
                 Some(Self::Otlp(c))
             }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{Attributes, Event};
+use vigil_common::config_error::{Errors, KeyPath};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

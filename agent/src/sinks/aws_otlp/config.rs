@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// X-Ray's published OTLP limits (traces).
 pub const MAX_TRACE_REQUEST_BYTES: usize = 5_000_000;

@@ -2,10 +2,10 @@
 
 use serde::Deserialize;
 
-use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS};
+use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS, OutOfRange};
 use super::template::{Template, group_char, stream_char};
-use crate::config::{Errors, KeyPath};
 use crate::sinks::encoding::Encoding;
+use vigil_common::config_error::{Errors, KeyPath};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,18 +55,6 @@ pub struct CloudWatchLogsConfig {
     /// Timeout of one API call.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-}
-
-/// What to do with events CloudWatch would refuse for their timestamp.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutOfRange {
-    /// Send them with the timestamp moved to the nearest accepted time (counted); the line keeps
-    /// its own text, so nothing is lost.
-    #[default]
-    Clamp,
-    /// Leave them out (counted and logged).
-    Drop,
 }
 
 fn yes() -> bool {

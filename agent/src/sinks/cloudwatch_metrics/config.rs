@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
 use crate::sinks::cloudwatch_logs::template::Template;
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// CloudWatch's limit of dimensions per metric.
 pub const MAX_DIMENSIONS: usize = 30;

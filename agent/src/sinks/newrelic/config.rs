@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// New Relic's OTLP endpoints (OTLP/HTTP on 443; `/v1/traces` etc. are appended).
 pub const US_ENDPOINT: &str = "https://otlp.nr-data.net";

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::segment::MAX_DOCUMENT_BYTES;
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// Most documents in one PutTraceSegments call.
 pub const MAX_REQUEST_DOCUMENTS: usize = 50;

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// Tails files matched by glob patterns, identifying each file by a fingerprint of its first line
 /// so that renames and copytruncate rotations neither lose nor repeat lines.

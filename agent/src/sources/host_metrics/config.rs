@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// CPU, load, memory, filesystems, disk I/O, network and the module processes of this host,
 /// collected every `interval_ms`. Names and tags: `docs/host-metrics.md`.

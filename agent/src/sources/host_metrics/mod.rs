@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{
     Ack, Attributes, Event, MetricEvent, MetricValue, Resource, Temporality, now_ms,
 };
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
 use crate::telemetry::Stats;
 use procfs::{CpuTimes, ProcFile, Stat};
 

@@ -10,9 +10,9 @@ use prometheus::proto::MetricType;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{Ack, Event, MetricEvent, MetricValue, Temporality, now_ms};
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
+use vigil_common::config_error::{Errors, KeyPath};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
 
 /// Scrapes Prometheus text endpoints every `interval_ms`.
 #[derive(Debug, Clone, Deserialize)]
