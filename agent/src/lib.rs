@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod buffer;
+pub mod component;
 pub mod config;
 pub mod event;
 /// Fuzz entries, run by `fuzz/` (libFuzzer) and by the unit tests (seeded).

@@ -20,6 +20,7 @@ use serde::Deserialize;
 pub use errors::SourceMap;
 pub use vigil_common::config_error::{ConfigError, ConfigErrors, Errors, KeyPath, line_col};
 
+use crate::component::Signals;
 use crate::processors::ProcessorConfig;
 use crate::redaction::RedactionConfig;
 use crate::sinks::SinkConfig;
@@ -190,6 +191,13 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
         drain_timeout_ms: raw.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS),
     };
     check_graph(&graph, &mut errs);
+    // Signals are only known once every source and processor parsed; until then the errors
+    // above are the ones to fix.
+    if config.sources.len() == graph.sources.len()
+        && config.processors.len() == graph.processors.len()
+    {
+        check_signals(&config, &mut errs);
+    }
     if errs.is_empty() {
         Ok(config)
     } else {
@@ -287,6 +295,54 @@ fn check_graph(g: &Graph, errs: &mut Errors<'_>) {
             &KeyPath::root().key("processors").key(&name),
             "processors form a cycle through this one",
         );
+    }
+}
+
+/// Every input of a sink can emit at least one signal the sink takes (the contract of
+/// `ComponentConfig::accepts`): a `file` source wired into `xray` would have every line refused.
+fn check_signals(config: &AgentConfig, errs: &mut Errors<'_>) {
+    let mut emits: BTreeMap<&str, Signals> = config
+        .sources
+        .iter()
+        .map(|(name, c)| (name.as_str(), c.component().emits(Signals::NONE)))
+        .collect();
+    // Processors read sources or other processors: repeat until nothing changes. Each round that
+    // changes something adds a signal to a processor, so 3 × processors + 1 rounds always do.
+    for _ in 0..=3 * config.processors.len() {
+        let mut changed = false;
+        for (name, p) in &config.processors {
+            let inputs = p
+                .inputs
+                .iter()
+                .filter_map(|i| emits.get(i.as_str()).copied())
+                .fold(Signals::NONE, Signals::union);
+            let out = p.config.component().emits(inputs);
+            if emits.insert(name.as_str(), out) != Some(out) {
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (name, sink) in &config.sinks {
+        let accepted = sink.config.component().accepts();
+        let path = KeyPath::root().key("sinks").key(name).key("inputs");
+        for (i, input) in sink.inputs.iter().enumerate() {
+            let Some(&emitted) = emits.get(input.as_str()) else {
+                continue;
+            };
+            if !emitted.is_empty() && !emitted.intersects(accepted) {
+                errs.push(
+                    &path.index(i),
+                    format!(
+                        "`{input}` emits {emitted}, but a `{}` sink takes {accepted}; \
+                         wire it to a sink for {emitted}",
+                        sink.config.kind()
+                    ),
+                );
+            }
+        }
     }
 }
 

@@ -26,6 +26,8 @@ use crate::output::{Closed, Fanout};
 use crate::telemetry::{Outcome, REGISTRY, Stats};
 use vigil_common::config_error::{Errors, KeyPath};
 
+use crate::component::ComponentConfig;
+
 static TRACES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let c = IntCounterVec::new(
         Opts::new(
@@ -83,8 +85,8 @@ fn default_max_decisions() -> usize {
     200_000
 }
 
-impl TailSamplingConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for TailSamplingConfig {
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if !(0.0..=100.0).contains(&self.sample_percent) {
             errs.push(&path.key("sample_percent"), "must be between 0 and 100");
         }

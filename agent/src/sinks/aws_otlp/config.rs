@@ -6,6 +6,8 @@ use serde::Deserialize;
 
 use vigil_common::config_error::{Errors, KeyPath};
 
+use crate::component::{ComponentConfig, Signals};
+
 /// X-Ray's published OTLP limits (traces).
 pub const MAX_TRACE_REQUEST_BYTES: usize = 5_000_000;
 pub const MAX_TRACE_REQUEST_SPANS: usize = 10_000;
@@ -100,8 +102,19 @@ impl AwsOtlpConfig {
         };
         format!("{base}{}", signal.path())
     }
+}
 
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for AwsOtlpConfig {
+    /// Logs only with a log group to put them in.
+    fn accepts(&self) -> Signals {
+        if self.log_group.is_some() {
+            Signals::TRACES.union(Signals::LOGS)
+        } else {
+            Signals::TRACES
+        }
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
                 errs.push(&path.key("endpoint"), "must start with http:// or https://");

@@ -7,6 +7,8 @@ use super::template::{Template, group_char, stream_char};
 use crate::sinks::encoding::Encoding;
 use vigil_common::config_error::{Errors, KeyPath};
 
+use crate::component::{ComponentConfig, Signals};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudWatchLogsConfig {
@@ -97,8 +99,12 @@ const RETENTION_DAYS: &[i32] = &[
     3288, 3653,
 ];
 
-impl CloudWatchLogsConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for CloudWatchLogsConfig {
+    fn accepts(&self) -> Signals {
+        Signals::LOGS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         for (key, t, valid) in [
             ("log_group", &self.log_group, group_char as fn(char) -> bool),
             ("log_stream", &self.log_stream, stream_char),

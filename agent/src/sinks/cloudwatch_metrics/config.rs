@@ -7,6 +7,8 @@ use serde::Deserialize;
 use crate::sinks::cloudwatch_logs::template::Template;
 use vigil_common::config_error::{Errors, KeyPath};
 
+use crate::component::{ComponentConfig, Signals};
+
 /// CloudWatch's limit of dimensions per metric.
 pub const MAX_DIMENSIONS: usize = 30;
 
@@ -76,8 +78,12 @@ fn default_request_timeout_ms() -> u64 {
     15_000
 }
 
-impl CloudWatchMetricsConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for CloudWatchMetricsConfig {
+    fn accepts(&self) -> Signals {
+        Signals::METRICS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if let Err(e) = Template::parse(&self.namespace) {
             errs.push(&path.key("namespace"), format!("invalid template: {e}"));
         } else if self.namespace.starts_with("AWS/") {
@@ -166,7 +172,7 @@ mod tests {
 
     fn errors(sink: &str) -> String {
         let text = format!(
-            "[sources.in]\ntype = \"file\"\ninclude = [\"/x/*.log\"]\n[sinks.cw]\ntype = \"cloudwatch_metrics\"\ninputs = [\"in\"]\n{sink}"
+            "[sources.in]\ntype = \"host_metrics\"\n[sinks.cw]\ntype = \"cloudwatch_metrics\"\ninputs = [\"in\"]\n{sink}"
         );
         match crate::config::parse(Path::new("agent.toml"), &text) {
             Ok(_) => String::new(),

@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 use vigil_common::config_error::{Errors, KeyPath};
 
+use crate::component::ComponentConfig;
+
 /// New Relic's OTLP endpoints (OTLP/HTTP on 443; `/v1/traces` etc. are appended).
 pub const US_ENDPOINT: &str = "https://otlp.nr-data.net";
 pub const EU_ENDPOINT: &str = "https://otlp.eu01.nr-data.net";
@@ -104,8 +106,10 @@ impl NewRelicConfig {
         };
         base.trim_end_matches('/').to_owned()
     }
+}
 
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for NewRelicConfig {
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if let Some(e) = &self.endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {

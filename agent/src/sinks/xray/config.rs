@@ -5,6 +5,8 @@ use serde::Deserialize;
 use super::segment::MAX_DOCUMENT_BYTES;
 use vigil_common::config_error::{Errors, KeyPath};
 
+use crate::component::{ComponentConfig, Signals};
+
 /// Most documents in one PutTraceSegments call.
 pub const MAX_REQUEST_DOCUMENTS: usize = 50;
 
@@ -69,8 +71,12 @@ fn default_request_timeout_ms() -> u64 {
     15_000
 }
 
-impl XRayConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for XRayConfig {
+    fn accepts(&self) -> Signals {
+        Signals::TRACES
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         let ranges = [
             (
                 "batch_max_documents",
