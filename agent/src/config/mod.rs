@@ -133,36 +133,8 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
             sources.insert(name, config);
         }
     }
-    let mut processors = BTreeMap::new();
-    for (name, table) in raw.processors {
-        let path = KeyPath::root().key("processors").key(&name);
-        let (inputs, config) = component(&mut errs, &path, table, true, ProcessorConfig::parse);
-        graph.processors.insert(name.clone(), inputs.clone());
-        if let Some(config) = config {
-            processors.insert(name, Component { inputs, config });
-        }
-    }
-    let mut sinks = BTreeMap::new();
-    let mut buffers = BTreeMap::new();
-    for (name, mut table) in raw.sinks {
-        let path = KeyPath::root().key("sinks").key(&name);
-        let buffer = table.remove("buffer").map(|v| {
-            errs.deserialize::<crate::buffer::RawBufferConfig>(&path.key("buffer"), v)
-                .unwrap_or_default()
-        });
-        let (inputs, config) = component(&mut errs, &path, table, true, SinkConfig::parse);
-        graph.sinks.insert(name.clone(), inputs.clone());
-        if let Some(config) = config {
-            let buffer = crate::buffer::BufferConfig::resolve(
-                buffer.unwrap_or_default(),
-                config.default_buffer(),
-                &path.key("buffer"),
-                &mut errs,
-            );
-            buffers.insert(name.clone(), buffer);
-            sinks.insert(name, Component { inputs, config });
-        }
-    }
+    let processors = parse_processors(raw.processors, &mut graph, &mut errs);
+    let (sinks, buffers) = parse_sinks(raw.sinks, &mut graph, &mut errs);
     let memory_limit_bytes = raw.memory_limit_bytes.unwrap_or(DEFAULT_MEMORY_LIMIT_BYTES);
     if memory_limit_bytes < MIN_MEMORY_LIMIT_BYTES {
         errs.push(
@@ -203,6 +175,58 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
     } else {
         Err(errs.finish())
     }
+}
+
+/// `[processors.NAME]` tables; every declared one's inputs go into `graph`.
+fn parse_processors(
+    tables: BTreeMap<String, toml::Table>,
+    graph: &mut Graph,
+    errs: &mut Errors<'_>,
+) -> BTreeMap<String, Component<ProcessorConfig>> {
+    let mut processors = BTreeMap::new();
+    for (name, table) in tables {
+        let path = KeyPath::root().key("processors").key(&name);
+        let (inputs, config) = component(errs, &path, table, true, ProcessorConfig::parse);
+        graph.processors.insert(name.clone(), inputs.clone());
+        if let Some(config) = config {
+            processors.insert(name, Component { inputs, config });
+        }
+    }
+    processors
+}
+
+type Sinks = BTreeMap<String, Component<SinkConfig>>;
+type Buffers = BTreeMap<String, crate::buffer::BufferConfig>;
+
+/// `[sinks.NAME]` tables with their `buffer` tables (defaults applied per sink); every declared
+/// sink's inputs go into `graph`.
+fn parse_sinks(
+    tables: BTreeMap<String, toml::Table>,
+    graph: &mut Graph,
+    errs: &mut Errors<'_>,
+) -> (Sinks, Buffers) {
+    let mut sinks = BTreeMap::new();
+    let mut buffers = BTreeMap::new();
+    for (name, mut table) in tables {
+        let path = KeyPath::root().key("sinks").key(&name);
+        let buffer = table.remove("buffer").map(|v| {
+            errs.deserialize::<crate::buffer::RawBufferConfig>(&path.key("buffer"), v)
+                .unwrap_or_default()
+        });
+        let (inputs, config) = component(errs, &path, table, true, SinkConfig::parse);
+        graph.sinks.insert(name.clone(), inputs.clone());
+        if let Some(config) = config {
+            let buffer = crate::buffer::BufferConfig::resolve(
+                buffer.unwrap_or_default(),
+                config.default_buffer(),
+                &path.key("buffer"),
+                errs,
+            );
+            buffers.insert(name.clone(), buffer);
+            sinks.insert(name, Component { inputs, config });
+        }
+    }
+    (sinks, buffers)
 }
 
 /// Names and inputs of every declared component.
