@@ -442,6 +442,39 @@ struct Sample<'t> {
     timestamp_ms: Option<i64>,
 }
 
+/// The quoted value of `label` starting at byte `pos` (after the opening quote), unescaped;
+/// and the position after its closing quote.
+fn label_value(line: &str, mut pos: usize, label: &str) -> Result<(String, usize), String> {
+    let bytes = line.as_bytes();
+    let mut value = String::new();
+    let mut run = pos;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(format!("unterminated value of label `{label}`")),
+            Some(b'"') => {
+                value.push_str(&line[run..pos]);
+                return Ok((value, pos + 1));
+            }
+            Some(b'\\') => {
+                value.push_str(&line[run..pos]);
+                match bytes.get(pos + 1) {
+                    Some(b'\\') => value.push('\\'),
+                    Some(b'"') => value.push('"'),
+                    Some(b'n') => value.push('\n'),
+                    _ => {
+                        return Err(format!(
+                            "invalid escape in the value of label `{label}` (only \\\\, \\\" and \\n)"
+                        ));
+                    }
+                }
+                pos += 2;
+                run = pos;
+            }
+            Some(_) => pos += 1,
+        }
+    }
+}
+
 /// `name{label="value",...} value [timestamp]`; labels go to `labels` (unescaped).
 fn parse_sample<'t>(
     line: &'t str,
@@ -494,35 +527,8 @@ fn parse_sample<'t>(
                     "expected `\"` to open the value of label `{label}`"
                 ));
             }
-            pos += 1;
-            let mut value = String::new();
-            let mut run = pos;
-            loop {
-                match bytes.get(pos) {
-                    None => return Err(format!("unterminated value of label `{label}`")),
-                    Some(b'"') => {
-                        value.push_str(&line[run..pos]);
-                        pos += 1;
-                        break;
-                    }
-                    Some(b'\\') => {
-                        value.push_str(&line[run..pos]);
-                        match bytes.get(pos + 1) {
-                            Some(b'\\') => value.push('\\'),
-                            Some(b'"') => value.push('"'),
-                            Some(b'n') => value.push('\n'),
-                            _ => {
-                                return Err(format!(
-                                    "invalid escape in the value of label `{label}` (only \\\\, \\\" and \\n)"
-                                ));
-                            }
-                        }
-                        pos += 2;
-                        run = pos;
-                    }
-                    Some(_) => pos += 1,
-                }
-            }
+            let (value, end) = label_value(line, pos + 1, label)?;
+            pos = end;
             labels.push((label.to_owned(), value));
             pos = skip_blanks(bytes, pos);
             match bytes.get(pos) {
