@@ -346,33 +346,35 @@ fn points(
         }
         Data::Summary(s) => {
             for p in s.data_points {
-                if p.flags & NO_RECORDED_VALUE != 0 {
-                    continue;
+                if p.flags & NO_RECORDED_VALUE == 0 {
+                    let (time, attributes, value) = summary(p);
+                    emit(time, attributes, value);
                 }
-                let SummaryDataPoint {
-                    count,
-                    sum,
-                    quantile_values,
-                    time_unix_nano,
-                    attributes,
-                    ..
-                } = p;
-                let quantiles = quantile_values
-                    .iter()
-                    .map(|q| (q.quantile, q.value))
-                    .collect();
-                emit(
-                    time_unix_nano,
-                    attributes,
-                    MetricValue::Summary {
-                        count,
-                        sum,
-                        quantiles,
-                    },
-                );
             }
         }
     }
+}
+
+/// A summary point as (time, attributes, value).
+fn summary(p: SummaryDataPoint) -> (u64, Vec<KeyValue>, MetricValue) {
+    let SummaryDataPoint {
+        count,
+        sum,
+        quantile_values,
+        time_unix_nano,
+        attributes,
+        ..
+    } = p;
+    let quantiles = quantile_values
+        .iter()
+        .map(|q| (q.quantile, q.value))
+        .collect();
+    let value = MetricValue::Summary {
+        count,
+        sum,
+        quantiles,
+    };
+    (time_unix_nano, attributes, value)
 }
 
 fn unspecified(name: &str) -> String {

@@ -453,15 +453,7 @@ impl Encoder {
                     time_unix_nano: time,
                     count,
                     sum,
-                    quantile_values: quantiles
-                        .into_iter()
-                        .map(
-                            |(quantile, value)| pm::summary_data_point::ValueAtQuantile {
-                                quantile,
-                                value,
-                            },
-                        )
-                        .collect(),
+                    quantile_values: quantile_values(quantiles),
                     flags: 0,
                 }],
             }),
@@ -519,6 +511,13 @@ pub fn log_scope(e: &LogEvent) -> (String, String) {
         .map(|o| (o.scope_name.clone(), o.scope_version.clone()))
         .unwrap_or_default()
 }
+fn quantile_values(quantiles: Vec<(f64, f64)>) -> Vec<pm::summary_data_point::ValueAtQuantile> {
+    quantiles
+        .into_iter()
+        .map(|(quantile, value)| pm::summary_data_point::ValueAtQuantile { quantile, value })
+        .collect()
+}
+
 /// A distribution as an exact delta histogram: one bucket bound per distinct value, so no
 /// sample changes bucket.
 fn distribution(
