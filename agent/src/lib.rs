@@ -1,6 +1,5 @@
-//! `vigil-agent`: collects logs (and, as the pipeline grows, metrics and traces) on a host or
-//! next to a container and ships them to CloudWatch and New Relic without losing what it
-//! accepted. See ARCHITECTURE.md for the map.
+//! `vigil-agent`: collects logs, metrics and traces on a host or next to a container and ships
+//! them to CloudWatch, X-Ray and New Relic without losing what it accepted. See ARCHITECTURE.md for the map.
 
 pub mod api;
 pub mod buffer;

@@ -22,18 +22,25 @@ struct Cli {
     command: Command,
 }
 
+/// `--config FILE`, for every command that reads the agent's config.
+#[derive(clap::Args)]
+struct ConfigFile {
+    #[arg(
+        long,
+        short,
+        env = "VIGIL_AGENT_CONFIG",
+        default_value = "/etc/vigil/agent.toml"
+    )]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline described by a config file until SIGTERM or Ctrl-C; SIGHUP re-reads
     /// the config and applies it if it is valid.
     Run {
-        #[arg(
-            long,
-            short,
-            env = "VIGIL_AGENT_CONFIG",
-            default_value = "/etc/vigil/agent.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// On shutdown, how long to keep delivering what is queued before exiting (what is
         /// left is in a disk buffer, or was never acknowledged and is read again on the next
         /// start). Overrides the config's `drain_timeout_ms` (default 10,000).
@@ -56,13 +63,8 @@ enum Command {
     /// Print the least-privilege IAM policy (JSON) the config needs: log groups from their
     /// name templates, metric namespaces, X-Ray, the SSM parameters named.
     IamPolicy {
-        #[arg(
-            long,
-            short,
-            env = "VIGIL_AGENT_CONFIG",
-            default_value = "/etc/vigil/agent.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Region in the ARNs (`*`: any).
         #[arg(long, default_value = "*")]
         region: String,
@@ -75,13 +77,8 @@ enum Command {
     },
     /// Check a config file and report every problem with its file, line and key.
     Validate {
-        #[arg(
-            long,
-            short,
-            env = "VIGIL_AGENT_CONFIG",
-            default_value = "/etc/vigil/agent.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
 }
 
@@ -89,14 +86,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
-        Command::Validate { config } => validate(&config),
+        Command::Validate { config } => validate(&config.config),
         Command::IamPolicy {
             config,
             region,
             account_id,
             partition,
         } => iam_policy(
-            &config,
+            &config.config,
             vigil_agent::iam_policy::Scope {
                 partition,
                 region,
@@ -111,7 +108,7 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             drain_timeout_ms,
-        } => run(config, drain_timeout_ms),
+        } => run(config.config, drain_timeout_ms),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::sources::SourceConfig;
 /// A fully parsed and validated agent config.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Where checkpoints (and, later, disk buffers) live.
+    /// Where checkpoints and disk buffers live.
     pub data_dir: PathBuf,
     pub sources: BTreeMap<String, SourceConfig>,
     pub processors: BTreeMap<String, Component<ProcessorConfig>>,
