@@ -180,6 +180,28 @@ impl<'a> Errors<'a> {
         );
     }
 
+    /// Records `must be between LO and HI` for each `(key, value, lo, hi)` out of its range.
+    pub fn within<T: PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        path: &KeyPath,
+        checks: &[(&str, T, T, T)],
+    ) {
+        for &(key, value, lo, hi) in checks {
+            if !(lo..=hi).contains(&value) {
+                self.push(&path.key(key), format!("must be between {lo} and {hi}"));
+            }
+        }
+    }
+
+    /// Records `must be greater than 0` for each `(key, value)` that is 0 (timeouts, intervals).
+    pub fn positive(&mut self, path: &KeyPath, checks: &[(&str, u64)]) {
+        for &(key, value) in checks {
+            if value == 0 {
+                self.push(&path.key(key), "must be greater than 0");
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
@@ -248,6 +270,14 @@ mod tests {
         assert_eq!(
             list.to_string(),
             "a.toml:1:1: a: missing\na.toml:3:1: a.b[2]: bad"
+        );
+        let mut errs = Errors::new(&Fixed);
+        let at = KeyPath::root().key("s");
+        errs.within(&at, &[("n", 0usize, 1, 4), ("m", 2, 1, 4)]);
+        errs.positive(&at, &[("t", 0), ("u", 5)]);
+        assert_eq!(
+            errs.finish().to_string(),
+            "a.toml:2:1: s.n: must be between 1 and 4\na.toml:2:1: s.t: must be greater than 0"
         );
         let plain = ConfigError::unplaced(Path::new("dir"), "", "cannot read");
         assert_eq!(plain.to_string(), "dir: cannot read");

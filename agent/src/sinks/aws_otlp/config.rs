@@ -145,28 +145,26 @@ impl ComponentConfig for AwsOtlpConfig {
                 errs.push(&path.key(key), "must be 1 to 512 characters");
             }
         }
-        for (key, v, lo, hi) in [
-            (
-                "batch_max_events",
-                self.batch_max_events,
-                1,
-                MAX_TRACE_REQUEST_SPANS,
-            ),
-            ("concurrency", self.concurrency, 1, 256),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
-        for (key, v) in [
-            ("batch_timeout_ms", self.batch_timeout_ms),
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.within(
+            path,
+            &[
+                (
+                    "batch_max_events",
+                    self.batch_max_events,
+                    1,
+                    MAX_TRACE_REQUEST_SPANS,
+                ),
+                ("concurrency", self.concurrency, 1, 256),
+            ],
+        );
+        errs.positive(
+            path,
+            &[
+                ("batch_timeout_ms", self.batch_timeout_ms),
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
         if self.resource_attributes.keys().any(|k| k.is_empty()) {
             errs.push(
                 &path.key("resource_attributes"),

@@ -137,25 +137,20 @@ impl ComponentConfig for CloudWatchLogsConfig {
             ("stream_queue_requests", self.stream_queue_requests, 1, 1024),
             ("max_streams", self.max_streams, 1, 100_000),
         ];
-        for (key, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
+        errs.within(path, &ranges);
         if self.max_event_bytes + 26 > self.batch_max_bytes {
             errs.push(
                 &path.key("max_event_bytes"),
                 "must leave room for one event in batch_max_bytes",
             );
         }
-        for (key, v) in [
-            ("batch_timeout_ms", self.batch_timeout_ms),
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.positive(
+            path,
+            &[
+                ("batch_timeout_ms", self.batch_timeout_ms),
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
     }
 }

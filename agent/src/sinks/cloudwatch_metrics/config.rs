@@ -128,14 +128,13 @@ impl ComponentConfig for CloudWatchMetricsConfig {
                 "must be 60 (standard) or 1 (high resolution)",
             );
         }
-        for (key, v) in [
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.positive(
+            path,
+            &[
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
         match self.mode {
             Mode::Emf => {
                 for (key, t) in [

@@ -92,20 +92,15 @@ impl ComponentConfig for XRayConfig {
             ),
             ("concurrency", self.concurrency, 1, 64),
         ];
-        for (key, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
-        for (key, v) in [
-            ("batch_timeout_ms", self.batch_timeout_ms),
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.within(path, &ranges);
+        errs.positive(
+            path,
+            &[
+                ("batch_timeout_ms", self.batch_timeout_ms),
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
         for (i, key) in self.annotations.iter().enumerate() {
             if key.is_empty() {
                 errs.push(&path.key("annotations").index(i), "must not be empty");
