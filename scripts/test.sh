@@ -12,6 +12,8 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all --check
 echo "== cargo deny (deny.toml)" >&2
 "$here/deny.sh"
+echo "== module layering (no module cycles; scripts/layering.py)" >&2
+python3 "$here/layering.py"
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build binaries (end-to-end tests run the real programs)" >&2

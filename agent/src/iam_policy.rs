@@ -42,14 +42,42 @@ pub struct NothingToAllow;
 
 /// The policy document (IAM JSON) for `config`.
 pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAllow> {
-    // Log groups written, and whether the agent may create them (and set their retention).
-    let mut groups = BTreeSet::new();
-    let mut created_groups = BTreeSet::new();
-    let mut namespaces = BTreeSet::new();
-    let mut xray = false;
-    let mut parameters = BTreeSet::new();
-    for sink in config.sinks.values() {
-        match &sink.config {
+    let statements = statements(&Needs::of(config, scope), scope);
+    if statements.is_empty() {
+        return Err(NothingToAllow);
+    }
+    Ok(json!({"Version": "2012-10-17", "Statement": statements}))
+}
+
+/// What the configured sinks call, as IAM resource patterns.
+#[derive(Default)]
+struct Needs {
+    /// Log groups written, and those the agent may create (and set the retention of).
+    groups: BTreeSet<String>,
+    created_groups: BTreeSet<String>,
+    namespaces: BTreeSet<String>,
+    xray: bool,
+    parameters: BTreeSet<String>,
+}
+
+impl Needs {
+    fn of(config: &AgentConfig, scope: &Scope) -> Self {
+        let mut needs = Needs::default();
+        for sink in config.sinks.values() {
+            needs.add(&sink.config, scope);
+        }
+        needs
+    }
+
+    fn add(&mut self, sink: &SinkConfig, scope: &Scope) {
+        let Needs {
+            groups,
+            created_groups,
+            namespaces,
+            xray,
+            parameters,
+        } = self;
+        match sink {
             SinkConfig::CloudWatchLogs(c) => {
                 let group = pattern(&c.log_group);
                 if c.create_missing {
@@ -70,7 +98,7 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
                     }
                 }
             },
-            SinkConfig::XRay(_) => xray = true,
+            SinkConfig::XRay(_) => *xray = true,
             SinkConfig::NewRelic(c) => {
                 if let Some(name) = &c.license_key.ssm_parameter {
                     parameters.insert(parameter_arn(name, scope));
@@ -79,7 +107,7 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
             // The X-Ray OTLP endpoint is authorised as xray:PutTraceSegments; the Logs one as
             // PutLogEvents into the named group (which must exist: it is not created).
             SinkConfig::AwsOtlp(c) => {
-                xray = true;
+                *xray = true;
                 if let Some(g) = &c.log_group {
                     groups.insert(g.clone());
                 }
@@ -87,7 +115,17 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
             SinkConfig::Console(_) => {}
         }
     }
+}
 
+/// One statement per kind of call, each limited to the resources `needs` names.
+fn statements(needs: &Needs, scope: &Scope) -> Vec<Value> {
+    let Needs {
+        groups,
+        created_groups,
+        namespaces,
+        xray,
+        parameters,
+    } = needs;
     let Scope {
         partition,
         region,
@@ -114,7 +152,7 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
             "Sid": "CreateLogStreams",
             "Effect": "Allow",
             "Action": "logs:CreateLogStream",
-            "Resource": streams(&created_groups),
+            "Resource": streams(created_groups),
         }));
     }
     if !groups.is_empty() {
@@ -124,7 +162,7 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
             // GetLogEvents: after a crash the agent reads a stream's tail to skip what was
             // already delivered.
             "Action": ["logs:PutLogEvents", "logs:GetLogEvents"],
-            "Resource": streams(&groups),
+            "Resource": streams(groups),
         }));
     }
     if !namespaces.is_empty() {
@@ -137,7 +175,7 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
             "Condition": {"StringLike": {"cloudwatch:namespace": namespaces.iter().collect::<Vec<_>>()}},
         }));
     }
-    if xray {
+    if *xray {
         statements.push(json!({
             "Sid": "PutTraceSegments",
             "Effect": "Allow",
@@ -153,10 +191,7 @@ pub fn policy(config: &AgentConfig, scope: &Scope) -> Result<Value, NothingToAll
             "Resource": parameters.iter().collect::<Vec<_>>(),
         }));
     }
-    if statements.is_empty() {
-        return Err(NothingToAllow);
-    }
-    Ok(json!({"Version": "2012-10-17", "Statement": statements}))
+    statements
 }
 
 /// A name template as an IAM pattern; templates were validated when the config was loaded.

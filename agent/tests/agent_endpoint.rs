@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use vigil_test_support::{ChildGuard, Moto, free_port, venv_bin, wait_until};
+use vigil_test_support::{ChildGuard, Moto, free_port, start_agent, venv_bin, wait_until};
 
 /// GET on the agent's endpoint: (status, body); `None` when nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -45,14 +45,6 @@ fn write_lines(path: &Path, from: u32, to: u32) {
     }
 }
 
-fn agent(config: &Path, env: &[(String, String)]) -> ChildGuard {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .envs(env.iter().cloned());
-    ChildGuard::spawn("vigil-agent", cmd).unwrap()
-}
-
 #[test]
 fn metrics_endpoint_passes_promtool_and_matches_what_was_sent() {
     let moto = Moto::start();
@@ -87,7 +79,7 @@ path = "{out}"
         ),
     )
     .unwrap();
-    let a = agent(&config, &moto.env());
+    let a = start_agent(&config, &moto.env());
     let metrics = || get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
     let delivered = |text: &str| {
         sample(
@@ -229,7 +221,7 @@ request_timeout_ms = 2000
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let a = agent(&config, &env);
+    let a = start_agent(&config, &env);
     assert!(
         wait_until(Duration::from_secs(20), || get(port, "/health")
             .is_some_and(|r| r.0 == 200)),
@@ -325,7 +317,7 @@ period_grace_ms = 200
         ),
     )
     .unwrap();
-    let mut a = agent(&config, &moto.env());
+    let mut a = start_agent(&config, &moto.env());
     let sent = || {
         get(port, "/metrics").and_then(|(_, t)| {
             sample(

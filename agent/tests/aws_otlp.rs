@@ -17,8 +17,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde_json::Value;
 use vigil_test_support::{
-    Answer, AwsOtlpStandIn, ChildGuard, TEST_ACCESS_KEY, TEST_SECRET_KEY, free_port, venv_bin,
-    wait_until,
+    Answer, AwsOtlpStandIn, ChildGuard, TEST_ACCESS_KEY, TEST_SECRET_KEY, agent_command, free_port,
+    venv_bin, wait_until,
 };
 
 const REGION: &str = "eu-west-1";
@@ -65,15 +65,17 @@ max_backoff_ms = 2000
     )
 }
 
-fn start_agent(standin: &AwsOtlpStandIn, sink_extra: &str, env: &[(String, String)]) -> Agent {
+fn agent_for_standin(
+    standin: &AwsOtlpStandIn,
+    sink_extra: &str,
+    env: &[(String, String)],
+) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let (http, api) = (free_port(), free_port());
     let path = dir.path().join("agent.toml");
     std::fs::write(&path, config(dir.path(), standin, http, api, sink_extra)).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"])
-        .arg(&path)
-        .env_clear()
+    let mut cmd = agent_command(&path);
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir.path())
         .env("AWS_REGION", REGION)
@@ -144,7 +146,7 @@ fn default_sdk_traces_and_logs_reach_the_aws_otlp_endpoints_signed() {
         },
     ]);
     standin.partial_next(&[2]);
-    let mut agent = start_agent(
+    let mut agent = agent_for_standin(
         &standin,
         r#"resource_attributes = { "host.name" = "shop-1" }"#,
         &static_credentials(),
@@ -333,7 +335,7 @@ async fn oversize_and_out_of_range_items_are_counted_drops_not_refused_requests(
     let standin = AwsOtlpStandIn::start(REGION, Duration::from_secs(3600));
     // Beside it, the legacy sink, which cannot take these (non-X-Ray) trace ids.
     let legacy = "[sinks.legacy]\ntype = \"xray\"\ninputs = [\"otlp\"]\n";
-    let agent = start_agent(&standin, legacy, &static_credentials());
+    let agent = agent_for_standin(&standin, legacy, &static_credentials());
     let now = now_nanos();
     // A span of ~300 KB (five 60 KB attributes: each is under the value limit, together over
     // the span limit), a resource of ~20 KB, a span 15 days old: each among good spans.
@@ -404,7 +406,7 @@ async fn oversize_and_out_of_range_items_are_counted_drops_not_refused_requests(
 async fn a_refused_request_is_halved_until_the_refused_span_is_isolated() {
     let standin = AwsOtlpStandIn::start(REGION, Duration::from_secs(3600));
     standin.refuse_span_named("span 13");
-    let agent = start_agent(&standin, "", &static_credentials());
+    let agent = agent_for_standin(&standin, "", &static_credentials());
     let now = now_nanos();
     let spans = (0..20)
         .map(|i| span(4, i, now - 1_000_000, vec![]))
@@ -459,7 +461,7 @@ async fn rotating_ecs_credentials_are_used_without_restart() {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_owned(),
         standin.credentials_url(),
     )];
-    let agent = start_agent(&standin, "", &env);
+    let agent = agent_for_standin(&standin, "", &env);
     let started = Instant::now();
     let mut sent = 0usize;
     // One request of 5 spans every 250 ms for 15 s: spans through several key lifetimes.

@@ -4,10 +4,9 @@
 //! runs with a console sink writing to a file.
 
 use std::io::Write;
-use std::process::Command;
 use std::time::Duration;
 
-use vigil_test_support::{ChildGuard, wait_until};
+use vigil_test_support::{ChildGuard, agent_command, wait_until};
 
 #[test]
 fn garbage_huge_lines_deleted_files_and_an_unwritable_checkpoint_dir_are_survived() {
@@ -52,8 +51,7 @@ encoding = "json"
     let doomed = logs.join("payment/doomed.log");
     std::fs::write(&doomed, b"doomed first\n").unwrap();
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"]).arg(&config);
+    let cmd = agent_command(&config);
     let mut agent = ChildGuard::spawn("vigil-agent", cmd).unwrap();
 
     let shipped = || std::fs::read_to_string(&out).unwrap_or_default();

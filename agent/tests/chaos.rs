@@ -10,12 +10,11 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use vigil_test_support::{ChildGuard, FaultProxy, Faults, Moto};
+use vigil_test_support::{FaultProxy, Faults, Moto, start_agent};
 
 const MODULES: [&str; 5] = ["proxy", "checkout", "cart", "payment", "inventory"];
 
@@ -69,18 +68,6 @@ fn spawn_writer(
         }
         next
     })
-}
-
-fn start_agent(env: &[(String, String)], config: &Path) -> ChildGuard {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"]).arg(config).env(
-        "VIGIL_LOG",
-        std::env::var("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
-    );
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    ChildGuard::spawn("vigil-agent", cmd).expect("start vigil-agent")
 }
 
 /// Every message of every module's group, in the order CloudWatch returns them.
@@ -157,7 +144,7 @@ request_timeout_ms = 5000
         Arc::clone(&stop),
     );
     let env = proxy.env();
-    let mut agent = start_agent(&env, &config);
+    let mut agent = start_agent(&config, &env);
     let mut history = String::new();
     const KILLS: usize = 12;
     let mut outage = Duration::ZERO;
@@ -183,7 +170,7 @@ request_timeout_ms = 5000
         agent.kill();
         history.push_str(&agent.log());
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..400))).await;
-        agent = start_agent(&env, &config);
+        agent = start_agent(&config, &env);
     }
     // A little more writing with the last agent, then stop the writer.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -344,7 +331,7 @@ path = "{out}"
         ),
     )
     .unwrap();
-    let mut agent = start_agent(&proxy.env(), &config);
+    let mut agent = start_agent(&config, &proxy.env());
 
     // ~120 MB of lines over ~12 s: far more than the memory cap.
     let stop = Arc::new(AtomicBool::new(false));
@@ -480,7 +467,7 @@ max_backoff_ms = 500
         ),
     )
     .unwrap();
-    let mut agent = start_agent(&proxy.env(), &config);
+    let mut agent = start_agent(&config, &proxy.env());
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(
         dir.path().to_path_buf(),
@@ -515,7 +502,7 @@ max_backoff_ms = 500
 
     // Next start, backend up: everything arrives, once.
     proxy.up();
-    let agent = start_agent(&proxy.env(), &config);
+    let agent = start_agent(&config, &proxy.env());
     let deadline = Instant::now() + Duration::from_secs(30);
     let got = loop {
         let got = read_back(&logs, "/shop/term").await;
@@ -594,7 +581,7 @@ buffer = {{ type = "disk", max_bytes = 1048576, when_full = "block" }}
         .unwrap()
     };
     write_config("one");
-    let mut agent = start_agent(&proxy.env(), &config);
+    let mut agent = start_agent(&config, &proxy.env());
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(
         dir.path().to_path_buf(),
@@ -643,7 +630,7 @@ buffer = {{ type = "disk", max_bytes = 1048576, when_full = "block" }}
 
     // Next start, backend up: every line arrives.
     proxy.up();
-    let agent = start_agent(&proxy.env(), &config);
+    let agent = start_agent(&config, &proxy.env());
     let deadline = Instant::now() + Duration::from_secs(60);
     let got = loop {
         let got = read_back(&logs, "/shop/full").await;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vigil_test_support::{ChildGuard, FaultProxy, Moto, wait_until};
+use vigil_test_support::{ChildGuard, FaultProxy, Moto, agent_command, wait_until};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
 struct SmallDisk {
@@ -91,11 +91,8 @@ max_backoff_ms = 500
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .env("VIGIL_LOG", "info")
-        .envs(proxy.env());
+    let mut cmd = agent_command(&config);
+    cmd.env("VIGIL_LOG", "info").envs(proxy.env());
     let mut agent = ChildGuard::spawn("vigil-agent", cmd).expect("start vigil-agent");
 
     // The disk fills while the backend is down.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vigil_test_support::{ChildGuard, FaultProxy, Faults, Moto};
+use vigil_test_support::{ChildGuard, FaultProxy, Faults, Moto, start_agent};
 
 const MODULES: [&str; 7] = [
     "proxy",
@@ -148,20 +148,6 @@ max_backoff_ms = 1000
     }
 }
 
-fn start_agent(moto: &Moto, config: &Path) -> ChildGuard {
-    start_agent_with(&moto.env(), config)
-}
-
-fn start_agent_with(env: &[(String, String)], config: &Path) -> ChildGuard {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"]).arg(config).env(
-        "VIGIL_LOG",
-        std::env::var("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
-    );
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
-    ChildGuard::spawn("vigil-agent", cmd).expect("start vigil-agent")
-}
-
 /// Every message of every module's group, in the order CloudWatch returns them.
 async fn read_back(logs: &aws_sdk_cloudwatchlogs::Client) -> HashMap<String, Vec<String>> {
     let mut out = HashMap::new();
@@ -196,7 +182,7 @@ async fn scenario(second: Restart) -> (HashMap<&'static str, Vec<u64>>, (u64, u6
     let per_round = TOTAL / MODULES.len() as u64 / 8;
 
     let started = Instant::now();
-    let mut agent = start_agent(&moto, &config);
+    let mut agent = start_agent(&config, &moto.env());
     let mut history = String::new();
     shop.write(per_round);
     // A file rotated away before the agent ever saw it under its name cannot be known to it:
@@ -215,7 +201,7 @@ async fn scenario(second: Restart) -> (HashMap<&'static str, Vec<u64>>, (u64, u6
     history.push_str(&agent.log());
     let restart_1_at = shop.next["proxy"];
     shop.write(per_round);
-    agent = start_agent(&moto, &config);
+    agent = start_agent(&config, &moto.env());
     shop.write(per_round);
     shop.rotate(); // 2nd rotation, as the agent starts
     shop.write(per_round);
@@ -230,7 +216,7 @@ async fn scenario(second: Restart) -> (HashMap<&'static str, Vec<u64>>, (u64, u6
     history.push_str(&agent.log());
     shop.write(per_round);
     shop.rotate(); // 3rd rotation, agent down
-    agent = start_agent(&moto, &config);
+    agent = start_agent(&config, &moto.env());
     let rest = (TOTAL - shop.total()) / MODULES.len() as u64;
     shop.write(rest);
     let remainder = TOTAL - shop.total();
@@ -369,7 +355,7 @@ async fn shipping_goes_ahead_without_the_optional_get_log_events_permission() {
     });
     let mut shop = Shop::new();
     shop.write(100);
-    let mut agent = start_agent_with(&proxy.env(), &shop.config());
+    let mut agent = start_agent(&shop.config(), &proxy.env());
     let deadline = Instant::now() + Duration::from_secs(60);
     let arrived = loop {
         let arrived: usize = read_back(&logs).await.values().map(Vec::len).sum();
@@ -408,7 +394,7 @@ async fn without_ca_certificates_the_agent_says_so_and_ships_over_http() {
         "SSL_CERT_FILE".into(),
         empty.join("none.pem").display().to_string(),
     ));
-    let mut agent = start_agent_with(&env, &shop.config());
+    let mut agent = start_agent(&shop.config(), &env);
     let deadline = Instant::now() + Duration::from_secs(60);
     let arrived = loop {
         let arrived: usize = read_back(&logs).await.values().map(Vec::len).sum();
@@ -465,7 +451,7 @@ batch_timeout_ms = 100
         ),
     )
     .unwrap();
-    let mut agent = start_agent(&moto, &config);
+    let mut agent = start_agent(&config, &moto.env());
     let deadline = Instant::now() + Duration::from_secs(30);
     let got = loop {
         let got = vigil_test_support::log_group_messages(&logs, "/shop/names").await;
@@ -530,7 +516,7 @@ batch_timeout_ms = 100
         ),
     )
     .unwrap();
-    let mut agent = start_agent(&moto, &config);
+    let mut agent = start_agent(&config, &moto.env());
     let deadline = Instant::now() + Duration::from_secs(60);
     let got = loop {
         let got = vigil_test_support::log_group_messages(&logs, "/shop/overflow-a").await;

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use vigil_test_support::{ChildGuard, free_port, http_get, wait_until};
+use vigil_test_support::{ChildGuard, free_port, http_get, start_agent, wait_until};
 
 /// The metric events written so far: `(name, event)` of every `{"Metric": ...}` line.
 fn metrics(out: &Path) -> Vec<Value> {
@@ -41,9 +41,7 @@ fn counter(m: &Value) -> Option<f64> {
 fn agent(dir: &Path, config: &str) -> ChildGuard {
     let path = dir.join("agent.toml");
     std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"]).arg(&path);
-    ChildGuard::spawn("vigil-agent", cmd).unwrap()
+    start_agent(&path, &[])
 }
 
 fn mem_total_bytes() -> f64 {

@@ -20,11 +20,10 @@ use vigil_agent::sinks::SinkConfig;
 use vigil_agent::telemetry::{Outcome, Stats};
 use vigil_test_support::Moto;
 
-/// Builds a sink from agent config text, as `vigil-agent run` would.
+/// Builds a sink from agent config text, as `vigil-agent run` would (fed by an OTLP source,
+/// which may emit metrics).
 async fn sink(name: &str, table: &str) -> vigil_agent::sinks::Sink {
-    let text = format!(
-        "[sources.in]\ntype = \"file\"\ninclude = [\"/nonexistent/*.log\"]\n[sinks.{name}]\ninputs = [\"in\"]\n{table}"
-    );
+    let text = format!("[sources.in]\ntype = \"otlp\"\n[sinks.{name}]\ninputs = [\"in\"]\n{table}");
     let mut config = vigil_agent::config::parse(Path::new("test.toml"), &text)
         .unwrap_or_else(|e| panic!("config: {e}"));
     let c: SinkConfig = config.sinks.remove(name).unwrap().config;

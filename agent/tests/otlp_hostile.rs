@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -16,7 +15,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data, number_data_point,
 };
 use prost::Message;
-use vigil_test_support::{ChildGuard, free_port, wait_until};
+use vigil_test_support::{ChildGuard, agent_command, free_port, wait_until};
 
 const MEMORY_LIMIT: u64 = 128 << 20;
 
@@ -94,10 +93,8 @@ path = "{d}/out.jsonl"
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .env("VIGIL_LOG", "info");
+    let mut cmd = agent_command(&config);
+    cmd.env("VIGIL_LOG", "info");
     let mut agent = ChildGuard::spawn("vigil-agent", cmd).expect("start vigil-agent");
     assert!(
         wait_until(Duration::from_secs(20), || post(

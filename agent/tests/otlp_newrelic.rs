@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
 };
 use prost::Message;
-use vigil_test_support::{ChildGuard, Failure, OtlpReceiver, free_port, wait_until};
+use vigil_test_support::{ChildGuard, Failure, OtlpReceiver, agent_command, free_port, wait_until};
 
 const KEY: &str = "nrlicense-SECRET-0123456789abcdef";
 
@@ -164,8 +164,8 @@ struct Agent {
 }
 
 /// Starts the agent with an otlp source (and a file source) feeding a newrelic sink.
-fn start_agent(receiver: &OtlpReceiver, source_extra: &str, sink_extra: &str) -> Agent {
-    start_agent_with(
+fn agent_for_receiver(receiver: &OtlpReceiver, source_extra: &str, sink_extra: &str) -> Agent {
+    agent_for_receiver_with(
         receiver,
         source_extra,
         sink_extra,
@@ -174,8 +174,8 @@ fn start_agent(receiver: &OtlpReceiver, source_extra: &str, sink_extra: &str) ->
     )
 }
 
-/// As [`start_agent`], with the license key from `license` and extra environment.
-fn start_agent_with(
+/// As [`agent_for_receiver`], with the license key from `license` and extra environment.
+fn agent_for_receiver_with(
     receiver: &OtlpReceiver,
     source_extra: &str,
     sink_extra: &str,
@@ -221,10 +221,8 @@ resource_attributes = {{ "service.name" = "shop-logs", "deployment.environment" 
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .env("NR_TEST_LICENSE", KEY)
+    let mut cmd = agent_command(&config);
+    cmd.env("NR_TEST_LICENSE", KEY)
         .env("VIGIL_LOG", "debug")
         .envs(env.iter().map(|(k, v)| (k, v)));
     let mut guard = ChildGuard::spawn("vigil-agent", cmd).unwrap();
@@ -278,7 +276,7 @@ fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_metrics_and_logs_over_grpc_and_http_reach_new_relic_intact() {
     let nr = OtlpReceiver::start(KEY);
-    let mut agent = start_agent(&nr, "", "");
+    let mut agent = agent_for_receiver(&nr, "", "");
     let http = reqwest::Client::new();
 
     // Traces: gRPC (gzip), HTTP protobuf (gzip), HTTP JSON.
@@ -637,7 +635,7 @@ async fn spans_metrics_and_logs_over_grpc_and_http_reach_new_relic_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_and_server_errors_are_retried_until_accepted() {
     let nr = OtlpReceiver::start(KEY);
-    let mut agent = start_agent(&nr, "", "");
+    let mut agent = agent_for_receiver(&nr, "", "");
     nr.fail_next(
         1,
         Failure::TooManyRequests {
@@ -673,7 +671,7 @@ async fn bad_input_and_a_flood_get_otlp_errors_while_other_clients_are_served() 
     let nr = OtlpReceiver::start(KEY);
     // A slow New Relic that takes one small request at a time: ~100 spans/s.
     nr.set_delay(Duration::from_millis(500));
-    let mut agent = start_agent(
+    let mut agent = agent_for_receiver(
         &nr,
         "max_request_bytes = 65536\nbackpressure_wait_ms = 200\nmax_concurrent_requests = 16",
         // A small disk buffer that blocks when full: the flood must reach the clients as
@@ -924,7 +922,7 @@ async fn the_license_key_comes_from_ssm_parameter_store_and_is_never_logged() {
         .await
         .unwrap();
     let nr = OtlpReceiver::start(KEY);
-    let mut agent = start_agent_with(
+    let mut agent = agent_for_receiver_with(
         &nr,
         "",
         "",
@@ -991,7 +989,7 @@ license_key = {{ ssm_parameter = "/vigil/missing" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_batches_are_split_under_1_mb_and_long_values_are_cut() {
     let nr = OtlpReceiver::start(KEY);
-    let mut agent = start_agent(&nr, "", "batch_max_events = 100000");
+    let mut agent = agent_for_receiver(&nr, "", "batch_max_events = 100000");
     let http = reqwest::Client::new();
     // 6 requests × 500 spans × ~1.6 KB: ~5 MB for New Relic, which takes 1 MB per request.
     let mut sent = 0;

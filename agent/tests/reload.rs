@@ -5,12 +5,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use vigil_test_support::{ChildGuard, wait_until};
+use vigil_test_support::{ChildGuard, agent_command, wait_until};
 
 fn config_text(dir: &Path, sink_file: &str) -> String {
     format!(
@@ -68,8 +67,7 @@ fn sighup_rejects_a_bad_config_and_swaps_in_a_good_one_without_loss_or_repeats()
         })
     };
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"]).arg(&config);
+    let cmd = agent_command(&config);
     let mut agent = ChildGuard::spawn("vigil-agent", cmd).unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || numbers(&before).len() > 1000),

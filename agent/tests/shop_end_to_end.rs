@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use vigil_test_support::{
-    ChildGuard, Moto, OtlpReceiver, ShopSim, free_port, http_get, wait_until,
+    ChildGuard, Moto, OtlpReceiver, ShopSim, agent_command, free_port, http_get, wait_until,
 };
 
 const LICENSE_KEY: &str = "nr-license-e2e-0123456789abcdef";
@@ -189,10 +189,8 @@ batch_timeout_ms = 200
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .envs(moto.env())
+    let mut cmd = agent_command(&config);
+    cmd.envs(moto.env())
         .env("E2E_NR_KEY", LICENSE_KEY)
         .env("VIGIL_LOG", "debug");
     let mut agent = ChildGuard::spawn("vigil-agent", cmd).unwrap();

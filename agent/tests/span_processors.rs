@@ -11,7 +11,7 @@ use vigil_agent::event::{
     Ack, AckStatus, Attributes, Event, EventBatch, LogEvent, MetricValue, Resource, SpanEvent,
     SpanKind, SpanStatus, StatusCode, ack_channel,
 };
-use vigil_agent::pipeline::Fanout;
+use vigil_agent::output::Fanout;
 use vigil_agent::processors::span_metrics::SpanMetricsConfig;
 use vigil_agent::processors::tail_sampling::TailSamplingConfig;
 use vigil_agent::processors::{Processor, ProcessorConfig};

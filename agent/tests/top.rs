@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use vigil_test_support::{ChildGuard, free_port, wait_until};
+use vigil_test_support::{ChildGuard, agent_command, free_port, wait_until};
 
 #[test]
 fn top_shows_each_component_with_its_rates() {
@@ -35,8 +35,7 @@ path = "{d}/out.txt"
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil-agent"));
-    cmd.args(["run", "--config"]).arg(&config);
+    let cmd = agent_command(&config);
     let agent = ChildGuard::spawn("vigil-agent", cmd).unwrap();
 
     // Steady traffic: about 2,000 lines a second.

@@ -1,7 +1,9 @@
-//! The trace components' configuration: a full traces pipeline loads, and bad values are
-//! reported with their place in the file.
+//! The trace components' configuration: a full traces pipeline loads, bad values are reported
+//! with their place in the file, and a sink wired to a signal it cannot take is refused by the
+//! real `vigil-agent validate` (and `run`).
 
 use std::path::Path;
+use std::process::Command;
 
 use vigil_agent::config::parse;
 
@@ -9,8 +11,7 @@ const TRACES: &str = r#"
 data_dir = "/tmp/vigil"
 
 [sources.shop]
-type = "file"
-include = ["/var/log/shop/*.log"]
+type = "otlp"
 
 [processors.slis]
 type = "span_metrics"
@@ -62,4 +63,88 @@ fn bad_trace_settings_name_their_key_and_line() {
     assert!(all.contains("sinks.traces.batch_max_documents"), "{all}");
     assert!(all.contains("agent.toml:"), "positions are given: {all}");
     assert_eq!(errs.len(), 3, "{all}");
+}
+
+#[test]
+fn validate_refuses_a_sink_wired_to_a_signal_it_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    // Log lines into X-Ray (directly, and through a processor that passes them on), and host
+    // metrics into CloudWatch Logs: every event would be refused at run time.
+    let config = r#"
+[sources.app]
+type = "file"
+include = ["/var/log/app/*.log"]
+
+[sources.host]
+type = "host_metrics"
+
+[processors.parse]
+type = "json_parse"
+inputs = ["app"]
+
+[sinks.traces]
+type = "xray"
+inputs = ["parse", "app"]
+
+[sinks.logs]
+type = "cloudwatch_logs"
+inputs = ["app", "host"]
+log_group = "/app"
+log_stream = "{host}"
+"#;
+    std::fs::write(&path, config).unwrap();
+    for sub in ["validate", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil-agent"))
+            .args([sub, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sub}: {stderr}");
+        let file = path.display();
+        for expected in [
+            format!(
+                "{file}:15:11: sinks.traces.inputs[0]: `parse` emits logs, but a `xray` sink \
+                 takes traces; wire it to a sink for logs"
+            ),
+            format!(
+                "{file}:15:20: sinks.traces.inputs[1]: `app` emits logs, but a `xray` sink \
+                 takes traces; wire it to a sink for logs"
+            ),
+            format!(
+                "{file}:19:18: sinks.logs.inputs[1]: `host` emits metrics, but a \
+                 `cloudwatch_logs` sink takes logs; wire it to a sink for metrics"
+            ),
+        ] {
+            assert!(
+                stderr.contains(&expected),
+                "{sub}: no `{expected}` in:\n{stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains("sinks.logs.inputs[0]"),
+            "logs into cloudwatch_logs are fine: {stderr}"
+        );
+    }
+
+    // The same sinks fed what they take validate.
+    let good = config
+        .replace(r#"inputs = ["parse", "app"]"#, r#"inputs = ["otel"]"#)
+        .replace(r#"inputs = ["app", "host"]"#, r#"inputs = ["parse"]"#)
+        .replace(
+            "[sources.host]\ntype = \"host_metrics\"\n",
+            "[sources.otel]\ntype = \"otlp\"\n",
+        );
+    std::fs::write(&path, good).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil-agent"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

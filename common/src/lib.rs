@@ -1,5 +1,7 @@
-//! What `vigil-agent` and `vigil-watchdog` share: how they log and how they reach AWS.
+//! What `vigil-agent` and `vigil-watchdog` share: how they log, how they reach AWS and how they
+//! report config errors.
 
 pub mod aws;
+pub mod config_error;
 pub mod fuzzing;
 pub mod logging;

@@ -5,6 +5,7 @@
 //! and, through `PR_SET_PDEATHSIG`, when the test process itself dies. A server's output goes to
 //! a log file that is printed if the test fails, so failures explain themselves.
 
+mod agent;
 mod aws_otlp;
 mod fault_proxy;
 mod moto;
@@ -14,6 +15,7 @@ mod shop_sim;
 pub mod slack;
 mod systemd_host;
 
+pub use agent::{agent_command, start_agent};
 pub use aws_otlp::{Answer, AwsOtlpStandIn, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};
 pub use moto::{Moto, http_get, log_group_messages, put_minutes};

@@ -24,11 +24,11 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::EventBatch;
 use crate::telemetry::Stats;
 pub use disk::DiskBuffer;
 pub use limit::MemoryLimit;
+use vigil_common::config_error::{Errors, KeyPath};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -16,10 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
-pub use errors::{ConfigError, ConfigErrors, KeyPath, SourceMap, line_col};
+pub use errors::SourceMap;
+pub use vigil_common::config_error::{ConfigError, ConfigErrors, Errors, KeyPath, line_col};
 
+use crate::component::Signals;
 use crate::processors::ProcessorConfig;
 use crate::redaction::RedactionConfig;
 use crate::sinks::SinkConfig;
@@ -28,7 +29,7 @@ use crate::sources::SourceConfig;
 /// A fully parsed and validated agent config.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Where checkpoints (and, later, disk buffers) live.
+    /// Where checkpoints and disk buffers live.
     pub data_dir: PathBuf,
     pub sources: BTreeMap<String, SourceConfig>,
     pub processors: BTreeMap<String, Component<ProcessorConfig>>,
@@ -79,13 +80,11 @@ pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read config: {e}"),
-        }])
+        ConfigErrors(vec![ConfigError::unplaced(
+            path,
+            "",
+            format!("cannot read config: {e}"),
+        )])
     })?;
     parse(path, &text)
 }
@@ -98,18 +97,15 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
             let (line, column) = line_col(text, e.span().map(|s| s.start).unwrap_or(0));
             return Err(ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
-                line,
-                column,
+                line: Some(line),
+                column: Some(column),
                 key: String::new(),
                 message: format!("invalid TOML: {}", e.message()),
             }]));
         }
     };
     let map = SourceMap::new(path, text, doc);
-    let mut errs = Errors {
-        map: &map,
-        list: Vec::new(),
-    };
+    let mut errs = Errors::new(&map);
 
     let raw: RawConfig = match toml::from_str::<toml::Table>(text).map_err(|e| e.to_string()) {
         Ok(table) => match errs.deserialize(&KeyPath::root(), toml::Value::Table(table)) {
@@ -133,40 +129,12 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
     let mut sources = BTreeMap::new();
     for (name, table) in raw.sources {
         let path = KeyPath::root().key("sources").key(&name);
-        if let (_, Some(config)) = errs.component(&path, table, false, SourceConfig::parse) {
+        if let (_, Some(config)) = component(&mut errs, &path, table, false, SourceConfig::parse) {
             sources.insert(name, config);
         }
     }
-    let mut processors = BTreeMap::new();
-    for (name, table) in raw.processors {
-        let path = KeyPath::root().key("processors").key(&name);
-        let (inputs, config) = errs.component(&path, table, true, ProcessorConfig::parse);
-        graph.processors.insert(name.clone(), inputs.clone());
-        if let Some(config) = config {
-            processors.insert(name, Component { inputs, config });
-        }
-    }
-    let mut sinks = BTreeMap::new();
-    let mut buffers = BTreeMap::new();
-    for (name, mut table) in raw.sinks {
-        let path = KeyPath::root().key("sinks").key(&name);
-        let buffer = table.remove("buffer").map(|v| {
-            errs.deserialize::<crate::buffer::RawBufferConfig>(&path.key("buffer"), v)
-                .unwrap_or_default()
-        });
-        let (inputs, config) = errs.component(&path, table, true, SinkConfig::parse);
-        graph.sinks.insert(name.clone(), inputs.clone());
-        if let Some(config) = config {
-            let buffer = crate::buffer::BufferConfig::resolve(
-                buffer.unwrap_or_default(),
-                config.default_buffer(),
-                &path.key("buffer"),
-                &mut errs,
-            );
-            buffers.insert(name.clone(), buffer);
-            sinks.insert(name, Component { inputs, config });
-        }
-    }
+    let processors = parse_processors(raw.processors, &mut graph, &mut errs);
+    let (sinks, buffers) = parse_sinks(raw.sinks, &mut graph, &mut errs);
     let memory_limit_bytes = raw.memory_limit_bytes.unwrap_or(DEFAULT_MEMORY_LIMIT_BYTES);
     if memory_limit_bytes < MIN_MEMORY_LIMIT_BYTES {
         errs.push(
@@ -195,11 +163,70 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigErrors> {
         drain_timeout_ms: raw.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS),
     };
     check_graph(&graph, &mut errs);
-    if errs.list.is_empty() {
+    // Signals are only known once every source and processor parsed; until then the errors
+    // above are the ones to fix.
+    if config.sources.len() == graph.sources.len()
+        && config.processors.len() == graph.processors.len()
+    {
+        check_signals(&config, &mut errs);
+    }
+    if errs.is_empty() {
         Ok(config)
     } else {
         Err(errs.finish())
     }
+}
+
+/// `[processors.NAME]` tables; every declared one's inputs go into `graph`.
+fn parse_processors(
+    tables: BTreeMap<String, toml::Table>,
+    graph: &mut Graph,
+    errs: &mut Errors<'_>,
+) -> BTreeMap<String, Component<ProcessorConfig>> {
+    let mut processors = BTreeMap::new();
+    for (name, table) in tables {
+        let path = KeyPath::root().key("processors").key(&name);
+        let (inputs, config) = component(errs, &path, table, true, ProcessorConfig::parse);
+        graph.processors.insert(name.clone(), inputs.clone());
+        if let Some(config) = config {
+            processors.insert(name, Component { inputs, config });
+        }
+    }
+    processors
+}
+
+type Sinks = BTreeMap<String, Component<SinkConfig>>;
+type Buffers = BTreeMap<String, crate::buffer::BufferConfig>;
+
+/// `[sinks.NAME]` tables with their `buffer` tables (defaults applied per sink); every declared
+/// sink's inputs go into `graph`.
+fn parse_sinks(
+    tables: BTreeMap<String, toml::Table>,
+    graph: &mut Graph,
+    errs: &mut Errors<'_>,
+) -> (Sinks, Buffers) {
+    let mut sinks = BTreeMap::new();
+    let mut buffers = BTreeMap::new();
+    for (name, mut table) in tables {
+        let path = KeyPath::root().key("sinks").key(&name);
+        let buffer = table.remove("buffer").map(|v| {
+            errs.deserialize::<crate::buffer::RawBufferConfig>(&path.key("buffer"), v)
+                .unwrap_or_default()
+        });
+        let (inputs, config) = component(errs, &path, table, true, SinkConfig::parse);
+        graph.sinks.insert(name.clone(), inputs.clone());
+        if let Some(config) = config {
+            let buffer = crate::buffer::BufferConfig::resolve(
+                buffer.unwrap_or_default(),
+                config.default_buffer(),
+                &path.key("buffer"),
+                errs,
+            );
+            buffers.insert(name.clone(), buffer);
+            sinks.insert(name, Component { inputs, config });
+        }
+    }
+    (sinks, buffers)
 }
 
 /// Names and inputs of every declared component.
@@ -295,6 +322,54 @@ fn check_graph(g: &Graph, errs: &mut Errors<'_>) {
     }
 }
 
+/// Every input of a sink can emit at least one signal the sink takes (the contract of
+/// `ComponentConfig::accepts`): a `file` source wired into `xray` would have every line refused.
+fn check_signals(config: &AgentConfig, errs: &mut Errors<'_>) {
+    let mut emits: BTreeMap<&str, Signals> = config
+        .sources
+        .iter()
+        .map(|(name, c)| (name.as_str(), c.component().emits(Signals::NONE)))
+        .collect();
+    // Processors read sources or other processors: repeat until nothing changes. Each round that
+    // changes something adds a signal to a processor, so 3 × processors + 1 rounds always do.
+    for _ in 0..=3 * config.processors.len() {
+        let mut changed = false;
+        for (name, p) in &config.processors {
+            let inputs = p
+                .inputs
+                .iter()
+                .filter_map(|i| emits.get(i.as_str()).copied())
+                .fold(Signals::NONE, Signals::union);
+            let out = p.config.component().emits(inputs);
+            if emits.insert(name.as_str(), out) != Some(out) {
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (name, sink) in &config.sinks {
+        let accepted = sink.config.component().accepts();
+        let path = KeyPath::root().key("sinks").key(name).key("inputs");
+        for (i, input) in sink.inputs.iter().enumerate() {
+            let Some(&emitted) = emits.get(input.as_str()) else {
+                continue;
+            };
+            if !emitted.is_empty() && !emitted.intersects(accepted) {
+                errs.push(
+                    &path.index(i),
+                    format!(
+                        "`{input}` emits {emitted}, but a `{}` sink takes {accepted}; \
+                         wire it to a sink for {emitted}",
+                        sink.config.kind()
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn find_cycle(g: &Graph) -> Option<String> {
     // Depth-first search over processor → input edges; 1 = on the stack, 2 = done.
     fn visit(name: &str, g: &Graph, state: &mut BTreeMap<String, u8>) -> Option<String> {
@@ -320,126 +395,45 @@ fn find_cycle(g: &Graph) -> Option<String> {
         .find_map(|name| visit(name, g, &mut state))
 }
 
-/// Collects errors with their locations while the config is parsed.
-pub struct Errors<'a> {
-    map: &'a SourceMap<'a>,
-    list: Vec<ConfigError>,
-}
-
-impl Errors<'_> {
-    pub fn push(&mut self, path: &KeyPath, message: impl Into<String>) {
-        self.list.push(self.map.error(path, message));
-    }
-
-    /// Deserializes `value` (found at `path`) into `T`, recording a located error on failure.
-    pub fn deserialize<T: DeserializeOwned>(
-        &mut self,
-        path: &KeyPath,
-        value: toml::Value,
-    ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let mut at = path.clone();
-                for seg in e.path().iter() {
-                    at = match seg {
-                        serde_path_to_error::Segment::Seq { index } => at.index(*index),
-                        serde_path_to_error::Segment::Map { key } => at.key(key),
-                        serde_path_to_error::Segment::Enum { variant } => at.key(variant),
-                        serde_path_to_error::Segment::Unknown => at,
-                    };
-                }
-                // toml appends its own location lines; ours is better, keep the first line.
-                let inner = e.inner().to_string();
-                let first = inner.lines().next().unwrap_or("").trim().to_owned();
-                let (at, message) = describe_serde_error(at, first);
-                self.push(&at, message);
-                None
-            }
+/// Parses one component table: its `type`, its `inputs` (when it has any) and the rest of its
+/// keys through `parse(type, table)`.
+fn component<'a, T>(
+    errs: &mut Errors<'a>,
+    path: &KeyPath,
+    mut table: toml::Table,
+    has_inputs: bool,
+    parse: impl FnOnce(&str, toml::Table, &KeyPath, &mut Errors<'a>) -> Option<T>,
+) -> (Vec<String>, Option<T>) {
+    let inputs = match (has_inputs, table.remove("inputs")) {
+        (true, Some(v)) => errs
+            .deserialize::<Vec<String>>(&path.key("inputs"), v)
+            .unwrap_or_default(),
+        (true, None) => {
+            errs.push(&path.key("inputs"), "missing");
+            Vec::new()
         }
-    }
-
-    /// Parses one component table: its `type`, its `inputs` (when it has any) and the rest of its
-    /// keys through `parse(type, table)`.
-    fn component<T>(
-        &mut self,
-        path: &KeyPath,
-        mut table: toml::Table,
-        has_inputs: bool,
-        parse: impl FnOnce(&str, toml::Table, &KeyPath, &mut Self) -> Option<T>,
-    ) -> (Vec<String>, Option<T>) {
-        let inputs = match (has_inputs, table.remove("inputs")) {
-            (true, Some(v)) => self
-                .deserialize::<Vec<String>>(&path.key("inputs"), v)
-                .unwrap_or_default(),
-            (true, None) => {
-                self.push(&path.key("inputs"), "missing");
-                Vec::new()
-            }
-            (false, Some(_)) => {
-                self.push(&path.key("inputs"), "unknown key: sources have no inputs");
-                Vec::new()
-            }
-            (false, None) => Vec::new(),
-        };
-        if has_inputs && inputs.is_empty() && table.contains_key("type") {
-            self.push(&path.key("inputs"), "must name at least one input");
+        (false, Some(_)) => {
+            errs.push(&path.key("inputs"), "unknown key: sources have no inputs");
+            Vec::new()
         }
-        let kind = match table.remove("type") {
-            Some(toml::Value::String(s)) => s,
-            Some(_) => {
-                self.push(&path.key("type"), "must be a string");
-                return (inputs, None);
-            }
-            None => {
-                self.push(&path.key("type"), "missing");
-                return (inputs, None);
-            }
-        };
-        let config = parse(&kind, table, path, self);
-        (inputs, config)
+        (false, None) => Vec::new(),
+    };
+    if has_inputs && inputs.is_empty() && table.contains_key("type") {
+        errs.push(&path.key("inputs"), "must name at least one input");
     }
-
-    /// Records an unknown component type, listing the known ones.
-    pub fn unknown_type(&mut self, path: &KeyPath, kind: &str, known: &[&str]) {
-        self.push(
-            &path.key("type"),
-            format!(
-                "unknown type `{kind}`; expected one of: {}",
-                known.join(", ")
-            ),
-        );
-    }
-
-    fn finish(mut self) -> ConfigErrors {
-        self.list.sort_by_key(|e| (e.line, e.column));
-        ConfigErrors(self.list)
-    }
-}
-
-/// Turns serde's messages into `key: problem`, moving the missing or unknown field into the path.
-fn describe_serde_error(at: KeyPath, message: String) -> (KeyPath, String) {
-    let quoted = |rest: &str| rest.split('`').nth(1).map(str::to_owned);
-    if let Some(field) = message.strip_prefix("missing field ").and_then(quoted) {
-        return (at.key(&field), "missing".to_owned());
-    }
-    if let Some(rest) = message.strip_prefix("unknown field ")
-        && let Some(field) = quoted(rest)
-    {
-        let at = if at.segments().last() == Some(&field) {
-            at
-        } else {
-            at.key(&field)
-        };
-        let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
-        let msg = if expected.is_empty() {
-            "unknown key".to_owned()
-        } else {
-            format!("unknown key; expected {expected}")
-        };
-        return (at, msg);
-    }
-    (at, message)
+    let kind = match table.remove("type") {
+        Some(toml::Value::String(s)) => s,
+        Some(_) => {
+            errs.push(&path.key("type"), "must be a string");
+            return (inputs, None);
+        }
+        None => {
+            errs.push(&path.key("type"), "missing");
+            return (inputs, None);
+        }
+    };
+    let config = parse(&kind, table, path, errs);
+    (inputs, config)
 }
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ pub fn metrics<C: Collect>(req: ExportMetricsServiceRequest, out: &mut C) -> Rej
                     rejected.add(|| format!("metric `{}` has no data", m.name));
                     continue;
                 };
-                let mut emit = |time: u64, attrs: Vec<KeyValue>, value: MetricValue| {
+                let emit = |time: u64, attrs: Vec<KeyValue>, value: MetricValue| {
                     out.push(Event::Metric(MetricEvent {
                         name: m.name.clone(),
                         timestamp_ms: ms(time),
@@ -260,108 +260,121 @@ pub fn metrics<C: Collect>(req: ExportMetricsServiceRequest, out: &mut C) -> Rej
                         resource: Some(Arc::clone(&res)),
                     }))
                 };
-                match data {
-                    Data::Gauge(g) => {
-                        for p in g.data_points {
-                            match number(&p) {
-                                Some(v) => emit(
-                                    p.time_unix_nano,
-                                    p.attributes,
-                                    MetricValue::Gauge { value: v },
-                                ),
-                                None => skip_or_reject(&p.flags, &mut rejected, &m.name),
-                            }
-                        }
-                    }
-                    Data::Sum(s) => {
-                        let temporality = temporality(s.aggregation_temporality);
-                        for p in s.data_points {
-                            let Some(v) = number(&p) else {
-                                skip_or_reject(&p.flags, &mut rejected, &m.name);
-                                continue;
-                            };
-                            let value = match (s.is_monotonic, temporality) {
-                                // A sum that may go down is a reading, not a counter.
-                                (false, Some(_)) => MetricValue::Gauge { value: v },
-                                (true, Some(t)) => MetricValue::Counter {
-                                    value: v,
-                                    temporality: t(p.start_time_unix_nano),
-                                },
-                                (_, None) => {
-                                    rejected.add(|| unspecified(&m.name));
-                                    continue;
-                                }
-                            };
-                            emit(p.time_unix_nano, p.attributes, value);
-                        }
-                    }
-                    Data::Histogram(h) => {
-                        let Some(t) = temporality(h.aggregation_temporality) else {
-                            for _ in &h.data_points {
-                                rejected.add(|| unspecified(&m.name));
-                            }
-                            continue;
-                        };
-                        for p in h.data_points {
-                            if p.flags & NO_RECORDED_VALUE != 0 {
-                                continue;
-                            }
-                            match histogram(&p, t(p.start_time_unix_nano)) {
-                                Ok(v) => emit(p.time_unix_nano, p.attributes, v),
-                                Err(why) => rejected.add(|| format!("metric `{}`: {why}", m.name)),
-                            }
-                        }
-                    }
-                    Data::ExponentialHistogram(h) => {
-                        let Some(t) = temporality(h.aggregation_temporality) else {
-                            for _ in &h.data_points {
-                                rejected.add(|| unspecified(&m.name));
-                            }
-                            continue;
-                        };
-                        for p in h.data_points {
-                            if p.flags & NO_RECORDED_VALUE != 0 {
-                                continue;
-                            }
-                            match exponential(&p, t(p.start_time_unix_nano)) {
-                                Ok(v) => emit(p.time_unix_nano, p.attributes, v),
-                                Err(why) => rejected.add(|| format!("metric `{}`: {why}", m.name)),
-                            }
-                        }
-                    }
-                    Data::Summary(s) => {
-                        for p in s.data_points {
-                            if p.flags & NO_RECORDED_VALUE != 0 {
-                                continue;
-                            }
-                            let SummaryDataPoint {
-                                count,
-                                sum,
-                                quantile_values,
-                                time_unix_nano,
-                                attributes,
-                                ..
-                            } = p;
-                            let quantiles = quantile_values
-                                .iter()
-                                .map(|q| (q.quantile, q.value))
-                                .collect();
-                            emit(
-                                time_unix_nano,
-                                attributes,
-                                MetricValue::Summary {
-                                    count,
-                                    sum,
-                                    quantiles,
-                                },
-                            );
-                        }
-                    }
-                }
+                points(data, &m.name, &mut rejected, emit);
             }
         }
     }
     rejected
+}
+
+/// The data points of one metric, each handed to `emit` as (time, attributes, value); points
+/// that cannot be read are counted in `rejected`.
+fn points(
+    data: Data,
+    name: &str,
+    rejected: &mut Rejected,
+    mut emit: impl FnMut(u64, Vec<KeyValue>, MetricValue),
+) {
+    match data {
+        Data::Gauge(g) => {
+            for p in g.data_points {
+                match number(&p) {
+                    Some(v) => emit(
+                        p.time_unix_nano,
+                        p.attributes,
+                        MetricValue::Gauge { value: v },
+                    ),
+                    None => skip_or_reject(&p.flags, rejected, name),
+                }
+            }
+        }
+        Data::Sum(s) => {
+            let temporality = temporality(s.aggregation_temporality);
+            for p in s.data_points {
+                let Some(v) = number(&p) else {
+                    skip_or_reject(&p.flags, rejected, name);
+                    continue;
+                };
+                let value = match (s.is_monotonic, temporality) {
+                    // A sum that may go down is a reading, not a counter.
+                    (false, Some(_)) => MetricValue::Gauge { value: v },
+                    (true, Some(t)) => MetricValue::Counter {
+                        value: v,
+                        temporality: t(p.start_time_unix_nano),
+                    },
+                    (_, None) => {
+                        rejected.add(|| unspecified(name));
+                        continue;
+                    }
+                };
+                emit(p.time_unix_nano, p.attributes, value);
+            }
+        }
+        Data::Histogram(h) => {
+            let Some(t) = temporality(h.aggregation_temporality) else {
+                for _ in &h.data_points {
+                    rejected.add(|| unspecified(name));
+                }
+                return;
+            };
+            for p in h.data_points {
+                if p.flags & NO_RECORDED_VALUE != 0 {
+                    continue;
+                }
+                match histogram(&p, t(p.start_time_unix_nano)) {
+                    Ok(v) => emit(p.time_unix_nano, p.attributes, v),
+                    Err(why) => rejected.add(|| format!("metric `{name}`: {why}")),
+                }
+            }
+        }
+        Data::ExponentialHistogram(h) => {
+            let Some(t) = temporality(h.aggregation_temporality) else {
+                for _ in &h.data_points {
+                    rejected.add(|| unspecified(name));
+                }
+                return;
+            };
+            for p in h.data_points {
+                if p.flags & NO_RECORDED_VALUE != 0 {
+                    continue;
+                }
+                match exponential(&p, t(p.start_time_unix_nano)) {
+                    Ok(v) => emit(p.time_unix_nano, p.attributes, v),
+                    Err(why) => rejected.add(|| format!("metric `{name}`: {why}")),
+                }
+            }
+        }
+        Data::Summary(s) => {
+            for p in s.data_points {
+                if p.flags & NO_RECORDED_VALUE == 0 {
+                    let (time, attributes, value) = summary(p);
+                    emit(time, attributes, value);
+                }
+            }
+        }
+    }
+}
+
+/// A summary point as (time, attributes, value).
+fn summary(p: SummaryDataPoint) -> (u64, Vec<KeyValue>, MetricValue) {
+    let SummaryDataPoint {
+        count,
+        sum,
+        quantile_values,
+        time_unix_nano,
+        attributes,
+        ..
+    } = p;
+    let quantiles = quantile_values
+        .iter()
+        .map(|q| (q.quantile, q.value))
+        .collect();
+    let value = MetricValue::Summary {
+        count,
+        sum,
+        quantiles,
+    };
+    (time_unix_nano, attributes, value)
 }
 
 fn unspecified(name: &str) -> String {

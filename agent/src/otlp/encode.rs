@@ -26,8 +26,8 @@ use super::value::{
     string_value,
 };
 use crate::event::{
-    Attributes, LogEvent, MetricEvent, MetricValue, Resource, SpanEvent, SpanKind, StatusCode,
-    Temporality,
+    Attributes, LogEvent, MetricEvent, MetricValue, Resource, Sample, SpanEvent, SpanKind,
+    StatusCode, Temporality,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -453,51 +453,16 @@ impl Encoder {
                     time_unix_nano: time,
                     count,
                     sum,
-                    quantile_values: quantiles
-                        .into_iter()
-                        .map(
-                            |(quantile, value)| pm::summary_data_point::ValueAtQuantile {
-                                quantile,
-                                value,
-                            },
-                        )
-                        .collect(),
+                    quantile_values: quantile_values(quantiles),
                     flags: 0,
                 }],
             }),
-            MetricValue::Distribution { mut samples } => {
-                // Exact: one bucket bound per distinct value, so no sample changes bucket.
-                samples.sort_by(|a, b| a.value.total_cmp(&b.value));
-                let mut bounds: Vec<f64> = Vec::with_capacity(samples.len());
-                let mut bucket_counts: Vec<u64> = Vec::with_capacity(samples.len() + 1);
-                let (mut count, mut sum) = (0u64, 0.0f64);
-                for s in &samples {
-                    count += s.count;
-                    sum += s.value * s.count as f64;
-                    if bounds.last() == Some(&s.value) {
-                        *bucket_counts.last_mut().expect("pushed with the bound") += s.count;
-                    } else {
-                        bounds.push(s.value);
-                        bucket_counts.push(s.count);
-                    }
-                }
-                bucket_counts.push(0);
-                Data::Histogram(pm::Histogram {
-                    data_points: vec![pm::HistogramDataPoint {
-                        attributes: attributes.clone(),
-                        start_time_unix_nano: start_ms.map(ms_to_nanos).unwrap_or(time),
-                        time_unix_nano: time,
-                        count,
-                        sum: Some(sum),
-                        min: samples.first().map(|s| s.value),
-                        max: samples.last().map(|s| s.value),
-                        bucket_counts,
-                        explicit_bounds: bounds,
-                        ..Default::default()
-                    }],
-                    aggregation_temporality: AggregationTemporality::Delta as i32,
-                })
-            }
+            MetricValue::Distribution { samples } => Data::Histogram(distribution(
+                samples,
+                attributes,
+                start_ms.map(ms_to_nanos).unwrap_or(time),
+                time,
+            )),
         };
         pm::Metric {
             name: e.name,
@@ -545,4 +510,50 @@ pub fn log_scope(e: &LogEvent) -> (String, String) {
         .as_ref()
         .map(|o| (o.scope_name.clone(), o.scope_version.clone()))
         .unwrap_or_default()
+}
+fn quantile_values(quantiles: Vec<(f64, f64)>) -> Vec<pm::summary_data_point::ValueAtQuantile> {
+    quantiles
+        .into_iter()
+        .map(|(quantile, value)| pm::summary_data_point::ValueAtQuantile { quantile, value })
+        .collect()
+}
+
+/// A distribution as an exact delta histogram: one bucket bound per distinct value, so no
+/// sample changes bucket.
+fn distribution(
+    mut samples: Vec<Sample>,
+    attributes: Vec<KeyValue>,
+    start: u64,
+    time: u64,
+) -> pm::Histogram {
+    samples.sort_by(|a, b| a.value.total_cmp(&b.value));
+    let mut bounds: Vec<f64> = Vec::with_capacity(samples.len());
+    let mut bucket_counts: Vec<u64> = Vec::with_capacity(samples.len() + 1);
+    let (mut count, mut sum) = (0u64, 0.0f64);
+    for s in &samples {
+        count += s.count;
+        sum += s.value * s.count as f64;
+        if bounds.last() == Some(&s.value) {
+            *bucket_counts.last_mut().expect("pushed with the bound") += s.count;
+        } else {
+            bounds.push(s.value);
+            bucket_counts.push(s.count);
+        }
+    }
+    bucket_counts.push(0);
+    pm::Histogram {
+        data_points: vec![pm::HistogramDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: time,
+            count,
+            sum: Some(sum),
+            min: samples.first().map(|s| s.value),
+            max: samples.last().map(|s| s.value),
+            bucket_counts,
+            explicit_bounds: bounds,
+            ..Default::default()
+        }],
+        aggregation_temporality: AggregationTemporality::Delta as i32,
+    }
 }

@@ -7,21 +7,20 @@
 //! slow sink holds back the others only once its buffer is full; a memory buffer, once its
 //! queue is.
 
-mod output;
-
-pub use output::{Closed, Fanout, SourceOutput};
-
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::{BufferConfig, BufferKind, MemoryLimit};
 use crate::config::AgentConfig;
 use crate::event::EventBatch;
+use crate::output::{Fanout, SourceOutput};
 use crate::processors::Processor;
 use crate::redaction::Redactor;
 use crate::sinks::SinkConfig;
@@ -42,21 +41,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let redactor = Arc::new(Redactor::new(&config.redaction).context("redaction rules")?);
 
-    // One queue per processor and sink; remember who writes into it.
-    let mut senders: BTreeMap<String, Vec<mpsc::Sender<EventBatch>>> = BTreeMap::new();
-    let mut receivers = BTreeMap::new();
-    let downstream = config
-        .processors
-        .iter()
-        .map(|(n, c)| (n, &c.inputs))
-        .chain(config.sinks.iter().map(|(n, c)| (n, &c.inputs)));
-    for (name, inputs) in downstream {
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        receivers.insert(name.clone(), rx);
-        for input in inputs {
-            senders.entry(input.clone()).or_default().push(tx.clone());
-        }
-    }
+    let (mut senders, mut receivers) = queues(&config);
     let mut fanout_of = |name: &str| Fanout::new(senders.remove(name).unwrap_or_default());
 
     // The memory limit is for the whole process: a quarter of it for the events sources hand
@@ -70,44 +55,25 @@ pub async fn run(
         .filter(|b| b.kind == BufferKind::Disk)
         .count()
         .max(1) as u64;
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
     // Cancelled when the drain timeout passes: disk buffer writers stop even while waiting
     // for room (blocking tasks cannot be aborted), so that their sources can stop too.
     let abandon = CancellationToken::new();
     // Task ids -> component names, to name a component whose task dies.
-    let mut names = std::collections::HashMap::new();
+    let mut names = HashMap::new();
     for (name, sink) in config.sinks {
         let rx = receivers.remove(&name).expect("queue made above");
-        let stats = Stats::new(&name);
         let buffer = config
             .buffers
             .get(&name)
             .cloned()
             .unwrap_or_else(BufferConfig::memory);
         let reader_memory = MemoryLimit::new(config.memory_limit_bytes / 4 / disk_sinks);
-        let rx = crate::buffer::attach(
-            &buffer,
-            &config.data_dir,
-            rx,
-            reader_memory,
-            stats.clone(),
-            &abandon,
-            &mut tasks,
-        )
-        .with_context(|| format!("sink `{name}`"))?;
-        let config: SinkConfig = sink.config;
-        let sink = config
-            .build(&name, stats)
+        let attach = (&buffer, config.data_dir.as_path(), reader_memory, &abandon);
+        let id = start_sink(&name, sink.config, rx, attach, &mut tasks)
             .await
             .with_context(|| format!("sink `{name}`"))?;
-        let label = name.clone();
-        let id = tasks
-            .spawn(async move {
-                sink.run(rx).await;
-                name
-            })
-            .id();
-        names.insert(id, label);
+        names.insert(id, name);
     }
     for (name, processor) in config.processors {
         let rx = receivers.remove(&name).expect("queue made above");
@@ -129,7 +95,7 @@ pub async fn run(
     // rest: after a drain timeout the sinks are abandoned, but a source is always waited for
     // (it stops in bounded time), so its final checkpoint is written before this returns and a
     // reloaded pipeline never reads the same files alongside an old source.
-    let mut sources = tokio::task::JoinSet::new();
+    let mut sources = JoinSet::new();
     for (name, source) in config.sources {
         let out = SourceOutput::new(&name, fanout_of(&name), Arc::clone(&redactor))
             .with_memory_limit(source_memory.clone());
@@ -139,13 +105,52 @@ pub async fn run(
     // Queues with no writer left must close when their writers finish.
     drop(senders);
 
+    let died = supervise(shutdown, tasks, sources, &names, abandon, drain_timeout).await;
+    match died {
+        Some(component) => Err(ComponentDied { component }.into()),
+        None => Ok(()),
+    }
+}
+
+type Senders = BTreeMap<String, Vec<mpsc::Sender<EventBatch>>>;
+type Receivers = BTreeMap<String, mpsc::Receiver<EventBatch>>;
+
+/// One queue per processor and sink, and who writes into each (by writer name).
+fn queues(config: &AgentConfig) -> (Senders, Receivers) {
+    let mut senders: Senders = BTreeMap::new();
+    let mut receivers = BTreeMap::new();
+    let downstream = config
+        .processors
+        .iter()
+        .map(|(n, c)| (n, &c.inputs))
+        .chain(config.sinks.iter().map(|(n, c)| (n, &c.inputs)));
+    for (name, inputs) in downstream {
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        receivers.insert(name.clone(), rx);
+        for input in inputs {
+            senders.entry(input.clone()).or_default().push(tx.clone());
+        }
+    }
+    (senders, receivers)
+}
+
+/// Waits for shutdown (or a component's death), then drains: sources stop, queues empty,
+/// sinks flush, bounded by `drain_timeout`. Returns the component that died, if one did.
+async fn supervise(
+    shutdown: CancellationToken,
+    mut tasks: JoinSet<String>,
+    mut sources: JoinSet<String>,
+    names: &HashMap<tokio::task::Id, String>,
+    abandon: CancellationToken,
+    drain_timeout: Duration,
+) -> Option<String> {
     // A component whose task dies (a panic: a bug, never expected) would leave its queue
     // unread and its sources stalled while the process looks alive. Stop instead, and fail:
     // the service manager restarts the agent, which resumes from checkpoints and buffers.
     let died = tokio::select! {
         _ = shutdown.cancelled() => None,
-        name = first_death(&mut tasks, &names) => Some(name),
-        name = first_death(&mut sources, &names) => Some(name),
+        name = first_death(&mut tasks, names) => Some(name),
+        name = first_death(&mut sources, names) => Some(name),
     };
     if died.is_some() {
         shutdown.cancel();
@@ -174,10 +179,41 @@ pub async fn run(
         // opens a disk buffer an old writer still has open.
         let _ = tokio::time::timeout(Duration::from_secs(5), join_all(&mut tasks)).await;
     }
-    match died {
-        Some(component) => Err(ComponentDied { component }.into()),
-        None => Ok(()),
-    }
+    died
+}
+
+/// Builds a sink behind its buffer (`buffer`, `data_dir`, the reader's memory share, the
+/// abandon token) and spawns it on `tasks`.
+async fn start_sink(
+    name: &str,
+    config: SinkConfig,
+    rx: mpsc::Receiver<EventBatch>,
+    (buffer, data_dir, reader_memory, abandon): (
+        &BufferConfig,
+        &Path,
+        MemoryLimit,
+        &CancellationToken,
+    ),
+    tasks: &mut JoinSet<String>,
+) -> anyhow::Result<tokio::task::Id> {
+    let stats = Stats::new(name);
+    let rx = crate::buffer::attach(
+        buffer,
+        data_dir,
+        rx,
+        reader_memory,
+        stats.clone(),
+        abandon,
+        tasks,
+    )?;
+    let sink = config.build(name, stats).await?;
+    let name = name.to_owned();
+    Ok(tasks
+        .spawn(async move {
+            sink.run(rx).await;
+            name
+        })
+        .id())
 }
 
 /// A component's task ended with a panic while the pipeline ran.
@@ -190,8 +226,8 @@ pub struct ComponentDied {
 /// Waits until a task of `set` dies (panics); tasks that end normally are let go. Never
 /// returns if none dies.
 async fn first_death(
-    set: &mut tokio::task::JoinSet<String>,
-    names: &std::collections::HashMap<tokio::task::Id, String>,
+    set: &mut JoinSet<String>,
+    names: &HashMap<tokio::task::Id, String>,
 ) -> String {
     loop {
         match set.join_next_with_id().await {
@@ -210,7 +246,7 @@ async fn first_death(
     }
 }
 
-async fn join_all(set: &mut tokio::task::JoinSet<String>) {
+async fn join_all(set: &mut JoinSet<String>) {
     while let Some(done) = set.join_next().await {
         match done {
             Ok(name) => tracing::debug!(component = %name, "stopped"),

@@ -8,6 +8,7 @@
 
 use serde::Deserialize;
 
+use crate::component::ComponentConfig;
 use crate::event::Event;
 use crate::telemetry::{Outcome, Stats};
 
@@ -18,6 +19,9 @@ pub struct JsonParseConfig {
     #[serde(default = "default_timestamp_field")]
     pub timestamp_field: String,
 }
+
+/// Parses logs; other events pass through. Nothing to validate beyond serde.
+impl ComponentConfig for JsonParseConfig {}
 
 fn default_timestamp_field() -> String {
     "timestamp".to_owned()

@@ -9,10 +9,12 @@ pub mod tail_sampling;
 
 use tokio::sync::mpsc;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{Event, EventBatch};
-use crate::pipeline::Fanout;
+use crate::output::Fanout;
 use crate::telemetry::{Outcome, Stats};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, parse};
 
 /// A processor as declared under `[processors.NAME]`.
 #[derive(Debug, Clone)]
@@ -33,29 +35,34 @@ impl ProcessorConfig {
         errs: &mut Errors<'_>,
     ) -> Option<Self> {
         match kind {
-            "json_parse" => {
-                let c: json_parse::JsonParseConfig = errs.deserialize(path, table.into())?;
-                Some(Self::JsonParse(c))
-            }
-            "enrich" => {
-                let c: enrich::EnrichConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::Enrich(c))
-            }
-            "span_metrics" => {
-                let c: span_metrics::SpanMetricsConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::SpanMetrics(c))
-            }
-            "tail_sampling" => {
-                let c: tail_sampling::TailSamplingConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::TailSampling(c))
-            }
+            "json_parse" => parse(table, path, errs).map(Self::JsonParse),
+            "enrich" => parse(table, path, errs).map(Self::Enrich),
+            "span_metrics" => parse(table, path, errs).map(Self::SpanMetrics),
+            "tail_sampling" => parse(table, path, errs).map(Self::TailSampling),
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
                 None
             }
+        }
+    }
+
+    /// The `type` this was declared with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::JsonParse(_) => "json_parse",
+            Self::Enrich(_) => "enrich",
+            Self::SpanMetrics(_) => "span_metrics",
+            Self::TailSampling(_) => "tail_sampling",
+        }
+    }
+
+    /// The component's own config, for what every component answers (see [`ComponentConfig`]).
+    pub fn component(&self) -> &dyn ComponentConfig {
+        match self {
+            Self::JsonParse(c) => c,
+            Self::Enrich(c) => c,
+            Self::SpanMetrics(c) => c,
+            Self::TailSampling(c) => c,
         }
     }
 }

@@ -22,13 +22,15 @@ use prometheus::{IntCounterVec, Opts};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{
     Ack, Event, EventBatch, MetricEvent, MetricValue, Sample, SpanEvent, SpanKind, StatusCode,
     Temporality, now_ms,
 };
-use crate::pipeline::Fanout;
+use crate::output::Fanout;
 use crate::telemetry::{Outcome, REGISTRY, Stats};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signal, Signals};
 
 /// Route of the spans beyond `max_routes_per_service` (and of services beyond `max_services`).
 pub const OVERFLOW_ROUTE: &str = "other";
@@ -81,8 +83,18 @@ fn default_max_services() -> usize {
     200
 }
 
-impl SpanMetricsConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for SpanMetricsConfig {
+    /// Spans are consumed and become metrics; other signals pass through.
+    fn emits(&self, inputs: Signals) -> Signals {
+        let metrics = if inputs.contains(Signal::Traces) {
+            Signals::METRICS
+        } else {
+            Signals::NONE
+        };
+        inputs.without(Signals::TRACES).union(metrics)
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if !(100..=3_600_000).contains(&self.flush_interval_ms) {
             errs.push(
                 &path.key("flush_interval_ms"),
@@ -297,7 +309,7 @@ impl SpanMetrics {
         at_ms: i64,
         out: &Fanout,
         stats: &Stats,
-    ) -> Result<(), crate::pipeline::Closed> {
+    ) -> Result<(), crate::output::Closed> {
         let metrics = self.flush(at_ms);
         let held = std::mem::take(&mut self.held);
         if metrics.is_empty() {

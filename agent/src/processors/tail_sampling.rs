@@ -21,10 +21,12 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::span_metrics::is_error;
-use crate::config::{Errors, KeyPath};
 use crate::event::{Ack, Event, EventBatch, SpanEvent};
-use crate::pipeline::{Closed, Fanout};
+use crate::output::{Closed, Fanout};
 use crate::telemetry::{Outcome, REGISTRY, Stats};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::ComponentConfig;
 
 static TRACES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let c = IntCounterVec::new(
@@ -83,8 +85,8 @@ fn default_max_decisions() -> usize {
     200_000
 }
 
-impl TailSamplingConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for TailSamplingConfig {
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if !(0.0..=100.0).contains(&self.sample_percent) {
             errs.push(&path.key("sample_percent"), "must be between 0 and 100");
         }

@@ -6,9 +6,9 @@ mod cards;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{Attributes, Event};
 use crate::telemetry::{Outcome, Stats};
+use vigil_common::config_error::{Errors, KeyPath};
 
 pub use cards::redact_cards;
 

@@ -13,9 +13,11 @@ pub mod xray;
 
 use tokio::sync::mpsc;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::EventBatch;
 use crate::telemetry::Stats;
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, parse};
 
 /// A sink as declared under `[sinks.NAME]`.
 #[derive(Debug, Clone)]
@@ -45,41 +47,40 @@ impl SinkConfig {
         errs: &mut Errors<'_>,
     ) -> Option<Self> {
         match kind {
-            "console" => {
-                let c: console::ConsoleConfig = errs.deserialize(path, table.into())?;
-                Some(Self::Console(c))
-            }
-            "cloudwatch_logs" => {
-                let c: cloudwatch_logs::CloudWatchLogsConfig =
-                    errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::CloudWatchLogs(c))
-            }
-            "cloudwatch_metrics" => {
-                let c: cloudwatch_metrics::CloudWatchMetricsConfig =
-                    errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::CloudWatchMetrics(c))
-            }
-            "xray" => {
-                let c: xray::XRayConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::XRay(c))
-            }
-            "newrelic" => {
-                let c: newrelic::NewRelicConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::NewRelic(c))
-            }
-            "aws_otlp" => {
-                let c: aws_otlp::AwsOtlpConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::AwsOtlp(c))
-            }
+            "console" => parse(table, path, errs).map(Self::Console),
+            "cloudwatch_logs" => parse(table, path, errs).map(Self::CloudWatchLogs),
+            "cloudwatch_metrics" => parse(table, path, errs).map(Self::CloudWatchMetrics),
+            "xray" => parse(table, path, errs).map(Self::XRay),
+            "newrelic" => parse(table, path, errs).map(Self::NewRelic),
+            "aws_otlp" => parse(table, path, errs).map(Self::AwsOtlp),
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
                 None
             }
+        }
+    }
+
+    /// The `type` this was declared with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Console(_) => "console",
+            Self::CloudWatchLogs(_) => "cloudwatch_logs",
+            Self::CloudWatchMetrics(_) => "cloudwatch_metrics",
+            Self::XRay(_) => "xray",
+            Self::NewRelic(_) => "newrelic",
+            Self::AwsOtlp(_) => "aws_otlp",
+        }
+    }
+
+    /// The component's own config, for what every component answers (see [`ComponentConfig`]).
+    pub fn component(&self) -> &dyn ComponentConfig {
+        match self {
+            Self::Console(c) => c,
+            Self::CloudWatchLogs(c) => c,
+            Self::CloudWatchMetrics(c) => c,
+            Self::XRay(c) => c,
+            Self::NewRelic(c) => c,
+            Self::AwsOtlp(c) => c,
         }
     }
 
@@ -141,3 +142,6 @@ impl Sink {
         }
     }
 }
+
+/// Prints every signal; nothing to validate beyond serde.
+impl ComponentConfig for console::ConsoleConfig {}

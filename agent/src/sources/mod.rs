@@ -13,8 +13,10 @@ use anyhow::Context;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Errors, KeyPath};
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, parse};
 
 /// A source as declared under `[sources.NAME]`.
 #[derive(Debug, Clone)]
@@ -42,37 +44,37 @@ impl SourceConfig {
         errs: &mut Errors<'_>,
     ) -> Option<Self> {
         match kind {
-            "file" => {
-                let c: file::FileSourceConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::File(c))
-            }
-            "internal_metrics" => {
-                let c: internal_metrics::InternalMetricsConfig =
-                    errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::InternalMetrics(c))
-            }
-            "host_metrics" => {
-                let c: host_metrics::HostMetricsConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::HostMetrics(c))
-            }
-            "prometheus_scrape" => {
-                let c: prometheus_scrape::PrometheusScrapeConfig =
-                    errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::PrometheusScrape(c))
-            }
-            "otlp" => {
-                let c: otlp::OtlpSourceConfig = errs.deserialize(path, table.into())?;
-                c.validate(path, errs);
-                Some(Self::Otlp(c))
-            }
+            "file" => parse(table, path, errs).map(Self::File),
+            "internal_metrics" => parse(table, path, errs).map(Self::InternalMetrics),
+            "host_metrics" => parse(table, path, errs).map(Self::HostMetrics),
+            "prometheus_scrape" => parse(table, path, errs).map(Self::PrometheusScrape),
+            "otlp" => parse(table, path, errs).map(Self::Otlp),
             other => {
                 errs.unknown_type(path, other, Self::TYPES);
                 None
             }
+        }
+    }
+
+    /// The `type` this was declared with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file",
+            Self::InternalMetrics(_) => "internal_metrics",
+            Self::HostMetrics(_) => "host_metrics",
+            Self::PrometheusScrape(_) => "prometheus_scrape",
+            Self::Otlp(_) => "otlp",
+        }
+    }
+
+    /// The component's own config, for what every component answers (see [`ComponentConfig`]).
+    pub fn component(&self) -> &dyn ComponentConfig {
+        match self {
+            Self::File(c) => c,
+            Self::InternalMetrics(c) => c,
+            Self::HostMetrics(c) => c,
+            Self::PrometheusScrape(c) => c,
+            Self::Otlp(c) => c,
         }
     }
 }

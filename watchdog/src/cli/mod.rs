@@ -101,7 +101,7 @@ fn load_spec(path: &std::path::Path) -> Option<spec::Spec> {
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Render(args) => crate::render::cli::run(args),
-        Command::Report(args) => crate::report::slo::run(args).await,
+        Command::Report(args) => crate::report::run_slo_report(args).await,
         Command::Validate { spec } => {
             let Some(spec) = load_spec(&spec) else {
                 return Ok(ExitCode::from(2));

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::notify::config::{NotifySettings, ReceiverSpec, SecretRef};
+use crate::spec::notify::{NotifySettings, ReceiverSpec, SecretRef};
 use crate::spec::{CheckSpec, HEARTBEAT_NAMESPACE, Sli, Spec};
 
 /// Every AWS operation the watchdog calls.

@@ -6,10 +6,10 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use super::config::SmtpTls;
 use super::render::Message;
 use super::secrets::Secret;
 use crate::error::{CallError, ErrorKind};
+use crate::spec::notify::SmtpTls;
 
 pub struct SmtpEmail {
     pub host: String,

@@ -16,7 +16,6 @@
 //! Grouping: findings with equal `group_by` values go to a receiver as one message, and every
 //! finding of it records that message's id; `group_wait` holds a young group back.
 
-pub mod config;
 mod email_ses;
 mod email_smtp;
 mod events;
@@ -34,9 +33,9 @@ use serde::Serialize;
 use crate::aws::Aws;
 use crate::error::CallError;
 use crate::finding::Finding;
+use crate::spec::notify::{NotifySettings, ReceiverSpec};
 use crate::state::{Action, AlertState, Cause, Claim, ClaimFor, Decision};
 
-use config::{NotifySettings, ReceiverSpec};
 use render::Message;
 
 enum Receiver {

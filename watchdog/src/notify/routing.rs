@@ -8,7 +8,7 @@
 
 use crate::finding::Finding;
 
-use super::config::{Matcher, NotifySettings};
+use crate::spec::notify::{Matcher, NotifySettings};
 
 pub fn matches(m: &Matcher, f: &Finding) -> bool {
     m.severity.is_none_or(|s| s == f.severity)

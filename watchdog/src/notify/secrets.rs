@@ -4,7 +4,7 @@
 
 use crate::aws::error_text;
 
-use super::config::SecretRef;
+use crate::spec::notify::SecretRef;
 
 #[derive(Clone)]
 pub struct Secret(String);

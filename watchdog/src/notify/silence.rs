@@ -13,8 +13,8 @@ use jiff::tz::TimeZone;
 
 use crate::finding::{Finding, Status};
 
-use super::config::{InhibitRule, SilenceSpec};
 use super::routing::matches;
+use crate::spec::notify::{InhibitRule, SilenceSpec};
 
 /// When a silence holds.
 #[derive(Debug)]

@@ -4,6 +4,7 @@ pub mod slo;
 pub mod slo_view;
 
 use std::fmt::Write;
+use std::process::ExitCode;
 
 use aws_sdk_cloudwatch::primitives::{DateTime, DateTimeFormat};
 
@@ -93,4 +94,37 @@ pub fn render(report: &Report, explain: bool) -> String {
         e.findings.len() - firing - unknown
     );
     out
+}
+
+/// `vigil-watchdog report`: builds the SLO report (`slo`) and writes it in the chosen format
+/// (`slo_view`).
+pub async fn run_slo_report(args: slo::ReportArgs) -> anyhow::Result<ExitCode> {
+    let spec = match crate::spec::load(&args.spec) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            eprint!("{errors}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Run by people with their own credentials: any operation in the IAM table.
+    let aws = crate::aws::Aws::load(crate::aws::Allowed::AnyInTable).await?;
+    let now = crate::metrics::now_secs();
+    let report = match slo::build(&spec, &aws, args.month, args.state_table.as_deref(), now).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot report: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let text = match args.format {
+        slo::Format::Text => slo_view::text(&report),
+        slo::Format::Markdown => slo_view::markdown(&report),
+        slo::Format::Html => slo_view::html(&report),
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

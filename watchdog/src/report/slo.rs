@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::ValueEnum;
@@ -32,19 +31,19 @@ pub enum Format {
 #[derive(clap::Args)]
 pub struct ReportArgs {
     #[arg(long, default_value = "alerts/", env = "VIGIL_SPEC")]
-    spec: PathBuf,
+    pub spec: PathBuf,
     /// A calendar month (UTC), e.g. 2026-11: that month's compliance instead of each SLO's
     /// period ending now.
     #[arg(long, value_parser = Month::parse)]
-    month: Option<Month>,
+    pub month: Option<Month>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    pub format: Format,
     /// Write here instead of stdout.
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// DynamoDB table for alert state (overrides the spec's `settings.state.table`).
     #[arg(long, env = "VIGIL_STATE_TABLE")]
-    state_table: Option<String>,
+    pub state_table: Option<String>,
 }
 
 /// A calendar month in UTC.
@@ -501,37 +500,6 @@ pub async fn build(
         timeline,
         state_note,
     })
-}
-
-pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let spec = match crate::spec::load(&args.spec) {
-        Ok(spec) => spec,
-        Err(errors) => {
-            eprint!("{errors}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    // Run by people with their own credentials: any operation in the IAM table.
-    let aws = Aws::load(crate::aws::Allowed::AnyInTable).await?;
-    let now = crate::metrics::now_secs();
-    let report = match build(&spec, &aws, args.month, args.state_table.as_deref(), now).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot report: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let text = match args.format {
-        Format::Text => super::slo_view::text(&report),
-        Format::Markdown => super::slo_view::markdown(&report),
-        Format::Html => super::slo_view::html(&report),
-    };
-    match &args.out {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
-        None => print!("{text}"),
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn when(ts: u64) -> String {

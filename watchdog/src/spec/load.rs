@@ -34,31 +34,10 @@ impl Spec {
     }
 }
 
-/// One problem in the spec, located as precisely as the parser allows.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SpecError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    /// Dotted key path, e.g. `services.checkout.slos[0].objective`.
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let (Some(line), Some(column)) = (self.line, self.column) {
-            write!(f, ":{line}:{column}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for SpecError {}
+/// One problem in the spec, located as precisely as the parser allows: the same located error
+/// as the agent's config (`vigil_common::config_error`), with YAML key paths such as
+/// `services.checkout.slos[0].objective`.
+pub type SpecError = vigil_common::config_error::ConfigError;
 
 /// All problems found in a spec directory.
 #[derive(Debug)]
@@ -199,7 +178,7 @@ pub fn load_texts(
 /// What AWS would refuse at deploy time: the function name, the schedule, and secrets that
 /// are not SSM parameter paths (the IAM policy names each parameter's ARN).
 fn check_deploy(file: &Path, settings: &Settings, errors: &mut Vec<SpecError>) {
-    use crate::notify::config::{ReceiverSpec, SecretRef};
+    use super::notify::{ReceiverSpec, SecretRef};
     if let Some(deploy) = &settings.deploy {
         for (key, message) in super::deploy::problems(deploy) {
             errors.push(plain_error(
@@ -277,13 +256,7 @@ fn parse_file(file: &Path, text: &str) -> Result<SpecFile, SpecError> {
 }
 
 fn plain_error(file: &Path, key: &str, message: String) -> SpecError {
-    SpecError {
-        file: file.to_path_buf(),
-        line: None,
-        column: None,
-        key: key.to_string(),
-        message,
-    }
+    SpecError::unplaced(file, key, message)
 }
 
 fn is_plain_name(name: &str) -> bool {

@@ -9,6 +9,7 @@ mod duration;
 pub mod fuzzing;
 pub mod infrastructure;
 mod load;
+pub mod notify;
 
 use std::collections::BTreeMap;
 
@@ -68,9 +69,9 @@ pub struct Settings {
     /// Fewest events in the long window before a burn rate may alert (the low-traffic guard).
     #[serde(default = "default_min_events")]
     pub min_events: u64,
-    /// Receivers and routes (see `notify::config`); without it nothing is sent.
+    /// Receivers and routes (see `spec::notify`); without it nothing is sent.
     #[serde(default)]
-    pub notify: Option<crate::notify::config::NotifySettings>,
+    pub notify: Option<notify::NotifySettings>,
     /// How the watchdog runs in AWS (function name, schedule); read by `iam-policy` and the
     /// Terraform module. See `spec/deploy.rs`.
     #[serde(default)]

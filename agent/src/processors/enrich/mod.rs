@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{Attributes, Event};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::ComponentConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,8 +45,8 @@ fn default_imds_timeout_ms() -> u64 {
     1_000
 }
 
-impl EnrichConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for EnrichConfig {
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         for k in self.attributes.keys() {
             if k.is_empty() {
                 errs.push(&path.key("attributes"), "attribute names must not be empty");

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 /// X-Ray's published OTLP limits (traces).
 pub const MAX_TRACE_REQUEST_BYTES: usize = 5_000_000;
@@ -100,8 +102,19 @@ impl AwsOtlpConfig {
         };
         format!("{base}{}", signal.path())
     }
+}
 
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for AwsOtlpConfig {
+    /// Logs only with a log group to put them in.
+    fn accepts(&self) -> Signals {
+        if self.log_group.is_some() {
+            Signals::TRACES.union(Signals::LOGS)
+        } else {
+            Signals::TRACES
+        }
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
                 errs.push(&path.key("endpoint"), "must start with http:// or https://");
@@ -132,28 +145,26 @@ impl AwsOtlpConfig {
                 errs.push(&path.key(key), "must be 1 to 512 characters");
             }
         }
-        for (key, v, lo, hi) in [
-            (
-                "batch_max_events",
-                self.batch_max_events,
-                1,
-                MAX_TRACE_REQUEST_SPANS,
-            ),
-            ("concurrency", self.concurrency, 1, 256),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
-        for (key, v) in [
-            ("batch_timeout_ms", self.batch_timeout_ms),
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.within(
+            path,
+            &[
+                (
+                    "batch_max_events",
+                    self.batch_max_events,
+                    1,
+                    MAX_TRACE_REQUEST_SPANS,
+                ),
+                ("concurrency", self.concurrency, 1, 256),
+            ],
+        );
+        errs.positive(
+            path,
+            &[
+                ("batch_timeout_ms", self.batch_timeout_ms),
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
         if self.resource_attributes.keys().any(|k| k.is_empty()) {
             errs.push(
                 &path.key("resource_attributes"),

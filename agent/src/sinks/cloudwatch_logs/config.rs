@@ -2,10 +2,12 @@
 
 use serde::Deserialize;
 
-use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS};
+use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS, OutOfRange};
 use super::template::{Template, group_char, stream_char};
-use crate::config::{Errors, KeyPath};
 use crate::sinks::encoding::Encoding;
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,18 +59,6 @@ pub struct CloudWatchLogsConfig {
     pub request_timeout_ms: u64,
 }
 
-/// What to do with events CloudWatch would refuse for their timestamp.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutOfRange {
-    /// Send them with the timestamp moved to the nearest accepted time (counted); the line keeps
-    /// its own text, so nothing is lost.
-    #[default]
-    Clamp,
-    /// Leave them out (counted and logged).
-    Drop,
-}
-
 fn yes() -> bool {
     true
 }
@@ -111,8 +101,12 @@ const RETENTION_DAYS: &[i32] = &[
     3288, 3653,
 ];
 
-impl CloudWatchLogsConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for CloudWatchLogsConfig {
+    fn accepts(&self) -> Signals {
+        Signals::LOGS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         for (key, t, valid) in [
             ("log_group", &self.log_group, group_char as fn(char) -> bool),
             ("log_stream", &self.log_stream, stream_char),
@@ -145,25 +139,20 @@ impl CloudWatchLogsConfig {
             ("stream_queue_requests", self.stream_queue_requests, 1, 1024),
             ("max_streams", self.max_streams, 1, 100_000),
         ];
-        for (key, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
+        errs.within(path, &ranges);
         if self.max_event_bytes + 26 > self.batch_max_bytes {
             errs.push(
                 &path.key("max_event_bytes"),
                 "must leave room for one event in batch_max_bytes",
             );
         }
-        for (key, v) in [
-            ("batch_timeout_ms", self.batch_timeout_ms),
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.positive(
+            path,
+            &[
+                ("batch_timeout_ms", self.batch_timeout_ms),
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
     }
 }

@@ -15,9 +15,9 @@ mod resume;
 mod service;
 pub(crate) mod template;
 
-pub use config::{CloudWatchLogsConfig, OutOfRange};
+pub use config::CloudWatchLogsConfig;
 pub use overflow::OVERFLOW_STREAM;
-pub use request::{Limits, Pending, Request};
+pub use request::{Limits, OutOfRange, Pending, Request};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use super::config::OutOfRange;
+use serde::Deserialize;
+
 use crate::event::Ack;
 use crate::telemetry::{Outcome, Stats};
 
@@ -19,6 +20,18 @@ const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
 const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
 /// Keep clear of the edges: by the time the request arrives the clock has moved on.
 const EDGE_MARGIN_MS: i64 = 5 * 60 * 1000;
+
+/// What to do with events CloudWatch would refuse for their timestamp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfRange {
+    /// Send them with the timestamp moved to the nearest accepted time (counted); the line keeps
+    /// its own text, so nothing is lost.
+    #[default]
+    Clamp,
+    /// Leave them out (counted and logged).
+    Drop,
+}
 
 /// Size and count limits for one stream's requests (configurable below the API's own).
 #[derive(Debug, Clone, Copy)]

@@ -15,8 +15,8 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::config::{CloudWatchLogsConfig, OutOfRange};
-use super::request::Request;
+use super::config::CloudWatchLogsConfig;
+use super::request::{OutOfRange, Request};
 use super::resume::Resume;
 use crate::event::now_ms;
 use crate::telemetry::{Outcome, Stats};

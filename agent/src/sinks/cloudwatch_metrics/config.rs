@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
 use crate::sinks::cloudwatch_logs::template::Template;
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 /// CloudWatch's limit of dimensions per metric.
 pub const MAX_DIMENSIONS: usize = 30;
@@ -76,8 +78,12 @@ fn default_request_timeout_ms() -> u64 {
     15_000
 }
 
-impl CloudWatchMetricsConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for CloudWatchMetricsConfig {
+    fn accepts(&self) -> Signals {
+        Signals::METRICS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if let Err(e) = Template::parse(&self.namespace) {
             errs.push(&path.key("namespace"), format!("invalid template: {e}"));
         } else if self.namespace.starts_with("AWS/") {
@@ -122,14 +128,13 @@ impl CloudWatchMetricsConfig {
                 "must be 60 (standard) or 1 (high resolution)",
             );
         }
-        for (key, v) in [
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.positive(
+            path,
+            &[
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
         match self.mode {
             Mode::Emf => {
                 for (key, t) in [
@@ -166,7 +171,7 @@ mod tests {
 
     fn errors(sink: &str) -> String {
         let text = format!(
-            "[sources.in]\ntype = \"file\"\ninclude = [\"/x/*.log\"]\n[sinks.cw]\ntype = \"cloudwatch_metrics\"\ninputs = [\"in\"]\n{sink}"
+            "[sources.in]\ntype = \"host_metrics\"\n[sinks.cw]\ntype = \"cloudwatch_metrics\"\ninputs = [\"in\"]\n{sink}"
         );
         match crate::config::parse(Path::new("agent.toml"), &text) {
             Ok(_) => String::new(),

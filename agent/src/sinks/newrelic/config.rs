@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::ComponentConfig;
 
 /// New Relic's OTLP endpoints (OTLP/HTTP on 443; `/v1/traces` etc. are appended).
 pub const US_ENDPOINT: &str = "https://otlp.nr-data.net";
@@ -104,8 +106,10 @@ impl NewRelicConfig {
         };
         base.trim_end_matches('/').to_owned()
     }
+}
 
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for NewRelicConfig {
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if let Some(e) = &self.endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
@@ -138,23 +142,21 @@ impl NewRelicConfig {
                 format!("must be between 1024 and {MAX_PAYLOAD_BYTES}"),
             );
         }
-        for (key, v, lo, hi) in [
-            ("batch_max_events", self.batch_max_events, 1, 100_000),
-            ("concurrency", self.concurrency, 1, 256),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
-        for (key, v) in [
-            ("batch_timeout_ms", self.batch_timeout_ms),
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.within(
+            path,
+            &[
+                ("batch_max_events", self.batch_max_events, 1, 100_000),
+                ("concurrency", self.concurrency, 1, 256),
+            ],
+        );
+        errs.positive(
+            path,
+            &[
+                ("batch_timeout_ms", self.batch_timeout_ms),
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
         if self.resource_attributes.keys().any(|k| k.is_empty()) {
             errs.push(
                 &path.key("resource_attributes"),

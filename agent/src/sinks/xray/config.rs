@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use super::segment::MAX_DOCUMENT_BYTES;
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 /// Most documents in one PutTraceSegments call.
 pub const MAX_REQUEST_DOCUMENTS: usize = 50;
@@ -69,8 +71,12 @@ fn default_request_timeout_ms() -> u64 {
     15_000
 }
 
-impl XRayConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for XRayConfig {
+    fn accepts(&self) -> Signals {
+        Signals::TRACES
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         let ranges = [
             (
                 "batch_max_documents",
@@ -86,20 +92,15 @@ impl XRayConfig {
             ),
             ("concurrency", self.concurrency, 1, 64),
         ];
-        for (key, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                errs.push(&path.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
-        for (key, v) in [
-            ("batch_timeout_ms", self.batch_timeout_ms),
-            ("max_backoff_ms", self.max_backoff_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-        ] {
-            if v == 0 {
-                errs.push(&path.key(key), "must be greater than 0");
-            }
-        }
+        errs.within(path, &ranges);
+        errs.positive(
+            path,
+            &[
+                ("batch_timeout_ms", self.batch_timeout_ms),
+                ("max_backoff_ms", self.max_backoff_ms),
+                ("request_timeout_ms", self.request_timeout_ms),
+            ],
+        );
         for (i, key) in self.annotations.iter().enumerate() {
             if key.is_empty() {
                 errs.push(&path.key("annotations").index(i), "must not be empty");

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 /// Tails files matched by glob patterns, identifying each file by a fingerprint of its first line
 /// so that renames and copytruncate rotations neither lose nor repeat lines.
@@ -99,8 +101,12 @@ fn default_multiline_max_lines() -> usize {
     500
 }
 
-impl FileSourceConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for FileSourceConfig {
+    fn emits(&self, _inputs: Signals) -> Signals {
+        Signals::LOGS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if self.include.is_empty() {
             errs.push(&path.key("include"), "must list at least one glob pattern");
         }

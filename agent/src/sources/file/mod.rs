@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{
     Ack, AckReceiver, AckStatus, Attributes, Event, LogEvent, Position, ack_channel, now_ms,
 };
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
 use crate::telemetry::Outcome;
 use checkpoint::{Checkpoints, Entry};
 use fingerprint::fingerprint;

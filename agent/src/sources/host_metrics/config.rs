@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 /// CPU, load, memory, filesystems, disk I/O, network and the module processes of this host,
 /// collected every `interval_ms`. Names and tags: `docs/host-metrics.md`.
@@ -73,7 +75,17 @@ fn default_true() -> bool {
 pub const MIN_INTERVAL_MS: u64 = 1_000;
 
 impl HostMetricsConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+    pub fn collects(&self, c: Collector) -> bool {
+        self.collectors.contains(&c)
+    }
+}
+
+impl ComponentConfig for HostMetricsConfig {
+    fn emits(&self, _inputs: Signals) -> Signals {
+        Signals::METRICS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if self.interval_ms < MIN_INTERVAL_MS {
             errs.push(
                 &path.key("interval_ms"),
@@ -110,9 +122,5 @@ impl HostMetricsConfig {
                 _ => {}
             }
         }
-    }
-
-    pub fn collects(&self, c: Collector) -> bool {
-        self.collectors.contains(&c)
     }
 }

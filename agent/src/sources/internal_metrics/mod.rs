@@ -10,9 +10,11 @@ use prometheus::proto::MetricType;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Errors, KeyPath};
 use crate::event::{Ack, Event, MetricEvent, MetricValue, Temporality, now_ms};
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,8 +28,12 @@ fn default_interval_secs() -> u64 {
     60
 }
 
-impl InternalMetricsConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for InternalMetricsConfig {
+    fn emits(&self, _inputs: Signals) -> Signals {
+        Signals::METRICS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if !(1..=3600).contains(&self.interval_secs) {
             errs.push(&path.key("interval_secs"), "must be between 1 and 3600");
         }

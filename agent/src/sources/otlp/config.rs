@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,8 +59,13 @@ fn default_retry_after_secs() -> u64 {
     1
 }
 
-impl OtlpSourceConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for OtlpSourceConfig {
+    /// Whatever clients send: OTLP carries all three.
+    fn emits(&self, _inputs: Signals) -> Signals {
+        Signals::ALL
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if !self.grpc && !self.http {
             errs.push(path, "at least one of grpc and http must be enabled");
         }

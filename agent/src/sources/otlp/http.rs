@@ -105,59 +105,13 @@ async fn export(
         Ok(a) => a,
         Err(r) => return refused(&ingest, r, as_json),
     };
-    let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        axum::body::to_bytes(body, ingest.max_request_bytes),
-    )
-    .await;
-    let body = match read {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) if is_length_limit(&e) => return too_large(&ingest, as_json),
-        Ok(Err(e)) => {
-            ingest.malformed(&e.to_string());
-            return status(StatusCode::BAD_REQUEST, as_json, &e.to_string());
-        }
-        Err(_) => {
-            ingest.stats().error("request_read_timeout");
-            return status(
-                StatusCode::REQUEST_TIMEOUT,
-                as_json,
-                "the request body did not arrive in time",
-            );
-        }
+    let body = match read_body(&ingest, body, as_json).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
-    let gzip = match headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
-    {
-        None => false,
-        Some(e) if e.is_empty() || e == "identity" => false,
-        Some(e) if e == "gzip" => true,
-        Some(other) => {
-            ingest.stats().error("unsupported_content_encoding");
-            return status(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                as_json,
-                &format!("content encoding `{other}` is not supported (gzip is)"),
-            );
-        }
-    };
-    // Decompressing and decoding take CPU: off the async workers.
-    let limit = ingest.max_request_bytes;
-    let body = if gzip {
-        let unzipped = tokio::task::spawn_blocking(move || gunzip(&body, limit)).await;
-        match unzipped {
-            Ok(Ok(b)) => Bytes::from(b),
-            Ok(Err(Gunzip::TooLarge)) => return too_large(&ingest, as_json),
-            Ok(Err(Gunzip::Invalid(why))) => {
-                let why = format!("invalid gzip body: {why}");
-                ingest.malformed(&why);
-                return status(StatusCode::BAD_REQUEST, as_json, &why);
-            }
-            Err(e) => return status(StatusCode::BAD_REQUEST, as_json, &e.to_string()),
-        }
-    } else {
-        body
+    let body = match decompress(&ingest, &headers, body, as_json).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
     // The share was sized from the compressed body; the decoded one needs room for its own.
     if let Err(r) = ingest.grow(&mut admission, body.len()) {
@@ -185,6 +139,73 @@ async fn export(
         return refused(&ingest, r, json);
     }
     success(signal, json, rejected.count as i64, rejected.message)
+}
+
+/// The request body, within the size limit and `BODY_READ_TIMEOUT`; or the answer to give.
+async fn read_body(ingest: &Ingest, body: Body, as_json: bool) -> Result<Bytes, Response> {
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, ingest.max_request_bytes),
+    )
+    .await;
+    match read {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large(ingest, as_json)),
+        Ok(Err(e)) => {
+            ingest.malformed(&e.to_string());
+            Err(status(StatusCode::BAD_REQUEST, as_json, &e.to_string()))
+        }
+        Err(_) => {
+            ingest.stats().error("request_read_timeout");
+            Err(status(
+                StatusCode::REQUEST_TIMEOUT,
+                as_json,
+                "the request body did not arrive in time",
+            ))
+        }
+    }
+}
+
+/// The body as sent, or gunzipped (`Content-Encoding: gzip`) within the size limit, off the
+/// async workers; or the answer to give.
+async fn decompress(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Bytes,
+    as_json: bool,
+) -> Result<Bytes, Response> {
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(e) if e.is_empty() || e == "identity" => false,
+        Some(e) if e == "gzip" => true,
+        Some(other) => {
+            ingest.stats().error("unsupported_content_encoding");
+            return Err(status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                as_json,
+                &format!("content encoding `{other}` is not supported (gzip is)"),
+            ));
+        }
+    };
+    if !gzip {
+        return Ok(body);
+    }
+    // Decompressing (and decoding, later) take CPU: off the async workers.
+    let limit = ingest.max_request_bytes;
+    let unzipped = tokio::task::spawn_blocking(move || gunzip(&body, limit)).await;
+    match unzipped {
+        Ok(Ok(b)) => Ok(Bytes::from(b)),
+        Ok(Err(Gunzip::TooLarge)) => Err(too_large(ingest, as_json)),
+        Ok(Err(Gunzip::Invalid(why))) => {
+            let why = format!("invalid gzip body: {why}");
+            ingest.malformed(&why);
+            Err(status(StatusCode::BAD_REQUEST, as_json, &why))
+        }
+        Err(e) => Err(status(StatusCode::BAD_REQUEST, as_json, &e.to_string())),
+    }
 }
 
 /// Whether reading a body failed on its length limit.

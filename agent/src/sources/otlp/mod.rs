@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{Ack, Event};
 use crate::otlp::Rejected;
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
 use crate::telemetry::{Outcome, Stats};
 
 /// The signals OTLP carries.

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Errors, KeyPath};
+use vigil_common::config_error::{Errors, KeyPath};
+
+use crate::component::{ComponentConfig, Signals};
 
 /// Scrapes Prometheus text endpoints every `interval_ms`.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,8 +61,12 @@ fn default_max_body_bytes() -> usize {
     32 * 1024 * 1024
 }
 
-impl PrometheusScrapeConfig {
-    pub(crate) fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+impl ComponentConfig for PrometheusScrapeConfig {
+    fn emits(&self, _inputs: Signals) -> Signals {
+        Signals::METRICS
+    }
+
+    fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
         if self.targets.is_empty() {
             errs.push(&path.key("targets"), "must list at least one target");
         }

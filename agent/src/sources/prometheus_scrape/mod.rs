@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Ack, Event, MetricEvent, Tags, now_ms};
-use crate::pipeline::SourceOutput;
+use crate::output::SourceOutput;
 use crate::telemetry::{REGISTRY, Stats};
 
 /// A failing target is logged at most this often (and when it changes state).

@@ -110,44 +110,8 @@ pub fn parse(
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            let mut words = comment
-                .trim_start_matches([' ', '\t'])
-                .splitn(3, [' ', '\t']);
-            match words.next() {
-                Some("TYPE") => {
-                    let name = words.next().unwrap_or("");
-                    if !valid_metric_name(name) {
-                        return Err(err(format!("TYPE line with invalid metric name `{name}`")));
-                    }
-                    let kind = match words.next().map(str::trim) {
-                        Some("counter") => Kind::Counter,
-                        Some("gauge") => Kind::Gauge,
-                        Some("histogram") => Kind::Histogram,
-                        Some("summary") => Kind::Summary,
-                        Some("untyped") => Kind::Untyped,
-                        other => {
-                            return Err(err(format!(
-                                "unknown type `{}` for `{name}`",
-                                other.unwrap_or("")
-                            )));
-                        }
-                    };
-                    last = None;
-                    if types.insert(name, kind).is_some() {
-                        return Err(err(format!("second TYPE line for `{name}`")));
-                    }
-                    if sampled.contains(name) {
-                        return Err(err(format!("TYPE line for `{name}` after its samples")));
-                    }
-                }
-                Some("HELP") => {
-                    let name = words.next().unwrap_or("");
-                    if !valid_metric_name(name) {
-                        return Err(err(format!("HELP line with invalid metric name `{name}`")));
-                    }
-                }
-                // Any other comment (including OpenMetrics' `# EOF`) is ignored.
-                _ => {}
+            if read_comment(comment, &mut types, &sampled).map_err(err)? {
+                last = None;
             }
             continue;
         }
@@ -185,90 +149,12 @@ pub fn parse(
             });
         }
         let f = family.as_mut().expect("set above");
-        let timestamp_ms = sample.timestamp_ms;
-        let value = sample.value;
         match (kind, role) {
             (Kind::Counter | Kind::Gauge | Kind::Untyped, _) => {
-                let mut tags = Tags::new();
-                for (k, v) in labels.drain(..) {
-                    tags.insert(k, v);
-                }
-                let value = if kind == Kind::Counter {
-                    MetricValue::Counter {
-                        value,
-                        temporality: Temporality::Cumulative {
-                            start_ms: opts.start_ms,
-                        },
-                    }
-                } else {
-                    MetricValue::Gauge { value }
-                };
-                out.push(event(
-                    sample.name,
-                    f.unit,
-                    timestamp_ms.unwrap_or(opts.default_timestamp_ms),
-                    tags,
-                    value,
-                    opts,
-                ));
+                out.push(scalar(&sample, kind, f.unit, &mut labels, opts));
             }
             (Kind::Histogram | Kind::Summary, role) => {
-                let special = match (kind, role) {
-                    (Kind::Histogram, Role::Bucket) => Some("le"),
-                    (Kind::Summary, Role::Plain) => Some("quantile"),
-                    (Kind::Histogram, Role::Plain) => {
-                        return Err(err(format!(
-                            "`{}` is a histogram: expected `_bucket`, `_sum` or `_count` samples",
-                            sample.name
-                        )));
-                    }
-                    _ => None,
-                };
-                let mut bound = None;
-                let mut tags = Tags::new();
-                for (k, v) in labels.drain(..) {
-                    if Some(k.as_str()) == special {
-                        bound =
-                            Some(parse_float(&v).ok_or_else(|| {
-                                err(format!("label {k}=\"{v}\" is not a number"))
-                            })?);
-                    } else {
-                        tags.insert(k, v);
-                    }
-                }
-                if let Some(label) = special
-                    && bound.is_none()
-                {
-                    return Err(err(format!(
-                        "`{}` sample without a `{label}` label",
-                        sample.name
-                    )));
-                }
-                // Lines of one label set are usually adjacent: try the last group first.
-                let at = match f.groups.last() {
-                    Some(g) if g.tags == tags => f.groups.len() - 1,
-                    _ => match f.index.get(&tags) {
-                        Some(&at) => at,
-                        None => {
-                            f.index.insert(tags.clone(), f.groups.len());
-                            f.groups.push(Group {
-                                tags,
-                                ..Group::default()
-                            });
-                            f.groups.len() - 1
-                        }
-                    },
-                };
-                let g = &mut f.groups[at];
-                if timestamp_ms.is_some() {
-                    g.timestamp_ms = timestamp_ms;
-                }
-                match (role, bound) {
-                    (Role::Sum, _) => g.sum = Some(value),
-                    (Role::Count, _) => g.count = Some(value),
-                    (_, Some(b)) => g.points.push((b, value)),
-                    _ => {}
-                }
+                f.add(&sample, role, &mut labels).map_err(err)?;
             }
         }
     }
@@ -276,6 +162,156 @@ pub fn parse(
         flush(done, opts, out);
     }
     Ok(series)
+}
+
+/// A `# TYPE` or `# HELP` line (other comments are ignored); true for a TYPE line.
+fn read_comment<'t>(
+    comment: &'t str,
+    types: &mut HashMap<&'t str, Kind>,
+    sampled: &HashSet<&str>,
+) -> Result<bool, String> {
+    let mut words = comment
+        .trim_start_matches([' ', '\t'])
+        .splitn(3, [' ', '\t']);
+    match words.next() {
+        Some("TYPE") => {
+            let name = words.next().unwrap_or("");
+            if !valid_metric_name(name) {
+                return Err(format!("TYPE line with invalid metric name `{name}`"));
+            }
+            let kind = match words.next().map(str::trim) {
+                Some("counter") => Kind::Counter,
+                Some("gauge") => Kind::Gauge,
+                Some("histogram") => Kind::Histogram,
+                Some("summary") => Kind::Summary,
+                Some("untyped") => Kind::Untyped,
+                other => {
+                    return Err(format!(
+                        "unknown type `{}` for `{name}`",
+                        other.unwrap_or("")
+                    ));
+                }
+            };
+            if types.insert(name, kind).is_some() {
+                return Err(format!("second TYPE line for `{name}`"));
+            }
+            if sampled.contains(name) {
+                return Err(format!("TYPE line for `{name}` after its samples"));
+            }
+            Ok(true)
+        }
+        Some("HELP") => {
+            let name = words.next().unwrap_or("");
+            if !valid_metric_name(name) {
+                return Err(format!("HELP line with invalid metric name `{name}`"));
+            }
+            Ok(false)
+        }
+        // Any other comment (including OpenMetrics' `# EOF`) is ignored.
+        _ => Ok(false),
+    }
+}
+
+/// The event of one counter, gauge or untyped sample.
+fn scalar(
+    sample: &Sample<'_>,
+    kind: Kind,
+    unit: &'static str,
+    labels: &mut Vec<(String, String)>,
+    opts: &Options<'_>,
+) -> MetricEvent {
+    let mut tags = Tags::new();
+    for (k, v) in labels.drain(..) {
+        tags.insert(k, v);
+    }
+    let value = if kind == Kind::Counter {
+        MetricValue::Counter {
+            value: sample.value,
+            temporality: Temporality::Cumulative {
+                start_ms: opts.start_ms,
+            },
+        }
+    } else {
+        MetricValue::Gauge {
+            value: sample.value,
+        }
+    };
+    event(
+        sample.name,
+        unit,
+        sample.timestamp_ms.unwrap_or(opts.default_timestamp_ms),
+        tags,
+        value,
+        opts,
+    )
+}
+
+impl Family<'_> {
+    /// Adds one line of a histogram or summary to the group of its label set (`le` or
+    /// `quantile` is the point's bound, not a label).
+    fn add(
+        &mut self,
+        sample: &Sample<'_>,
+        role: Role,
+        labels: &mut Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let special = match (self.kind, role) {
+            (Kind::Histogram, Role::Bucket) => Some("le"),
+            (Kind::Summary, Role::Plain) => Some("quantile"),
+            (Kind::Histogram, Role::Plain) => {
+                return Err(format!(
+                    "`{}` is a histogram: expected `_bucket`, `_sum` or `_count` samples",
+                    sample.name
+                ));
+            }
+            _ => None,
+        };
+        let mut bound = None;
+        let mut tags = Tags::new();
+        for (k, v) in labels.drain(..) {
+            if Some(k.as_str()) == special {
+                bound = Some(
+                    parse_float(&v).ok_or_else(|| format!("label {k}=\"{v}\" is not a number"))?,
+                );
+            } else {
+                tags.insert(k, v);
+            }
+        }
+        if let Some(label) = special
+            && bound.is_none()
+        {
+            return Err(format!(
+                "`{}` sample without a `{label}` label",
+                sample.name
+            ));
+        }
+        // Lines of one label set are usually adjacent: try the last group first.
+        let at = match self.groups.last() {
+            Some(g) if g.tags == tags => self.groups.len() - 1,
+            _ => match self.index.get(&tags) {
+                Some(&at) => at,
+                None => {
+                    self.index.insert(tags.clone(), self.groups.len());
+                    self.groups.push(Group {
+                        tags,
+                        ..Group::default()
+                    });
+                    self.groups.len() - 1
+                }
+            },
+        };
+        let g = &mut self.groups[at];
+        if sample.timestamp_ms.is_some() {
+            g.timestamp_ms = sample.timestamp_ms;
+        }
+        match (role, bound) {
+            (Role::Sum, _) => g.sum = Some(sample.value),
+            (Role::Count, _) => g.count = Some(sample.value),
+            (_, Some(b)) => g.points.push((b, sample.value)),
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,6 +442,39 @@ struct Sample<'t> {
     timestamp_ms: Option<i64>,
 }
 
+/// The quoted value of `label` starting at byte `pos` (after the opening quote), unescaped;
+/// and the position after its closing quote.
+fn label_value(line: &str, mut pos: usize, label: &str) -> Result<(String, usize), String> {
+    let bytes = line.as_bytes();
+    let mut value = String::new();
+    let mut run = pos;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(format!("unterminated value of label `{label}`")),
+            Some(b'"') => {
+                value.push_str(&line[run..pos]);
+                return Ok((value, pos + 1));
+            }
+            Some(b'\\') => {
+                value.push_str(&line[run..pos]);
+                match bytes.get(pos + 1) {
+                    Some(b'\\') => value.push('\\'),
+                    Some(b'"') => value.push('"'),
+                    Some(b'n') => value.push('\n'),
+                    _ => {
+                        return Err(format!(
+                            "invalid escape in the value of label `{label}` (only \\\\, \\\" and \\n)"
+                        ));
+                    }
+                }
+                pos += 2;
+                run = pos;
+            }
+            Some(_) => pos += 1,
+        }
+    }
+}
+
 /// `name{label="value",...} value [timestamp]`; labels go to `labels` (unescaped).
 fn parse_sample<'t>(
     line: &'t str,
@@ -458,35 +527,8 @@ fn parse_sample<'t>(
                     "expected `\"` to open the value of label `{label}`"
                 ));
             }
-            pos += 1;
-            let mut value = String::new();
-            let mut run = pos;
-            loop {
-                match bytes.get(pos) {
-                    None => return Err(format!("unterminated value of label `{label}`")),
-                    Some(b'"') => {
-                        value.push_str(&line[run..pos]);
-                        pos += 1;
-                        break;
-                    }
-                    Some(b'\\') => {
-                        value.push_str(&line[run..pos]);
-                        match bytes.get(pos + 1) {
-                            Some(b'\\') => value.push('\\'),
-                            Some(b'"') => value.push('"'),
-                            Some(b'n') => value.push('\n'),
-                            _ => {
-                                return Err(format!(
-                                    "invalid escape in the value of label `{label}` (only \\\\, \\\" and \\n)"
-                                ));
-                            }
-                        }
-                        pos += 2;
-                        run = pos;
-                    }
-                    Some(_) => pos += 1,
-                }
-            }
+            let (value, end) = label_value(line, pos + 1, label)?;
+            pos = end;
             labels.push((label.to_owned(), value));
             pos = skip_blanks(bytes, pos);
             match bytes.get(pos) {

@@ -1,4 +1,4 @@
-//! `settings.notify` in the spec: receivers (where messages go), routes (which findings go
+//! `settings.notify` in the spec (read here with the rest of the spec; used by `notify` and `iam`): receivers (where messages go), routes (which findings go
 //! where) and the incident lifecycle knobs. Secrets are never written here, only where to
 //! read them from (`{ env: NAME }` or `{ ssm: /parameter/name }`).
 
@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::spec::{Severity, Span};
+use super::{Severity, Span};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

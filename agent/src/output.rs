@@ -1,4 +1,6 @@
-//! How components hand batches on.
+//! How components hand batches on: a source's output (redaction, memory limit, fan-out) and the
+//! fan-out every processor writes to. Sources and processors depend on this module; the
+//! pipeline that wires them together depends on them, never the reverse.
 
 use std::sync::Arc;
 
