@@ -29,7 +29,7 @@ use crate::telemetry::Stats;
 
 /// Depth of each component's input queue, in batches: enough to keep the next stage busy while
 /// this one works; each batch more is memory held (up to 1,000 events a batch), not speed.
-pub const QUEUE_BATCHES: usize = 4;
+pub const QUEUE_BATCHES: usize = 2;
 
 /// Starts every component and runs until `shutdown` is cancelled; then sources stop reading,
 /// queues drain, sinks flush, and this returns once all are done or `drain_timeout` passes
