@@ -316,12 +316,9 @@ impl NewRelicSink {
         b.has_current = true;
         b.started.get_or_insert_with(Instant::now);
         if b.pending.len() >= max_events {
-            let mut acks = std::mem::take(&mut b.acks);
-            acks.push(ack.clone());
-            b.has_current = false;
-            let n = b.pending.len();
-            ready.push((into_request(std::mem::take(&mut b.pending)), n, acks));
-            b.started = None;
+            // Full: this batch's ack goes with it.
+            settle(b, ack);
+            ready.push(close(b, into_request));
         }
     }
 

@@ -10,6 +10,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::event::{SpanEvent, SpanKind, StatusCode};
+/// Ids in X-Ray documents are lowercase hex, as in OTLP/JSON.
+pub use crate::otlp::value::hex;
 
 /// X-Ray's limit on one segment document.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -58,16 +60,6 @@ pub fn trace_id(id: &[u8; 16]) -> String {
 /// The epoch seconds encoded in a trace id (X-Ray refuses ids older than 30 days).
 pub fn trace_id_epoch(id: &[u8; 16]) -> u32 {
     u32::from_be_bytes([id[0], id[1], id[2], id[3]])
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 /// Segment names: Unicode letters and digits, white space, and `_ . : / % & # = + \ - @`, at

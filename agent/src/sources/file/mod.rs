@@ -349,26 +349,17 @@ impl FileSource {
 
     /// Starts tracking a file seen for the first time (or again after a restart).
     fn discover(&mut self, state: &mut State, path: &Path, first_scan: bool) {
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                warn_once(
-                    state,
-                    path,
-                    "unreadable_file",
-                    &self.name,
-                    &e.to_string(),
-                    &self.stats,
-                );
-                return;
-            }
-        };
-        let fp = match fingerprint(&file, self.config.fingerprint_bytes) {
-            Ok(Some(fp)) => fp,
-            Ok(None) => {
+        let opened = File::open(path).and_then(|file| {
+            let fp = fingerprint(&file, self.config.fingerprint_bytes)?;
+            Ok((file, fp))
+        });
+        let (file, fp) = match opened {
+            Ok((file, Some(fp))) => (file, fp),
+            Ok((_, None)) => {
                 tracing::debug!(source = %self.name, path = %path.display(), "first line not complete yet");
                 return;
             }
+            // Cannot be opened, or its first line cannot be read.
             Err(e) => {
                 warn_once(
                     state,
