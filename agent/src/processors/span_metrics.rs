@@ -27,7 +27,7 @@ use crate::event::{
     Temporality, now_ms,
 };
 use crate::output::Fanout;
-use crate::telemetry::{Outcome, REGISTRY, Stats};
+use crate::telemetry::{Outcome, Stats, register};
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signal, Signals};
@@ -36,18 +36,16 @@ use crate::component::{ComponentConfig, Signal, Signals};
 pub const OVERFLOW_ROUTE: &str = "other";
 
 static OVERFLOW: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "vigil_span_metrics_overflow_total",
-            "Spans counted under route `other` (or service `other`) because the route or service limit was reached.",
-        ),
-        &["component", "service"],
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "vigil_span_metrics_overflow_total",
+                "Spans counted under route `other` (or service `other`) because the route or service limit was reached.",
+            ),
+            &["component", "service"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
 });
 
 #[derive(Debug, Clone, Deserialize)]

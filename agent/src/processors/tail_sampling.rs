@@ -23,24 +23,22 @@ use tokio::sync::mpsc;
 use super::span_metrics::is_error;
 use crate::event::{Ack, Event, EventBatch, SpanEvent};
 use crate::output::{Closed, Fanout};
-use crate::telemetry::{Outcome, REGISTRY, Stats};
+use crate::telemetry::{Outcome, Stats, register};
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::ComponentConfig;
 
 static TRACES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "vigil_tail_sampling_traces_total",
-            "Traces decided by a tail sampler, by decision (kept, dropped) and reason.",
-        ),
-        &["component", "decision", "reason"],
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "vigil_tail_sampling_traces_total",
+                "Traces decided by a tail sampler, by decision (kept, dropped) and reason.",
+            ),
+            &["component", "decision", "reason"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
 });
 
 #[derive(Debug, Clone, Deserialize)]

@@ -25,6 +25,15 @@ pub fn gzip(bytes: &[u8]) -> Bytes {
     Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
 }
 
+/// The HTTP client of an OTLP/HTTP sink: `timeout` per request, connecting within at most 10 s.
+pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("vigil-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The answer to one export request.
 pub struct Answer {
     pub status: StatusCode,

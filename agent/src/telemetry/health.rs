@@ -7,7 +7,7 @@ use std::sync::{LazyLock, Mutex};
 
 use prometheus::{IntGaugeVec, Opts};
 
-use super::REGISTRY;
+use super::register;
 
 /// Consecutive failed requests after which a sink is reported unhealthy.
 pub const FAILURES_UNHEALTHY: u32 = 3;
@@ -21,18 +21,16 @@ pub struct SinkHealth {
 static SINKS: LazyLock<Mutex<BTreeMap<String, SinkHealth>>> = LazyLock::new(Default::default);
 
 static HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    let g = IntGaugeVec::new(
-        Opts::new(
-            "vigil_sink_healthy",
-            "1 while a sink delivers, 0 after consecutive failed requests.",
-        ),
-        &["component"],
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "vigil_sink_healthy",
+                "1 while a sink delivers, 0 after consecutive failed requests.",
+            ),
+            &["component"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
 });
 
 /// Declares a sink (at build time), so `/ready` knows every sink before its first request.

@@ -15,34 +15,38 @@ use prometheus::{IntCounterVec, Opts, Registry};
 /// Registry holding every agent metric (served by the metrics endpoint, printed at shutdown).
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
-static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "vigil_component_events_total",
-            "Events handled by a component, by outcome.",
-        ),
-        &["component", "outcome"],
-    )
-    .expect("static metric definition");
+/// Registers a metric family of a static in `REGISTRY` (each static is made once).
+pub fn register<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
     REGISTRY
         .register(Box::new(c.clone()))
         .expect("registered once");
     c
+}
+
+static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "vigil_component_events_total",
+                "Events handled by a component, by outcome.",
+            ),
+            &["component", "outcome"],
+        )
+        .expect("static metric definition"),
+    )
 });
 
 static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "vigil_component_errors_total",
-            "Errors met by a component, by kind. The component keeps running.",
-        ),
-        &["component", "error"],
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "vigil_component_errors_total",
+                "Errors met by a component, by kind. The component keeps running.",
+            ),
+            &["component", "error"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
 });
 
 /// What happened to events; the `outcome` label of `vigil_component_events_total`.
@@ -153,33 +157,29 @@ pub fn render_touch() {
 }
 
 static BUFFER_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "vigil_buffer_bytes_total",
-            "Bytes of a sink's disk buffer written, read, reclaimed or dropped.",
-        ),
-        &["component", "op"],
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "vigil_buffer_bytes_total",
+                "Bytes of a sink's disk buffer written, read, reclaimed or dropped.",
+            ),
+            &["component", "op"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
 });
 
 static BUFFER_SIZE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
-    let g = prometheus::IntGaugeVec::new(
-        Opts::new(
-            "vigil_buffer_size_bytes",
-            "Bytes of a sink's disk buffer on disk now.",
-        ),
-        &["component"],
+    register(
+        prometheus::IntGaugeVec::new(
+            Opts::new(
+                "vigil_buffer_size_bytes",
+                "Bytes of a sink's disk buffer on disk now.",
+            ),
+            &["component"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
 });
 
 /// Counts disk buffer bytes: `op` is `written`, `read`, `reclaimed` or `dropped`.
@@ -190,18 +190,16 @@ pub fn buffer_bytes(component: &str, op: &str, n: u64) {
 }
 
 static BUFFER_MAX: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
-    let g = prometheus::IntGaugeVec::new(
-        Opts::new(
-            "vigil_buffer_max_bytes",
-            "The cap of a sink's disk buffer (its max_bytes).",
-        ),
-        &["component"],
+    register(
+        prometheus::IntGaugeVec::new(
+            Opts::new(
+                "vigil_buffer_max_bytes",
+                "The cap of a sink's disk buffer (its max_bytes).",
+            ),
+            &["component"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
 });
 
 /// Sets the cap of a disk buffer, so its fill can be read as a share.

@@ -7,14 +7,7 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use super::{REGISTRY, Stats};
-
-fn register<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
-}
+use super::{REGISTRY, Stats, register};
 
 static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(

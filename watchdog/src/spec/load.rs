@@ -275,8 +275,14 @@ fn check_service(file: &Path, name: &str, service: &Service, errors: &mut Vec<Sp
             "service names use lowercase letters, digits, `-` and `_` (they become part of alert fingerprints)".into(),
         ));
     }
+    check_slos(file, &here, &service.slos, errors);
+    check_checks(file, &here, &service.checks, errors);
+}
+
+/// The SLOs of the service at `here`: names, objective start, period, alerts and SLI.
+fn check_slos(file: &Path, here: &str, slos: &[Slo], errors: &mut Vec<SpecError>) {
     let mut seen = BTreeMap::new();
-    for (i, slo) in service.slos.iter().enumerate() {
+    for (i, slo) in slos.iter().enumerate() {
         let key = format!("{here}.slos[{i}]");
         if !is_plain_name(&slo.name) {
             errors.push(plain_error(
@@ -322,8 +328,12 @@ fn check_service(file: &Path, name: &str, service: &Service, errors: &mut Vec<Sp
         }
         check_sli(file, &format!("{key}.sli"), &slo.sli, errors);
     }
+}
+
+/// The checks of the service at `here`: one per target, and each kind's own rules.
+fn check_checks(file: &Path, here: &str, checks: &[super::CheckSpec], errors: &mut Vec<SpecError>) {
     let mut fingerprints = BTreeMap::new();
-    for (i, check) in service.checks.iter().enumerate() {
+    for (i, check) in checks.iter().enumerate() {
         let key = format!("{here}.checks[{i}]");
         // Alert state is keyed by fingerprint: two checks sharing one would fight over it.
         let identity = (check.kind(), check.target());

@@ -21,7 +21,7 @@ use super::credentials::CredentialsCache;
 use super::request;
 use crate::event::Ack;
 use crate::otlp::Encoded;
-use crate::sinks::otlp_http::{Answer, gzip, partial_success};
+use crate::sinks::otlp_http::{self, Answer, gzip, partial_success};
 use crate::sinks::retry::backoff;
 use crate::telemetry::{Outcome, Stats};
 
@@ -80,11 +80,7 @@ impl Service {
         max_backoff: Duration,
         stats: Stats,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("vigil-agent/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = otlp_http::client(timeout)?;
         Ok(Self {
             name: name.to_owned(),
             client,

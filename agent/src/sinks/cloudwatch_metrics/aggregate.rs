@@ -70,6 +70,16 @@ impl Ord for OrdF64 {
 }
 
 impl Aggregate {
+    /// Statistics of nothing yet.
+    fn empty_stats() -> Self {
+        Aggregate::Stats {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            count: 0.0,
+        }
+    }
+
     fn add_stat(&mut self, v: f64, n: f64) {
         match self {
             Aggregate::Stats {
@@ -181,22 +191,8 @@ impl Aggregator {
                 let delta = match *temporality {
                     Temporality::Delta => *value,
                     Temporality::Cumulative { start_ms } => {
-                        let state = self.remember(
-                            event.timestamp_ms,
-                            (key.clone(), event.tags.clone()),
-                            Cumulative::Counter {
-                                start_ms,
-                                value: *value,
-                            },
-                        );
-                        match state {
-                            Some(Cumulative::Counter {
-                                start_ms: s,
-                                value: last,
-                            }) if s == start_ms && *value >= last => *value - last,
-                            // A reset: the counter restarted from zero since the last point.
-                            Some(_) => *value,
-                            None if start_ms > 0 && start_ms >= self.started_ms => *value,
+                        match self.counter_delta(&key, event, start_ms, *value) {
+                            Some(delta) => delta,
                             None => return Added::Baseline,
                         }
                     }
@@ -211,13 +207,8 @@ impl Aggregator {
                 if !valid(*value) {
                     return Added::Invalid;
                 }
-                self.slot(period, key, || Aggregate::Stats {
-                    min: f64::INFINITY,
-                    max: f64::NEG_INFINITY,
-                    sum: 0.0,
-                    count: 0.0,
-                })
-                .add_stat(*value, 1.0);
+                self.slot(period, key, Aggregate::empty_stats)
+                    .add_stat(*value, 1.0);
             }
             MetricValue::Distribution { samples } => {
                 if samples.iter().any(|s| !valid(s.value)) {
@@ -246,38 +237,9 @@ impl Aggregator {
                 let (counts, min, max) = match *temporality {
                     Temporality::Delta => (bucket_counts.clone(), *min, *max),
                     Temporality::Cumulative { start_ms } => {
-                        let prev = self.remember(
-                            event.timestamp_ms,
-                            (key.clone(), event.tags.clone()),
-                            Cumulative::Histogram {
-                                start_ms,
-                                count: *count,
-                                buckets: bucket_counts.clone(),
-                            },
-                        );
                         // min and max of a cumulative histogram are not the period's.
-                        match prev {
-                            Some(Cumulative::Histogram {
-                                start_ms: s,
-                                count: c,
-                                buckets,
-                                ..
-                            }) if s == start_ms
-                                && *count >= c
-                                && buckets.len() == bucket_counts.len()
-                                && buckets.iter().zip(bucket_counts).all(|(a, b)| b >= a) =>
-                            {
-                                let d = bucket_counts
-                                    .iter()
-                                    .zip(&buckets)
-                                    .map(|(b, a)| b - a)
-                                    .collect();
-                                (d, None, None)
-                            }
-                            Some(_) => (bucket_counts.clone(), None, None),
-                            None if start_ms > 0 && start_ms >= self.started_ms => {
-                                (bucket_counts.clone(), None, None)
-                            }
+                        match self.bucket_deltas(&key, event, start_ms, *count, bucket_counts) {
+                            Some(deltas) => (deltas, None, None),
                             None => return Added::Baseline,
                         }
                     }
@@ -290,35 +252,109 @@ impl Aggregator {
                 if !valid(*sum) {
                     return Added::Invalid;
                 }
-                let prev = self.remember(
-                    event.timestamp_ms,
-                    (key.clone(), event.tags.clone()),
-                    Cumulative::Summary {
-                        count: *count,
-                        sum: *sum,
-                    },
-                );
-                let (dc, ds) = match prev {
-                    Some(Cumulative::Summary { count: c, sum: s }) if *count >= c => {
-                        (*count - c, *sum - s)
-                    }
-                    Some(_) => (*count, *sum),
-                    None => return Added::Baseline,
-                };
-                if dc > 0 {
-                    let mean = ds / dc as f64;
-                    let agg = self.slot(period, key, || Aggregate::Stats {
-                        min: f64::INFINITY,
-                        max: f64::NEG_INFINITY,
-                        sum: 0.0,
-                        count: 0.0,
-                    });
-                    agg.add_stat(mean, dc as f64);
-                    if let Aggregate::Stats { sum, .. } = agg {
-                        // Exact sum rather than mean × count.
-                        *sum += ds - mean * dc as f64;
-                    }
-                }
+                return self.add_summary(period, key, event, *count, *sum);
+            }
+        }
+        Added::Into(period)
+    }
+
+    /// The increase of a cumulative counter since its last point; `None`: the first point of
+    /// a series older than the agent (a baseline).
+    fn counter_delta(
+        &mut self,
+        key: &SeriesKey,
+        event: &MetricEvent,
+        start_ms: i64,
+        value: f64,
+    ) -> Option<f64> {
+        let state = self.remember(
+            event.timestamp_ms,
+            (key.clone(), event.tags.clone()),
+            Cumulative::Counter { start_ms, value },
+        );
+        match state {
+            Some(Cumulative::Counter {
+                start_ms: s,
+                value: last,
+            }) if s == start_ms && value >= last => Some(value - last),
+            // A reset: the counter restarted from zero since the last point.
+            Some(_) => Some(value),
+            None if start_ms > 0 && start_ms >= self.started_ms => Some(value),
+            None => None,
+        }
+    }
+
+    /// The per-bucket increase of a cumulative histogram since its last point; `None`: a
+    /// baseline (as for counters).
+    fn bucket_deltas(
+        &mut self,
+        key: &SeriesKey,
+        event: &MetricEvent,
+        start_ms: i64,
+        count: u64,
+        bucket_counts: &[u64],
+    ) -> Option<Vec<u64>> {
+        let prev = self.remember(
+            event.timestamp_ms,
+            (key.clone(), event.tags.clone()),
+            Cumulative::Histogram {
+                start_ms,
+                count,
+                buckets: bucket_counts.to_vec(),
+            },
+        );
+        match prev {
+            Some(Cumulative::Histogram {
+                start_ms: s,
+                count: c,
+                buckets,
+                ..
+            }) if s == start_ms
+                && count >= c
+                && buckets.len() == bucket_counts.len()
+                && buckets.iter().zip(bucket_counts).all(|(a, b)| b >= a) =>
+            {
+                Some(
+                    bucket_counts
+                        .iter()
+                        .zip(&buckets)
+                        .map(|(b, a)| b - a)
+                        .collect(),
+                )
+            }
+            Some(_) => Some(bucket_counts.to_vec()),
+            None if start_ms > 0 && start_ms >= self.started_ms => Some(bucket_counts.to_vec()),
+            None => None,
+        }
+    }
+
+    /// A summary's count and sum are cumulative: the period gets the mean of what was added
+    /// since the last point, weighted by how many were added.
+    fn add_summary(
+        &mut self,
+        period: i64,
+        key: SeriesKey,
+        event: &MetricEvent,
+        count: u64,
+        sum: f64,
+    ) -> Added {
+        let prev = self.remember(
+            event.timestamp_ms,
+            (key.clone(), event.tags.clone()),
+            Cumulative::Summary { count, sum },
+        );
+        let (dc, ds) = match prev {
+            Some(Cumulative::Summary { count: c, sum: s }) if count >= c => (count - c, sum - s),
+            Some(_) => (count, sum),
+            None => return Added::Baseline,
+        };
+        if dc > 0 {
+            let mean = ds / dc as f64;
+            let agg = self.slot(period, key, Aggregate::empty_stats);
+            agg.add_stat(mean, dc as f64);
+            if let Aggregate::Stats { sum, .. } = agg {
+                // Exact sum rather than mean × count.
+                *sum += ds - mean * dc as f64;
             }
         }
         Added::Into(period)

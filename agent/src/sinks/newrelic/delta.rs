@@ -85,14 +85,7 @@ impl DeltaConverter {
     }
 
     pub fn convert(&mut self, mut e: MetricEvent) -> Converted {
-        if self.series.len() >= MAX_SERIES {
-            let now = e.timestamp_ms;
-            self.series
-                .retain(|_, s| now.saturating_sub(s.time_ms) < STALE_MS);
-            if self.series.len() >= MAX_SERIES {
-                self.series.clear();
-            }
-        }
+        self.bound_series(e.timestamp_ms);
         let key = series_key(&e);
         let time = e.timestamp_ms;
         let prev = self.series.remove(&key);
@@ -133,41 +126,15 @@ impl DeltaConverter {
                 ..
             } => {
                 let start = *start_ms;
-                let next = Last::Histogram {
-                    start_ms: start,
-                    count: *count,
-                    sum: *sum,
-                    bucket_counts: bucket_counts.clone(),
-                    bounds: bounds.clone(),
-                };
-                match prev {
-                    Some(Entry {
-                        time_ms,
-                        last:
-                            Last::Histogram {
-                                start_ms: ps,
-                                count: pc,
-                                sum: psum,
-                                bucket_counts: pb,
-                                bounds: pbounds,
-                            },
-                    }) if ps == start
-                        && *count >= pc
-                        && pbounds == *bounds
-                        && pb.len() == bucket_counts.len()
-                        && bucket_counts.iter().zip(&pb).all(|(a, b)| a >= b) =>
-                    {
-                        *count -= pc;
-                        *sum -= psum;
-                        for (c, p) in bucket_counts.iter_mut().zip(&pb) {
-                            *c -= p;
-                        }
-                        (next, Some(time_ms))
-                    }
-                    Some(_) => (next, Some(start)),
-                    None if start > self.agent_start_ms => (next, Some(start)),
-                    None => (next, None),
-                }
+                histogram_delta(
+                    prev,
+                    self.agent_start_ms,
+                    start,
+                    count,
+                    sum,
+                    bucket_counts,
+                    bounds,
+                )
             }
             _ => (Last::Seen, Some(prev_time.unwrap_or(time))),
         };
@@ -197,6 +164,67 @@ impl DeltaConverter {
             _ => {}
         }
         Converted::Send(e, Some(start))
+    }
+
+    /// Keeps the number of tracked series under `MAX_SERIES`: stale series go first, then
+    /// everything.
+    fn bound_series(&mut self, now: i64) {
+        if self.series.len() >= MAX_SERIES {
+            self.series
+                .retain(|_, s| now.saturating_sub(s.time_ms) < STALE_MS);
+            if self.series.len() >= MAX_SERIES {
+                self.series.clear();
+            }
+        }
+    }
+}
+
+/// A cumulative histogram point against its series' previous one: turns its count, sum and
+/// buckets into the change since then. Returns the series' next state and the window start
+/// (`None`: the point is a baseline).
+fn histogram_delta(
+    prev: Option<Entry>,
+    agent_start_ms: i64,
+    start: i64,
+    count: &mut u64,
+    sum: &mut f64,
+    bucket_counts: &mut [u64],
+    bounds: &[f64],
+) -> (Last, Option<i64>) {
+    let next = Last::Histogram {
+        start_ms: start,
+        count: *count,
+        sum: *sum,
+        bucket_counts: bucket_counts.to_vec(),
+        bounds: bounds.to_vec(),
+    };
+    match prev {
+        Some(Entry {
+            time_ms,
+            last:
+                Last::Histogram {
+                    start_ms: ps,
+                    count: pc,
+                    sum: psum,
+                    bucket_counts: pb,
+                    bounds: pbounds,
+                },
+        }) if ps == start
+            && *count >= pc
+            && pbounds == bounds
+            && pb.len() == bucket_counts.len()
+            && bucket_counts.iter().zip(&pb).all(|(a, b)| a >= b) =>
+        {
+            *count -= pc;
+            *sum -= psum;
+            for (c, p) in bucket_counts.iter_mut().zip(&pb) {
+                *c -= p;
+            }
+            (next, Some(time_ms))
+        }
+        Some(_) => (next, Some(start)),
+        None if start > agent_start_ms => (next, Some(start)),
+        None => (next, None),
     }
 }
 

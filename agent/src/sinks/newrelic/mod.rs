@@ -67,6 +67,60 @@ impl<I> Default for Building<I> {
     }
 }
 
+/// What `run` builds between batches: the open request of each signal, and closed requests
+/// waiting for a free slot.
+struct Open {
+    spans: Building<Span>,
+    metrics: Building<Metric>,
+    logs: Building<LogRecord>,
+    delta: DeltaConverter,
+    entities: EntityResources,
+    ready: Vec<(Encoded, usize, Vec<Ack>)>,
+}
+
+impl Open {
+    /// Closes the open requests that waited `timeout`.
+    fn close_due(&mut self, timeout: Duration) {
+        if due(&self.spans, timeout) {
+            self.ready
+                .push(close(&mut self.spans, Pending::<Span>::into_request));
+        }
+        if due(&self.metrics, timeout) {
+            self.ready
+                .push(close(&mut self.metrics, Pending::<Metric>::into_request));
+        }
+        if due(&self.logs, timeout) {
+            self.ready
+                .push(close(&mut self.logs, Pending::<LogRecord>::into_request));
+        }
+    }
+
+    /// Closes every request that holds anything (the input has ended).
+    fn close_all(&mut self) -> Vec<(Encoded, usize, Vec<Ack>)> {
+        let mut closed = Vec::new();
+        if !self.spans.pending.is_empty() {
+            closed.push(close(&mut self.spans, Pending::<Span>::into_request));
+        }
+        if !self.metrics.pending.is_empty() {
+            closed.push(close(&mut self.metrics, Pending::<Metric>::into_request));
+        }
+        if !self.logs.pending.is_empty() {
+            closed.push(close(&mut self.logs, Pending::<LogRecord>::into_request));
+        }
+        closed
+    }
+}
+
+/// A closed request as the service sends it: gzipped protobuf to its signal's path.
+fn request(encoded: Encoded, items: usize, acks: Vec<Ack>) -> Request {
+    Request {
+        path: encoded.path(),
+        body: gzip(&encoded.encode_to_vec()),
+        items,
+        acks,
+    }
+}
+
 /// Builds the encoder New Relic needs: its payload and attribute limits and the configured
 /// resource attributes. Public so the benchmark measures exactly what the sink does.
 pub fn encoder(config: &NewRelicConfig) -> Encoder {
@@ -111,12 +165,14 @@ impl NewRelicSink {
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
-        let mut spans: Building<Span> = Building::default();
-        let mut metrics: Building<Metric> = Building::default();
-        let mut logs: Building<LogRecord> = Building::default();
-        let mut delta = DeltaConverter::new(now_ms());
-        let mut entities = EntityResources::default();
-        let mut ready: Vec<(Encoded, usize, Vec<Ack>)> = Vec::new();
+        let mut open = Open {
+            spans: Building::default(),
+            metrics: Building::default(),
+            logs: Building::default(),
+            delta: DeltaConverter::new(now_ms()),
+            entities: EntityResources::default(),
+            ready: Vec::new(),
+        };
         let mut tick = tokio::time::interval(Duration::from_millis(50).min(timeout));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -124,69 +180,16 @@ impl NewRelicSink {
             tokio::select! {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
-                    self.stats.count(Outcome::Received, batch.events.len() as u64);
-                    let EventBatch { events, ack } = batch;
-                    let max_events = self.config.batch_max_events;
-                    for event in events {
-                        let mut cuts = Truncations::default();
-                        match event {
-                            Event::Span(s) => {
-                                let res = Arc::clone(&s.resource);
-                                let scope = (s.scope_name.clone(), s.scope_version.clone());
-                                let item = self.encoder.span(s, &mut cuts);
-                                self.add(&mut spans, Some(&res), (&scope.0, &scope.1), item, &ack, max_events, &mut ready, Pending::<Span>::into_request);
-                            }
-                            Event::Metric(m) => match delta.convert(m) {
-                                Converted::Send(m, start) => {
-                                    let res = m.resource.clone();
-                                    let item = self.encoder.metric(m, start, &mut cuts);
-                                    self.add(&mut metrics, res.as_ref(), ("", ""), item, &ack, max_events, &mut ready, Pending::<Metric>::into_request);
-                                }
-                                Converted::Baseline => {}
-                            },
-                            Event::Log(l) => {
-                                // File lines carry enrich attributes instead of a resource.
-                                let res = l.resource.clone().or_else(|| entities.for_attributes(&l.attributes));
-                                let scope = log_scope(&l);
-                                let item = self.encoder.log(l, &mut cuts);
-                                self.add(&mut logs, res.as_ref(), (&scope.0, &scope.1), item, &ack, max_events, &mut ready, Pending::<LogRecord>::into_request);
-                            }
-                        }
-                        self.count_cuts(cuts);
-                    }
-                    settle(&mut spans, &ack);
-                    settle(&mut metrics, &ack);
-                    settle(&mut logs, &ack);
-                    // Every request holding this batch's items has its own copy now.
-                    ack.delivered();
+                    self.take(&mut open, batch);
                 }
-                _ = tick.tick() => {
-                    for (due, out) in [
-                        (due(&spans, timeout), 0),
-                        (due(&metrics, timeout), 1),
-                        (due(&logs, timeout), 2),
-                    ] {
-                        if due {
-                            match out {
-                                0 => ready.push(close(&mut spans, Pending::<Span>::into_request)),
-                                1 => ready.push(close(&mut metrics, Pending::<Metric>::into_request)),
-                                _ => ready.push(close(&mut logs, Pending::<LogRecord>::into_request)),
-                            }
-                        }
-                    }
-                }
+                _ = tick.tick() => open.close_due(timeout),
             }
             // Backpressure: waiting for a free slot here leaves the queue unread.
-            for (encoded, items, acks) in ready.drain(..) {
+            for (encoded, items, acks) in open.ready.drain(..) {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                     break;
                 };
-                let req = Request {
-                    path: encoded.path(),
-                    body: gzip(&encoded.encode_to_vec()),
-                    items,
-                    acks,
-                };
+                let req = request(encoded, items, acks);
                 let service = Arc::clone(&self.service);
                 tasks.spawn(async move {
                     service.deliver(req).await;
@@ -197,27 +200,83 @@ impl NewRelicSink {
         }
 
         // Input closed: send what is left, then wait for every request to be answered.
-        for r in [
-            (!spans.pending.is_empty()).then(|| close(&mut spans, Pending::<Span>::into_request)),
-            (!metrics.pending.is_empty())
-                .then(|| close(&mut metrics, Pending::<Metric>::into_request)),
-            (!logs.pending.is_empty())
-                .then(|| close(&mut logs, Pending::<LogRecord>::into_request)),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let (encoded, items, acks) = r;
-            let req = Request {
-                path: encoded.path(),
-                body: gzip(&encoded.encode_to_vec()),
-                items,
-                acks,
-            };
+        for (encoded, items, acks) in open.close_all() {
+            let req = request(encoded, items, acks);
             let service = Arc::clone(&self.service);
             tasks.spawn(async move { service.deliver(req).await });
         }
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// Adds the events of one batch to the open requests (closing those that fill up) and
+    /// settles the batch: every request holding its items has its own acknowledgement.
+    fn take(&self, open: &mut Open, batch: EventBatch) {
+        self.stats
+            .count(Outcome::Received, batch.events.len() as u64);
+        let EventBatch { events, ack } = batch;
+        let max_events = self.config.batch_max_events;
+        for event in events {
+            let mut cuts = Truncations::default();
+            match event {
+                Event::Span(s) => {
+                    let res = Arc::clone(&s.resource);
+                    let scope = (s.scope_name.clone(), s.scope_version.clone());
+                    let item = self.encoder.span(s, &mut cuts);
+                    self.add(
+                        &mut open.spans,
+                        Some(&res),
+                        (&scope.0, &scope.1),
+                        item,
+                        &ack,
+                        max_events,
+                        &mut open.ready,
+                        Pending::<Span>::into_request,
+                    );
+                }
+                Event::Metric(m) => match open.delta.convert(m) {
+                    Converted::Send(m, start) => {
+                        let res = m.resource.clone();
+                        let item = self.encoder.metric(m, start, &mut cuts);
+                        self.add(
+                            &mut open.metrics,
+                            res.as_ref(),
+                            ("", ""),
+                            item,
+                            &ack,
+                            max_events,
+                            &mut open.ready,
+                            Pending::<Metric>::into_request,
+                        );
+                    }
+                    Converted::Baseline => {}
+                },
+                Event::Log(l) => {
+                    // File lines carry enrich attributes instead of a resource.
+                    let res = l
+                        .resource
+                        .clone()
+                        .or_else(|| open.entities.for_attributes(&l.attributes));
+                    let scope = log_scope(&l);
+                    let item = self.encoder.log(l, &mut cuts);
+                    self.add(
+                        &mut open.logs,
+                        res.as_ref(),
+                        (&scope.0, &scope.1),
+                        item,
+                        &ack,
+                        max_events,
+                        &mut open.ready,
+                        Pending::<LogRecord>::into_request,
+                    );
+                }
+            }
+            self.count_cuts(cuts);
+        }
+        settle(&mut open.spans, &ack);
+        settle(&mut open.metrics, &ack);
+        settle(&mut open.logs, &ack);
+        // Every request holding this batch's items has its own copy now.
+        ack.delivered();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -257,12 +316,9 @@ impl NewRelicSink {
         b.has_current = true;
         b.started.get_or_insert_with(Instant::now);
         if b.pending.len() >= max_events {
-            let mut acks = std::mem::take(&mut b.acks);
-            acks.push(ack.clone());
-            b.has_current = false;
-            let n = b.pending.len();
-            ready.push((into_request(std::mem::take(&mut b.pending)), n, acks));
-            b.started = None;
+            // Full: this batch's ack goes with it.
+            settle(b, ack);
+            ready.push(close(b, into_request));
         }
     }
 

@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 
 use super::secret::LicenseKey;
 use crate::event::Ack;
-use crate::sinks::otlp_http::{Answer, partial_success};
+use crate::sinks::otlp_http::{self, Answer, partial_success};
 use crate::telemetry::{Outcome, Stats};
 
 /// A gzip-compressed export request and the batches it carries.
@@ -56,11 +56,7 @@ impl Service {
         max_backoff: Duration,
         stats: Stats,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("vigil-agent/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = otlp_http::client(timeout)?;
         Ok(Self {
             name: name.to_owned(),
             client,

@@ -10,6 +10,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::event::{SpanEvent, SpanKind, StatusCode};
+/// Ids in X-Ray documents are lowercase hex, as in OTLP/JSON.
+pub use crate::otlp::value::hex;
 
 /// X-Ray's limit on one segment document.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -58,16 +60,6 @@ pub fn trace_id(id: &[u8; 16]) -> String {
 /// The epoch seconds encoded in a trace id (X-Ray refuses ids older than 30 days).
 pub fn trace_id_epoch(id: &[u8; 16]) -> u32 {
     u32::from_be_bytes([id[0], id[1], id[2], id[3]])
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 /// Segment names: Unicode letters and digits, white space, and `_ . : / % & # = + \ - @`, at
@@ -138,26 +130,8 @@ pub fn document(span: &SpanEvent, annotation_keys: &[String]) -> Map<String, Val
 
     let name = if segment {
         service.unwrap_or(&span.name).to_owned()
-    } else if aws_call {
-        attr_str(span, &["rpc.service"])
-            .unwrap_or(&span.name)
-            .to_owned()
-    } else if remote {
-        // The called service, as well as it is known.
-        attr_str(
-            span,
-            &[
-                "peer.service",
-                "db.system.name",
-                "db.system",
-                "server.address",
-                "net.peer.name",
-            ],
-        )
-        .map(str::to_owned)
-        .unwrap_or_else(|| span.name.clone())
     } else {
-        span.name.clone()
+        subsegment_name(span, aws_call, remote)
     };
     doc.insert("name".into(), sanitize_name(&name).into());
     doc.insert("id".into(), hex(&span.span_id).into());
@@ -184,17 +158,7 @@ pub fn document(span: &SpanEvent, annotation_keys: &[String]) -> Map<String, Val
             doc.insert("aws".into(), aws);
         }
     } else if aws_call {
-        let mut aws = Map::new();
-        if let Some(op) = attr_str(span, &["rpc.method"]) {
-            aws.insert("operation".into(), op.into());
-        }
-        if let Some(region) = attr_str(span, &["cloud.region", "aws.region"]) {
-            aws.insert("region".into(), region.into());
-        }
-        if let Some(id) = attr_str(span, &["aws.request_id", "aws.request.id"]) {
-            aws.insert("request_id".into(), id.into());
-        }
-        doc.insert("aws".into(), aws.into());
+        doc.insert("aws".into(), aws_call_block(span));
     }
 
     let status = attr_int(span, &["http.response.status_code", "http.status_code"]);
@@ -205,6 +169,59 @@ pub fn document(span: &SpanEvent, annotation_keys: &[String]) -> Map<String, Val
         doc.insert("sql".into(), sql);
     }
 
+    insert_flags(&mut doc, span, status);
+
+    let (annotations, metadata) = annotations_and_metadata(span, annotation_keys, segment);
+    if !annotations.is_empty() {
+        doc.insert("annotations".into(), annotations.into());
+    }
+    doc.insert("metadata".into(), json!({ "default": metadata }));
+    doc
+}
+
+/// A subsegment's name: the AWS service called, the remote service as well as it is known,
+/// or the span's name.
+fn subsegment_name(span: &SpanEvent, aws_call: bool, remote: bool) -> String {
+    if aws_call {
+        attr_str(span, &["rpc.service"])
+            .unwrap_or(&span.name)
+            .to_owned()
+    } else if remote {
+        // The called service, as well as it is known.
+        attr_str(
+            span,
+            &[
+                "peer.service",
+                "db.system.name",
+                "db.system",
+                "server.address",
+                "net.peer.name",
+            ],
+        )
+        .map(str::to_owned)
+        .unwrap_or_else(|| span.name.clone())
+    } else {
+        span.name.clone()
+    }
+}
+
+/// The `aws` block of a call to an AWS API: operation, region, request id.
+fn aws_call_block(span: &SpanEvent) -> Value {
+    let mut aws = Map::new();
+    if let Some(op) = attr_str(span, &["rpc.method"]) {
+        aws.insert("operation".into(), op.into());
+    }
+    if let Some(region) = attr_str(span, &["cloud.region", "aws.region"]) {
+        aws.insert("region".into(), region.into());
+    }
+    if let Some(id) = attr_str(span, &["aws.request_id", "aws.request.id"]) {
+        aws.insert("request_id".into(), id.into());
+    }
+    aws.into()
+}
+
+/// The `error`, `throttle` and `fault` flags, and the `cause` when one of them is set.
+fn insert_flags(doc: &mut Map<String, Value>, span: &SpanEvent, status: Option<i64>) {
     // Flags: 4xx = client error (429 also throttle), 5xx or an Error status = fault.
     let mut fault = false;
     match status {
@@ -227,7 +244,15 @@ pub fn document(span: &SpanEvent, annotation_keys: &[String]) -> Map<String, Val
     if let Some(cause) = cause(span, fault || doc.contains_key("error")) {
         doc.insert("cause".into(), cause);
     }
+}
 
+/// The span's attributes split into annotations (the indexed `annotation_keys`, also from
+/// the resource) and metadata (the rest that no other field carries).
+fn annotations_and_metadata(
+    span: &SpanEvent,
+    annotation_keys: &[String],
+    segment: bool,
+) -> (Map<String, Value>, Map<String, Value>) {
     let mut annotations = Map::new();
     let mut metadata = Map::new();
     for (k, v) in &span.attributes {
@@ -257,11 +282,7 @@ pub fn document(span: &SpanEvent, annotation_keys: &[String]) -> Map<String, Val
         "span.kind".into(),
         format!("{:?}", span.kind).to_lowercase().into(),
     );
-    if !annotations.is_empty() {
-        doc.insert("annotations".into(), annotations.into());
-    }
-    doc.insert("metadata".into(), json!({ "default": metadata }));
-    doc
+    (annotations, metadata)
 }
 
 /// `origin` and the `aws` block from the resource's cloud attributes.

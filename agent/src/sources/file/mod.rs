@@ -19,26 +19,26 @@ pub(crate) mod config;
 mod fingerprint;
 pub mod lines;
 mod multiline;
+mod read;
+mod rotation;
 
 pub use config::{FileSourceConfig, MultilineConfig, OversizedLines, StartAt};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{
-    Ack, AckReceiver, AckStatus, Attributes, Event, LogEvent, Position, ack_channel, now_ms,
-};
+use crate::event::{AckReceiver, AckStatus, Attributes, ack_channel, now_ms};
 use crate::output::SourceOutput;
-use crate::telemetry::Outcome;
 use checkpoint::{Checkpoints, Entry};
 use fingerprint::fingerprint;
-use lines::{LineSplitter, Piece};
+use lines::LineSplitter;
 use multiline::Multiline;
+use read::line_event;
 
 /// Bytes read from one file before moving on to the next (fairness between files).
 const READ_BUDGET: usize = 1 << 20;
@@ -141,69 +141,100 @@ impl FileSource {
             let started = Instant::now();
             self.scan(&mut state, first_scan);
             first_scan = false;
-            let mut read_any = false;
-            // Oldest data first: rotated files before current ones, older rotations (by
-            // modification time) before newer, and a file waits while an older file of the same
-            // log path still has data — so the lines of one log path reach the sinks in the
-            // order they were written, across rotations and restarts.
-            let mut order: Vec<(bool, std::time::SystemTime, u64)> = state
-                .files
-                .values()
-                .map(|t| {
-                    let mtime = t
-                        .file
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .unwrap_or(std::time::UNIX_EPOCH);
-                    (!t.rotated, mtime, t.fingerprint)
-                })
-                .collect();
-            order.sort_unstable();
-            let mut draining: HashSet<PathBuf> = HashSet::new();
-            for (_, _, key) in order {
-                if draining.contains(&state.files[&key].origin) {
-                    continue;
-                }
-                match self.read_file(&mut state, key, &out, &ack_tx) {
-                    Ok(n) => {
-                        read_any |= n > 0;
-                        if n > 0
-                            && let Some(t) = state.files.get(&key)
-                        {
-                            draining.insert(t.origin.clone());
-                        }
-                    }
-                    Err(Closed) => return self.finish(state),
-                }
-            }
+            let read_any = match self.read_round(&mut state, &out, &ack_tx) {
+                Ok(read_any) => read_any,
+                Err(Closed) => return self.finish(state),
+            };
             self.release_finished(&mut state);
             self.apply_acks(&mut state);
             self.maybe_write_checkpoint(&mut state, false);
             if read_any {
                 idle_polls = 0;
             } else {
-                // Idle: wait for the next poll, but wake for shutdown. While batches are in
-                // flight or a checkpoint is due, look at acknowledgements every 10 ms; with
-                // nothing pending, sleep through to the next poll (an idle agent must not wake
-                // a hundred times a second).
                 idle_polls = idle_polls.saturating_add(1);
                 let left = idle_wait(poll, idle_polls).saturating_sub(started.elapsed());
-                let deadline = Instant::now() + left;
-                while Instant::now() < deadline && !stop.is_cancelled() {
-                    let pending =
-                        state.dirty || state.files.values().any(|t| !t.in_flight.is_empty());
-                    let nap = if pending {
-                        Duration::from_millis(10)
-                    } else {
-                        deadline.saturating_duration_since(Instant::now())
-                    };
-                    stopped.wait(nap);
-                    self.maybe_write_checkpoint(&mut state, false);
-                    self.apply_acks(&mut state);
-                }
+                self.wait_idle(&mut state, left, &stopped, &stop);
             }
         }
-        // Lines held by multiline grouping are complete now: nothing more will be read.
+        self.flush_held(&mut state, &out, &ack_tx);
+        drop(out);
+        self.finish(state);
+    }
+
+    /// Reads each tracked file once. Oldest data first: rotated files before current ones,
+    /// older rotations (by modification time) before newer, and a file waits while an older
+    /// file of the same log path still has data — so the lines of one log path reach the
+    /// sinks in the order they were written, across rotations and restarts. `Ok(true)`:
+    /// something was read.
+    fn read_round(
+        &mut self,
+        state: &mut State,
+        out: &SourceOutput,
+        ack_tx: &tokio::sync::mpsc::UnboundedSender<(u64, AckStatus)>,
+    ) -> Result<bool, Closed> {
+        let mut read_any = false;
+        let mut order: Vec<(bool, std::time::SystemTime, u64)> = state
+            .files
+            .values()
+            .map(|t| {
+                let mtime = t
+                    .file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (!t.rotated, mtime, t.fingerprint)
+            })
+            .collect();
+        order.sort_unstable();
+        let mut draining: HashSet<PathBuf> = HashSet::new();
+        for (_, _, key) in order {
+            if draining.contains(&state.files[&key].origin) {
+                continue;
+            }
+            let n = self.read_file(state, key, out, ack_tx)?;
+            read_any |= n > 0;
+            if n > 0
+                && let Some(t) = state.files.get(&key)
+            {
+                draining.insert(t.origin.clone());
+            }
+        }
+        Ok(read_any)
+    }
+
+    /// Idle: waits `left` for the next poll, but wakes for shutdown. While batches are in
+    /// flight or a checkpoint is due, looks at acknowledgements every 10 ms; with nothing
+    /// pending, sleeps through to the next poll (an idle agent must not wake a hundred times
+    /// a second).
+    fn wait_idle(
+        &mut self,
+        state: &mut State,
+        left: Duration,
+        stopped: &StopSignal,
+        stop: &CancellationToken,
+    ) {
+        let deadline = Instant::now() + left;
+        while Instant::now() < deadline && !stop.is_cancelled() {
+            let pending = state.dirty || state.files.values().any(|t| !t.in_flight.is_empty());
+            let nap = if pending {
+                Duration::from_millis(10)
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            stopped.wait(nap);
+            self.maybe_write_checkpoint(state, false);
+            self.apply_acks(state);
+        }
+    }
+
+    /// Hands on the lines held by multiline grouping: they are complete now, since nothing
+    /// more will be read.
+    fn flush_held(
+        &mut self,
+        state: &mut State,
+        out: &SourceOutput,
+        ack_tx: &tokio::sync::mpsc::UnboundedSender<(u64, AckStatus)>,
+    ) {
         let held: Vec<(u64, String, u64)> = state
             .files
             .iter_mut()
@@ -215,21 +246,12 @@ impl FileSource {
         for (key, text, end) in held {
             let event = line_event(&state.files[&key].attributes, text);
             if self
-                .send(
-                    &mut state,
-                    key,
-                    (vec![event], vec![end]),
-                    end,
-                    &out,
-                    &ack_tx,
-                )
+                .send(state, key, (vec![event], vec![end]), end, out, ack_tx)
                 .is_err()
             {
                 break;
             }
         }
-        drop(out);
-        self.finish(state);
     }
 
     fn finish(mut self, mut state: State) {
@@ -327,26 +349,17 @@ impl FileSource {
 
     /// Starts tracking a file seen for the first time (or again after a restart).
     fn discover(&mut self, state: &mut State, path: &Path, first_scan: bool) {
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                warn_once(
-                    state,
-                    path,
-                    "unreadable_file",
-                    &self.name,
-                    &e.to_string(),
-                    &self.stats,
-                );
-                return;
-            }
-        };
-        let fp = match fingerprint(&file, self.config.fingerprint_bytes) {
-            Ok(Some(fp)) => fp,
-            Ok(None) => {
+        let opened = File::open(path).and_then(|file| {
+            let fp = fingerprint(&file, self.config.fingerprint_bytes)?;
+            Ok((file, fp))
+        });
+        let (file, fp) = match opened {
+            Ok((file, Some(fp))) => (file, fp),
+            Ok((_, None)) => {
                 tracing::debug!(source = %self.name, path = %path.display(), "first line not complete yet");
                 return;
             }
+            // Cannot be opened, or its first line cannot be read.
             Err(e) => {
                 warn_once(
                     state,
@@ -452,289 +465,6 @@ impl FileSource {
             }
         }
         attrs
-    }
-
-    /// A tracked file shrank: it was truncated (copytruncate). Its unread old content is in the
-    /// rotated copy, if logrotate left one; the truncated file is new content from offset 0.
-    fn truncated(&mut self, state: &mut State, key: u64, path: &Path) {
-        let mut old = state.files.remove(&key).expect("tracked");
-        let resume_at = old.read_offset - old.buf.len() as u64;
-        match find_rotated_copy(path, key, self.config.fingerprint_bytes) {
-            Some((copy_path, copy)) => {
-                tracing::info!(source = %self.name, path = %path.display(), copy = %copy_path.display(),
-                    "file truncated; reading the rest of its old content from the rotated copy");
-                old.file = copy;
-                old.dev_ino = old
-                    .file
-                    .metadata()
-                    .map(|m| (m.dev(), m.ino()))
-                    .unwrap_or_default();
-                old.path = copy_path;
-                old.origin = path.to_path_buf();
-                old.read_offset = resume_at;
-                old.buf.clear();
-                old.splitter.reset();
-                old.rotated = true;
-                old.at_eof = false;
-                old.last_growth = Instant::now();
-                state.files.insert(key, old);
-            }
-            None => {
-                self.stats.error("rotated_copy_missing");
-                tracing::warn!(source = %self.name, path = %path.display(),
-                    "file truncated and no rotated copy with the same first line was found next to it; lines written just before the truncation may be missing (use delaycompress with copytruncate)");
-                // Keep it only for its acknowledgements; nothing more to read.
-                old.rotated = true;
-                old.buf.clear();
-                old.read_offset = u64::MAX;
-                state.files.insert(key, old);
-            }
-        }
-        // The truncated file itself is picked up as a new file (by fingerprint) on this scan.
-        self.discover(state, path, false);
-    }
-
-    /// Rotations of `origin` that the agent never saw under their log name (created and rotated
-    /// away while it was stopped or too busy to look) are read from their start. Only
-    /// rotations newer than a file already known for this path qualify, so old rotations from
-    /// before the agent was installed are not read.
-    fn adopt_missed_rotations(&mut self, state: &mut State, origin: &Path) {
-        let siblings = rotated_siblings(origin, self.config.fingerprint_bytes);
-        tracing::debug!(origin = %origin.display(), siblings = ?siblings.iter().map(|s| (s.path.display().to_string(), s.fingerprint.map(|f| format!("{f:016x}")))).collect::<Vec<_>>(), "looking for missed rotations");
-        let known = |fp: Option<u64>| {
-            fp.is_some_and(|fp| state.files.contains_key(&fp) || self.checkpoints.get(fp).is_some())
-        };
-        let Some(first_known) = siblings
-            .iter()
-            .find(|s| known(s.fingerprint))
-            .map(|s| s.modified)
-        else {
-            return;
-        };
-        let missed: Vec<Sibling> = siblings
-            .into_iter()
-            .filter(|s| {
-                s.modified >= first_known && s.fingerprint.is_some() && !known(s.fingerprint)
-            })
-            .collect();
-        for s in missed {
-            let fp = s.fingerprint.expect("filtered");
-            tracing::info!(source = %self.name, path = %s.path.display(),
-                "found a rotation of this log that was never read under its name; reading it");
-            self.track(state, fp, s.path, origin.to_path_buf(), s.file, 0, true);
-        }
-    }
-
-    /// On start: files in the checkpoint that the globs no longer find may have been rotated
-    /// while the agent was stopped; read what is left of them from their rotated copy.
-    fn resume_rotated(&mut self, state: &mut State) {
-        let entries: Vec<(u64, Entry)> = self
-            .checkpoints
-            .entries()
-            .map(|(k, e)| (k, e.clone()))
-            .collect();
-        for (fp, e) in &entries {
-            tracing::debug!(source = %self.name, fingerprint = format!("{fp:016x}"), offset = e.offset, path = %e.path.display(), "checkpoint at start");
-        }
-        for (fp, entry) in entries {
-            let at_path = File::open(&entry.path).ok().and_then(|f| {
-                fingerprint(&f, self.config.fingerprint_bytes)
-                    .ok()
-                    .flatten()
-            });
-            if at_path == Some(fp) {
-                continue; // still where it was: the scan finds it
-            }
-            if let Some((copy_path, copy)) =
-                find_rotated_copy(&entry.path, fp, self.config.fingerprint_bytes)
-                && copy
-                    .metadata()
-                    .map(|m| m.len() > entry.offset)
-                    .unwrap_or(false)
-            {
-                tracing::info!(source = %self.name, path = %copy_path.display(), offset = entry.offset,
-                    "file was rotated while the agent was stopped; reading the rest of it");
-                self.track(
-                    state,
-                    fp,
-                    copy_path,
-                    entry.path.clone(),
-                    copy,
-                    entry.offset,
-                    true,
-                );
-            }
-        }
-        let origins: HashSet<PathBuf> = self
-            .checkpoints
-            .entries()
-            .map(|(_, e)| e.path.clone())
-            .collect();
-        for origin in origins {
-            self.adopt_missed_rotations(state, &origin);
-        }
-    }
-
-    /// Reads new data of one file and hands complete events on. Returns bytes read.
-    fn read_file(
-        &mut self,
-        state: &mut State,
-        key: u64,
-        out: &SourceOutput,
-        ack_tx: &tokio::sync::mpsc::UnboundedSender<(u64, AckStatus)>,
-    ) -> Result<usize, Closed> {
-        let now = Instant::now();
-        let max_batch = self.config.max_batch_events;
-        let mut total = 0;
-        let mut chunk = vec![0u8; READ_CHUNK];
-        let mut events = Vec::new();
-        // File offset just after each event (see `Position`).
-        let mut ends = Vec::new();
-        let mut batch_end = None;
-        let mut replaced = false;
-        loop {
-            let t = state.files.get_mut(&key).expect("tracked");
-            if t.read_offset == u64::MAX || total >= READ_BUDGET {
-                break;
-            }
-            let n = match t.file.read_at(&mut chunk, t.read_offset) {
-                Ok(n) => n,
-                Err(e) => {
-                    let path = t.path.clone();
-                    warn_once(
-                        state,
-                        &path,
-                        "read_failed",
-                        &self.name,
-                        &e.to_string(),
-                        &out.stats,
-                    );
-                    break;
-                }
-            };
-            if n == 0 {
-                t.at_eof = true;
-                t.lag.set(0);
-                break;
-            }
-            t.at_eof = false;
-            // A file truncated and written again between the last scan and this read would
-            // hand us the middle of a new line: check it is still the same file (by its first
-            // line) after reading, and if not, let the truncation handling take over.
-            if !t.rotated
-                && fingerprint(&t.file, self.config.fingerprint_bytes)
-                    .ok()
-                    .flatten()
-                    != Some(key)
-            {
-                replaced = true;
-                break;
-            }
-            total += n;
-            t.read_offset += n as u64;
-            t.last_growth = now;
-            t.buf.extend_from_slice(&chunk[..n]);
-            let base = t.read_offset - t.buf.len() as u64;
-            let mut pieces = Vec::new();
-            let used = t.splitter.split(&t.buf, base, |p| match p {
-                Piece::Line {
-                    bytes,
-                    end,
-                    oversized,
-                } => pieces.push((Some(bytes.to_vec()), end, oversized)),
-                Piece::Skipped { end } => pieces.push((None, end, false)),
-            });
-            t.buf.drain(..used);
-            // Counted once per chunk, not per line (each update looks its labels up).
-            let mut received = 0;
-            for (bytes, end, oversized) in pieces {
-                let Some(bytes) = bytes else {
-                    // Tail of a truncated line: nothing to emit, but the offset moves on when
-                    // nothing is held back.
-                    if t.multiline.as_ref().is_none_or(|m| !m.is_open()) {
-                        batch_end = Some(end);
-                    }
-                    continue;
-                };
-                if oversized {
-                    out.stats.count(Outcome::Truncated, 1);
-                }
-                let text = match String::from_utf8(bytes) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        out.stats.count(Outcome::InvalidUtf8, 1);
-                        String::from_utf8_lossy(e.as_bytes()).into_owned()
-                    }
-                };
-                received += 1;
-                match t.multiline.as_mut() {
-                    Some(m) => {
-                        if let Some((group, group_end)) = m.push(text, end, now) {
-                            events.push(line_event(&t.attributes, group));
-                            ends.push(group_end);
-                            batch_end = Some(group_end);
-                        }
-                    }
-                    None => {
-                        events.push(line_event(&t.attributes, text));
-                        ends.push(end);
-                        batch_end = Some(end);
-                    }
-                }
-            }
-            out.stats.count(Outcome::Received, received);
-            if events.len() >= max_batch
-                && let Some(end) = batch_end.take()
-            {
-                let batch = (std::mem::take(&mut events), std::mem::take(&mut ends));
-                self.send(state, key, batch, end, out, ack_tx)?;
-            }
-        }
-        // A multiline group that has been quiet long enough is complete.
-        let t = state.files.get_mut(&key).expect("tracked");
-        if let Some(m) = t.multiline.as_mut()
-            && let Some((group, group_end)) = m.flush_idle(now)
-        {
-            events.push(line_event(&t.attributes, group));
-            ends.push(group_end);
-            batch_end = Some(group_end);
-        }
-        if let Some(end) = batch_end {
-            self.send(state, key, (events, ends), end, out, ack_tx)?;
-        }
-        if replaced {
-            let path = state.files[&key].path.clone();
-            self.truncated(state, key, &path);
-        }
-        Ok(total)
-    }
-
-    /// Hands a batch of one file on, remembering which offset it completes.
-    fn send(
-        &mut self,
-        state: &mut State,
-        key: u64,
-        (events, ends): (Vec<Event>, Vec<u64>),
-        end: u64,
-        out: &SourceOutput,
-        ack_tx: &tokio::sync::mpsc::UnboundedSender<(u64, AckStatus)>,
-    ) -> Result<(), Closed> {
-        let id = state.next_batch;
-        state.next_batch += 1;
-        state.batch_files.insert(id, key);
-        let t = state.files.get_mut(&key).expect("tracked");
-        t.in_flight.push_back((id, end, None));
-        let ack = Ack::new(id, ack_tx.clone());
-        // Lines read again after a crash are recognised by their offsets in this file.
-        ack.set_position(Position {
-            origin: format!("{}:{key:016x}", self.name),
-            ends,
-        });
-        out.send_blocking(events, ack, || {
-            self.apply_acks(state);
-            self.maybe_write_checkpoint(state, false);
-        })
-        .map_err(|_| Closed)
     }
 
     fn apply_acks(&mut self, state: &mut State) {
@@ -878,12 +608,6 @@ impl State {
 /// Downstream is gone.
 struct Closed;
 
-fn line_event(attributes: &Attributes, text: String) -> Event {
-    let mut log = LogEvent::new(text, now_ms());
-    log.attributes = attributes.clone();
-    Event::Log(log)
-}
-
 /// Longest wait between polls once a source has been idle for a while.
 const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
 
@@ -940,54 +664,6 @@ fn warn_once(
     if state.warned.insert(path.to_path_buf()) {
         tracing::warn!(source, path = %path.display(), error, kind, "cannot read file; will retry");
     }
-}
-
-/// A rotation of a log file found next to it.
-struct Sibling {
-    path: PathBuf,
-    file: File,
-    fingerprint: Option<u64>,
-    modified: std::time::SystemTime,
-}
-
-/// The rotations of `path` (`app.log.1`, `app.log-20261122`, ...): files in its directory whose
-/// names extend its name.
-fn rotated_siblings(path: &Path, fingerprint_bytes: usize) -> Vec<Sibling> {
-    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<Sibling> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n != base && n.starts_with(base))
-        })
-        .filter_map(|p| {
-            let file = File::open(&p).ok()?;
-            let meta = file.metadata().ok().filter(|m| m.is_file())?;
-            Some(Sibling {
-                fingerprint: fingerprint(&file, fingerprint_bytes).ok().flatten(),
-                modified: meta.modified().ok()?,
-                path: p,
-                file,
-            })
-        })
-        .collect();
-    found.sort_by_key(|s| s.modified);
-    found
-}
-
-/// The rotation of `path` whose fingerprint is `fp`: where logrotate put the old content.
-fn find_rotated_copy(path: &Path, fp: u64, fingerprint_bytes: usize) -> Option<(PathBuf, File)> {
-    rotated_siblings(path, fingerprint_bytes)
-        .into_iter()
-        .find(|s| s.fingerprint == Some(fp))
-        .map(|s| (s.path, s.file))
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub enum Collector {
 }
 
 impl Collector {
-    fn all() -> Vec<Collector> {
+    pub(super) fn all() -> Vec<Collector> {
         vec![
             Collector::Cpu,
             Collector::Load,

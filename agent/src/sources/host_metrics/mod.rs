@@ -185,15 +185,7 @@ mod tests {
     fn source(processes: Vec<ProcessConfig>) -> HostMetricsSource {
         let config = HostMetricsConfig {
             interval_ms: 1000,
-            collectors: vec![
-                Collector::Cpu,
-                Collector::Load,
-                Collector::Memory,
-                Collector::Filesystem,
-                Collector::Disk,
-                Collector::Network,
-                Collector::Processes,
-            ],
+            collectors: Collector::all(),
             cpu_per_core: true,
             processes,
         };

@@ -26,39 +26,35 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{Ack, Event, MetricEvent, Tags, now_ms};
 use crate::output::SourceOutput;
-use crate::telemetry::{REGISTRY, Stats};
+use crate::telemetry::{Stats, register};
 
 /// A failing target is logged at most this often (and when it changes state).
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 static FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "vigil_scrape_failures_total",
-            "Failed scrapes of a Prometheus target, by reason.",
-        ),
-        &["component", "target", "reason"],
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "vigil_scrape_failures_total",
+                "Failed scrapes of a Prometheus target, by reason.",
+            ),
+            &["component", "target", "reason"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
 });
 
 static UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    let g = IntGaugeVec::new(
-        Opts::new(
-            "vigil_scrape_target_up",
-            "1 if the last scrape of a Prometheus target succeeded, else 0.",
-        ),
-        &["component", "target"],
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "vigil_scrape_target_up",
+                "1 if the last scrape of a Prometheus target succeeded, else 0.",
+            ),
+            &["component", "target"],
+        )
+        .expect("static metric definition"),
     )
-    .expect("static metric definition");
-    REGISTRY
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
 });
 
 /// Why a scrape failed; the `reason` label.
