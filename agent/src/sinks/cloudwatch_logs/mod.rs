@@ -89,40 +89,7 @@ impl CloudWatchLogsSink {
                     // Group the batch by stream first, so each stream gets the batch's
                     // acknowledgement after the last of its events (a request that is cut in
                     // the middle of a batch must not complete it).
-                    let mut by_stream: HashMap<StreamId, Vec<(i64, String)>> = HashMap::new();
-                    let mut to_fixed = Vec::new();
-                    // Each message is written here, then copied into a string of exactly its
-                    // length: requests hold thousands of them, and a string grown while being
-                    // written keeps up to twice its length.
-                    let mut scratch = String::new();
-                    for event in &batch.events {
-                        let Event::Log(log) = event else {
-                            // Metrics and spans have their own sinks; the config put them here.
-                            self.stats.error("unsupported_signal");
-                            continue;
-                        };
-                        scratch.clear();
-                        self.config.encoding.encode(log, &mut scratch);
-                        if crate::text::truncate_bytes(&mut scratch, self.config.max_event_bytes) {
-                            self.stats.count(Outcome::Truncated, 1);
-                        }
-                        let message = scratch.clone();
-                        match &self.fixed {
-                            Some(_) => to_fixed.push((log.timestamp_ms, message)),
-                            None => {
-                                // A fixed name is one stream: only templated names need the bound.
-                                let id = limit.place(
-                                    self.route(log),
-                                    |id| streams.contains_key(id) || by_stream.contains_key(id),
-                                    &self.stats,
-                                );
-                                by_stream.entry(id).or_default().push((log.timestamp_ms, message));
-                            }
-                        }
-                    }
-                    if let Some(id) = &self.fixed && !to_fixed.is_empty() {
-                        by_stream.insert(id.clone(), to_fixed);
-                    }
+                    let by_stream = self.group_by_stream(&batch.events, &mut limit, &streams);
                     for (id, events) in by_stream {
                         let state = streams.entry(id.clone()).or_insert_with(|| {
                             let (tx, rx) = mpsc::channel(1);
@@ -173,6 +140,56 @@ impl CloudWatchLogsSink {
         }
         drop(streams);
         while workers.join_next().await.is_some() {}
+    }
+
+    /// The batch's log events as messages, by the stream each goes to (opening no more than
+    /// `limit` allows).
+    fn group_by_stream(
+        &self,
+        events: &[Event],
+        limit: &mut overflow::StreamLimit,
+        streams: &HashMap<StreamId, StreamState>,
+    ) -> HashMap<StreamId, Vec<(i64, String)>> {
+        let mut by_stream: HashMap<StreamId, Vec<(i64, String)>> = HashMap::new();
+        let mut to_fixed = Vec::new();
+        // Each message is written here, then copied into a string of exactly its length:
+        // requests hold thousands of them, and a string grown while being written keeps up to
+        // twice its length.
+        let mut scratch = String::new();
+        for event in events {
+            let Event::Log(log) = event else {
+                // Metrics and spans have their own sinks; the config put them here.
+                self.stats.error("unsupported_signal");
+                continue;
+            };
+            scratch.clear();
+            self.config.encoding.encode(log, &mut scratch);
+            if crate::text::truncate_bytes(&mut scratch, self.config.max_event_bytes) {
+                self.stats.count(Outcome::Truncated, 1);
+            }
+            let message = scratch.clone();
+            match &self.fixed {
+                Some(_) => to_fixed.push((log.timestamp_ms, message)),
+                None => {
+                    // A fixed name is one stream: only templated names need the bound.
+                    let id = limit.place(
+                        self.route(log),
+                        |id| streams.contains_key(id) || by_stream.contains_key(id),
+                        &self.stats,
+                    );
+                    by_stream
+                        .entry(id)
+                        .or_default()
+                        .push((log.timestamp_ms, message));
+                }
+            }
+        }
+        if let Some(id) = &self.fixed
+            && !to_fixed.is_empty()
+        {
+            by_stream.insert(id.clone(), to_fixed);
+        }
+        by_stream
     }
 
     fn route(&self, log: &crate::event::LogEvent) -> StreamId {
