@@ -1,6 +1,7 @@
-//! Compressing an OTLP/HTTP export request and reading its answer, shared by the two sinks that speak OTLP/HTTP (New Relic,
-//! and AWS's OTLP endpoints): the status, `Retry-After`, a partial success, and a short
-//! description for logs. How a status is classified stays with each sink.
+//! What the two sinks that speak OTLP/HTTP (New Relic, and AWS's OTLP endpoints) share: their
+//! HTTP client, compressing an export request, reading its answer (the status, `Retry-After`, a
+//! partial success, a short description for logs) and checking the `resource_attributes` they
+//! both take. How a status is classified stays with each sink.
 
 use std::io::Write;
 use std::time::Duration;
@@ -14,6 +15,20 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
+
+/// `resource_attributes` (added to every exported resource) must have non-empty names.
+pub fn check_resource_attributes(
+    attributes: &std::collections::BTreeMap<String, String>,
+    path: &vigil_common::config_error::KeyPath,
+    errs: &mut vigil_common::config_error::Errors<'_>,
+) {
+    if attributes.keys().any(|k| k.is_empty()) {
+        errs.push(
+            &path.key("resource_attributes"),
+            "attribute names must not be empty",
+        );
+    }
+}
 
 /// gzip at the fastest level: the payload is mostly repeated keys, which compress well anyway.
 pub fn gzip(bytes: &[u8]) -> Bytes {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
+use crate::sinks::otlp_http;
 
 /// X-Ray's published OTLP limits (traces).
 pub const MAX_TRACE_REQUEST_BYTES: usize = 5_000_000;
@@ -165,11 +166,6 @@ impl ComponentConfig for AwsOtlpConfig {
                 ("request_timeout_ms", self.request_timeout_ms),
             ],
         );
-        if self.resource_attributes.keys().any(|k| k.is_empty()) {
-            errs.push(
-                &path.key("resource_attributes"),
-                "attribute names must not be empty",
-            );
-        }
+        otlp_http::check_resource_attributes(&self.resource_attributes, path, errs);
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::ComponentConfig;
+use crate::sinks::otlp_http;
 
 /// New Relic's OTLP endpoints (OTLP/HTTP on 443; `/v1/traces` etc. are appended).
 pub const US_ENDPOINT: &str = "https://otlp.nr-data.net";
@@ -157,11 +158,6 @@ impl ComponentConfig for NewRelicConfig {
                 ("request_timeout_ms", self.request_timeout_ms),
             ],
         );
-        if self.resource_attributes.keys().any(|k| k.is_empty()) {
-            errs.push(
-                &path.key("resource_attributes"),
-                "attribute names must not be empty",
-            );
-        }
+        otlp_http::check_resource_attributes(&self.resource_attributes, path, errs);
     }
 }
