@@ -13,6 +13,7 @@ use vigil_agent::event::{Event, LogEvent};
 use vigil_agent::processors::json_parse::{JsonParse, JsonParseConfig};
 use vigil_agent::redaction::{RedactionConfig, Redactor};
 use vigil_agent::sinks::cloudwatch_logs::{Limits, Pending};
+use vigil_agent::sinks::driver::Open;
 use vigil_agent::sinks::encoding::Encoding;
 use vigil_agent::sources::file::OversizedLines;
 use vigil_agent::sources::file::lines::{LineSplitter, Piece};
@@ -118,7 +119,7 @@ fn main() {
     let mut requests = 0u64;
     let full = measure(|| {
         let mut events = Vec::with_capacity(BATCH);
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(limits);
         let mut flush = |events: &mut Vec<Event>, pending: &mut Pending| {
             redactor.apply(events, &stats);
             parse.process(events, &stats);
@@ -126,11 +127,10 @@ fn main() {
                 let Event::Log(log) = e else { continue };
                 let mut m = String::with_capacity(log.message.len() + 64);
                 Encoding::Json.encode(&log, &mut m);
-                if !pending.fits(log.timestamp_ms, m.len(), limits) {
-                    std::hint::black_box(pending.take());
+                if let Ok(Some(full)) = pending.add((log.timestamp_ms, m)) {
+                    std::hint::black_box(full);
                     requests += 1;
                 }
-                pending.push(log.timestamp_ms, m);
             }
         };
         read_lines(&f, |line, _| {

@@ -1,7 +1,8 @@
-//! What `vigil-agent` and `vigil-watchdog` share: how they log, how they reach AWS and how they
-//! report config errors.
+//! What `vigil-agent` and `vigil-watchdog` share: how they log, how they reach AWS, what its errors
+//! mean, and how they report config errors.
 
 pub mod aws;
+pub mod aws_error;
 pub mod config_error;
 pub mod fuzzing;
 pub mod logging;

@@ -116,39 +116,9 @@ impl Intercept for OperationGuard {
 #[error("{0}")]
 pub struct NotGranted(String);
 
-/// The most useful one-line text of any SDK error (all service crates share smithy's error
-/// types): the service's code and message, or the whole source chain of a transport error.
-pub fn error_text<E, R>(error: &aws_sdk_cloudwatch::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_cloudwatch::error::SdkError;
-    match error {
-        SdkError::ServiceError(e) => {
-            let err = e.err();
-            match (err.code(), err.message()) {
-                (Some(code), Some(msg)) => format!("{code}: {msg}"),
-                (Some(code), None) => code.to_string(),
-                _ => format!("{err}"),
-            }
-        }
-        // The top-level text ("dispatch failure") says little; the causes say why.
-        other => error_chain(other),
-    }
-}
-
-/// An error and all its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+/// One line of text for any SDK error, and an error with its causes: written once, in
+/// `vigil-common`, for the agent's sinks too.
+pub use vigil_common::aws_error::{error_chain, error_text};
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,8 @@
 
 use aws_sdk_cloudwatch::error::{ProvideErrorMetadata, SdkError};
 
+use vigil_common::aws_error::{Failure, failure};
+
 use crate::aws::{NotGranted, error_text};
 
 /// What kind of failure it was, as far as the watchdog tells them apart.
@@ -84,57 +86,21 @@ impl CallError {
     }
 }
 
-/// Error codes AWS services answer when a caller is not allowed.
-const DENIED: &[&str] = &[
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-    "AuthorizationError",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "ExpiredToken",
-    "ExpiredTokenException",
-];
-
-/// Error codes AWS services answer when a caller goes too fast.
-const THROTTLED: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "SlowDown",
-];
-
-/// Error codes for the service's own failures.
-const UNAVAILABLE: &[&str] = &[
-    "InternalFailure",
-    "InternalError",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-];
-
 fn sdk_error_kind<E, R>(error: &SdkError<E, R>) -> ErrorKind
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    match error {
-        SdkError::ServiceError(e) => match e.err().code() {
-            Some(code) if DENIED.contains(&code) => ErrorKind::Denied,
-            Some(code) if THROTTLED.contains(&code) => ErrorKind::Throttled,
-            Some(code) if UNAVAILABLE.contains(&code) => ErrorKind::Unreachable,
-            _ => ErrorKind::Refused,
-        },
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => ErrorKind::Unreachable,
-        SdkError::ResponseError(_) => ErrorKind::BadData,
-        // The operation guard refuses before anything is sent.
-        other if not_granted(other) => ErrorKind::Denied,
-        _ => ErrorKind::Refused,
+    // The operation guard refuses before anything is sent.
+    if !matches!(error, SdkError::ServiceError(_)) && not_granted(error) {
+        return ErrorKind::Denied;
+    }
+    match failure(error) {
+        Failure::Denied => ErrorKind::Denied,
+        Failure::Throttled => ErrorKind::Throttled,
+        Failure::Unavailable => ErrorKind::Unreachable,
+        Failure::BadResponse => ErrorKind::BadData,
+        Failure::Refused => ErrorKind::Refused,
     }
 }
 

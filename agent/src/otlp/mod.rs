@@ -11,6 +11,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod split;
 pub mod value;
 
 pub use opentelemetry_proto::tonic as proto;

@@ -5,10 +5,10 @@ pub mod aws_otlp;
 pub mod cloudwatch_logs;
 pub mod cloudwatch_metrics;
 pub mod console;
+pub mod driver;
 pub mod encoding;
 pub mod newrelic;
 pub mod otlp_http;
-pub mod retry;
 pub mod xray;
 
 use tokio::sync::mpsc;

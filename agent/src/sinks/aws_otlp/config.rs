@@ -71,7 +71,7 @@ fn default_request_timeout_ms() -> u64 {
 }
 
 /// Which AWS service a request goes to: the host and the SigV4 service name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signal {
     Traces,
     Logs,

@@ -22,24 +22,26 @@ pub use config::{
 };
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::event::{Ack, Attributes, Event, EventBatch, Resource, now_ms};
-use crate::otlp::encode::{Pending, TooLarge, log_scope};
+use crate::event::{Attributes, Event, EventBatch, LogEvent, SpanEvent, now_ms};
+use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
-use crate::otlp::{EncodeLimits, Encoded, Encoder, Truncations};
+use crate::otlp::{EncodeLimits, Encoder, Truncations};
+use crate::sinks::driver::{self, Batches, Delivery, Dispatch, Intake, Lanes, Ready, RetryPolicy};
 use crate::sinks::newrelic::EntityResources;
+use crate::sinks::otlp_http::batch::{OpenOtlp, Scoped, count_truncations};
 use crate::telemetry::{Outcome, Stats};
 use credentials::CredentialsCache;
 use request::{Drop, SpanCheck};
 pub use service::sign_headers;
-use service::{Endpoints, Request, Service};
+use service::{Endpoints, Service};
 
 /// Attribute values are kept whole up to this (the span limit of 200 KB bounds them anyway).
 const VALUE_LIMITS: ValueLimits = ValueLimits {
@@ -50,32 +52,24 @@ const VALUE_LIMITS: ValueLimits = ValueLimits {
 pub struct AwsOtlpSink {
     name: String,
     config: AwsOtlpConfig,
-    traces: Encoder,
-    logs: Encoder,
-    service: Arc<Service>,
+    traces: Arc<Encoder>,
+    logs: Arc<Encoder>,
+    service: Service,
     stats: Stats,
 }
 
-/// One signal's request being filled, with the batches that have items in it.
-struct Building<I> {
-    signal: Signal,
-    pending: Pending<I>,
-    acks: Vec<Ack>,
-    /// The batch being processed put items into `pending`.
-    has_current: bool,
-    started: Option<Instant>,
-}
-
-impl<I> Building<I> {
-    fn new(signal: Signal) -> Self {
-        Self {
-            signal,
-            pending: Pending::default(),
-            acks: Vec::new(),
-            has_current: false,
-            started: None,
-        }
-    }
+/// The sink's half of the driver's loop: spans and log records to OTLP items, checked against
+/// the endpoints' limits, one open request per signal.
+struct Exports {
+    name: String,
+    stats: Stats,
+    traces: Arc<Encoder>,
+    logs: Arc<Encoder>,
+    spans: Batches<Signal, OpenOtlp<Span>>,
+    records: Batches<Signal, OpenOtlp<LogRecord>>,
+    logs_wanted: bool,
+    entities: EntityResources,
+    span_check: SpanCheck,
 }
 
 /// The resource attributes every payload gets when the event's resource lacks them: the
@@ -128,122 +122,159 @@ impl AwsOtlpSink {
         tracing::info!(sink = name, traces = %endpoints.traces_url, logs = %endpoints.logs_url,
             "AWS OTLP sink ready");
         let service = Service::new(
-            name,
             endpoints,
             CredentialsCache::new(provider),
             Duration::from_millis(config.request_timeout_ms),
-            Duration::from_millis(config.max_backoff_ms),
-            stats.clone(),
         )?;
         let (traces, logs) = encoders(&config, &region);
         Ok(Self {
             name: name.to_owned(),
             config,
-            traces,
-            logs,
-            service: Arc::new(service),
+            traces: Arc::new(traces),
+            logs: Arc::new(logs),
+            service,
             stats,
         })
     }
 
-    pub async fn run(self, mut rx: mpsc::Receiver<EventBatch>) {
+    pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
+        let policy = RetryPolicy {
+            max_backoff: Duration::from_millis(self.config.max_backoff_ms),
+            partial_retries: 0,
+        };
+        let concurrency = self.config.concurrency;
+        let delivery = Delivery::new(
+            &self.name,
+            Arc::new(self.service),
+            self.stats.clone(),
+            policy,
+            concurrency,
+        );
+        let dispatch = Dispatch::new(delivery, Lanes::Shared { concurrency });
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut spans: Building<Span> = Building::new(Signal::Traces);
-        let mut logs: Building<LogRecord> = Building::new(Signal::Logs);
-        let mut entities = EntityResources::default();
-        let mut span_check = SpanCheck::default();
-        let mut ready: Vec<Request> = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(50).min(timeout));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let logs_wanted = self.config.log_group.is_some();
+        let max = self.config.batch_max_events;
+        let (traces, logs) = (Arc::clone(&self.traces), Arc::clone(&self.logs));
+        let intake = Exports {
+            spans: Batches::new(move || OpenOtlp::new(Arc::clone(&traces)), max, timeout),
+            records: Batches::new(
+                move || OpenOtlp::new(Arc::clone(&logs)),
+                max.min(MAX_LOG_REQUEST_RECORDS),
+                timeout,
+            ),
+            name: self.name,
+            stats: self.stats,
+            traces: self.traces,
+            logs: self.logs,
+            logs_wanted: self.config.log_group.is_some(),
+            entities: EntityResources::default(),
+            span_check: SpanCheck::default(),
+        };
+        driver::run(intake, rx, dispatch).await;
+    }
+}
 
-        loop {
-            tokio::select! {
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
-                    self.stats.count(Outcome::Received, batch.events.len() as u64);
-                    let EventBatch { events, ack } = batch;
-                    let now = now_ms();
-                    for event in events {
-                        let mut cuts = Truncations::default();
-                        match event {
-                            Event::Span(s) => {
-                                let start = (s.start_unix_nano / 1_000_000) as i64;
-                                let end = (s.end_unix_nano / 1_000_000) as i64;
-                                if !request::in_time_window(start, end, now) {
-                                    self.drop_item(Drop::TimeOutOfRange);
-                                    continue;
-                                }
-                                let res = Arc::clone(&s.resource);
-                                let scope = (s.scope_name.clone(), s.scope_version.clone());
-                                let item = self.traces.span(s, &mut cuts);
-                                self.count_cuts(cuts);
-                                if let Err(why) = span_check.check(&self.traces, Some(&res), (&scope.0, &scope.1), &item) {
-                                    self.drop_item(why);
-                                    continue;
-                                }
-                                self.add(&self.traces, &mut spans, Some(&res), (&scope.0, &scope.1), item, &ack, &mut ready, Pending::<Span>::into_request);
-                            }
-                            Event::Log(l) if logs_wanted => {
-                                if !request::in_time_window(l.timestamp_ms, l.timestamp_ms, now) {
-                                    self.drop_item(Drop::TimeOutOfRange);
-                                    continue;
-                                }
-                                // File lines carry enrich attributes instead of a resource.
-                                let res = l.resource.clone().or_else(|| entities.for_attributes(&l.attributes));
-                                let scope = log_scope(&l);
-                                let item = self.logs.log(l, &mut cuts);
-                                self.count_cuts(cuts);
-                                self.add(&self.logs, &mut logs, res.as_ref(), (&scope.0, &scope.1), item, &ack, &mut ready, Pending::<LogRecord>::into_request);
-                            }
-                            Event::Log(_) | Event::Metric(_) => {
-                                self.stats.count(Outcome::Rejected, 1);
-                                self.stats.error("unsupported_signal");
-                            }
-                        }
-                    }
-                    settle(&mut spans, &ack);
-                    settle(&mut logs, &ack);
-                    // Every request holding this batch's items has its own copy now.
-                    ack.delivered();
+impl Intake for Exports {
+    type Backend = Service;
+
+    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
+        self.stats
+            .count(Outcome::Received, batch.events.len() as u64);
+        let EventBatch { events, ack } = batch;
+        let now = now_ms();
+        for event in events {
+            let item = match event {
+                Event::Span(s) => self.span(s, now),
+                Event::Log(l) if self.logs_wanted => self.record(l, now),
+                Event::Log(_) | Event::Metric(_) => {
+                    self.stats.count(Outcome::Rejected, 1);
+                    self.stats.error("unsupported_signal");
+                    continue;
                 }
-                _ = tick.tick() => {
-                    if due(&spans, timeout) {
-                        ready.push(close(&mut spans, Pending::<Span>::into_request));
-                    }
-                    if due(&logs, timeout) {
-                        ready.push(close(&mut logs, Pending::<LogRecord>::into_request));
-                    }
+            };
+            let added = match item {
+                Ok(Item::Span(s)) => self.spans.add(&Signal::Traces, s, &ack, ready),
+                Ok(Item::Record(r)) => self.records.add(&Signal::Logs, r, &ack, ready),
+                Err(why) => {
+                    self.drop_item(why);
+                    continue;
                 }
-            }
-            // Backpressure: waiting for a free slot here leaves the queue unread.
-            for req in ready.drain(..) {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    break;
-                };
-                let service = Arc::clone(&self.service);
-                tasks.spawn(async move {
-                    service.deliver(req).await;
-                    drop(permit);
-                });
-                while tasks.try_join_next().is_some() {}
+            };
+            if added.is_err() {
+                self.stats.count(Outcome::Rejected, 1);
+                self.stats.error("item_too_large");
+                tracing::warn!(sink = %self.name, "an item is larger than a whole request may be; dropped");
             }
         }
+        self.spans.end_batch(&ack);
+        self.records.end_batch(&ack);
+        // Every request holding this batch's items has its own copy now.
+        ack.delivered();
+    }
 
-        // Input closed: send what is left, then wait for every request to be answered.
-        if !spans.pending.is_empty() {
-            ready.push(close(&mut spans, Pending::<Span>::into_request));
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
+        self.spans.close_due(now, ready);
+        self.records.close_due(now, ready);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        match (self.spans.next_due(), self.records.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        if !logs.pending.is_empty() {
-            ready.push(close(&mut logs, Pending::<LogRecord>::into_request));
+    }
+
+    fn close_all(&mut self, ready: &mut Ready<Service>) {
+        self.spans.close_all(ready);
+        self.records.close_all(ready);
+    }
+}
+
+/// An item that passed the endpoint's limits.
+enum Item {
+    Span(Scoped<Span>),
+    Record(Scoped<LogRecord>),
+}
+
+impl Exports {
+    fn span(&mut self, s: SpanEvent, now: i64) -> Result<Item, Drop> {
+        let start = (s.start_unix_nano / 1_000_000) as i64;
+        let end = (s.end_unix_nano / 1_000_000) as i64;
+        if !request::in_time_window(start, end, now) {
+            return Err(Drop::TimeOutOfRange);
         }
-        for req in ready {
-            let service = Arc::clone(&self.service);
-            tasks.spawn(async move { service.deliver(req).await });
+        let resource = Arc::clone(&s.resource);
+        let scope = (s.scope_name.clone(), s.scope_version.clone());
+        let mut cuts = Truncations::default();
+        let item = self.traces.span(s, &mut cuts);
+        count_truncations(&self.stats, cuts);
+        let scope_ref = (scope.0.as_str(), scope.1.as_str());
+        self.span_check
+            .check(&self.traces, Some(&resource), scope_ref, &item)?;
+        Ok(Item::Span(Scoped {
+            resource: Some(resource),
+            scope,
+            item,
+        }))
+    }
+
+    fn record(&mut self, l: LogEvent, now: i64) -> Result<Item, Drop> {
+        if !request::in_time_window(l.timestamp_ms, l.timestamp_ms, now) {
+            return Err(Drop::TimeOutOfRange);
         }
-        while tasks.join_next().await.is_some() {}
+        // File lines carry enrich attributes instead of a resource.
+        let resource = l
+            .resource
+            .clone()
+            .or_else(|| self.entities.for_attributes(&l.attributes));
+        let scope = log_scope(&l);
+        let mut cuts = Truncations::default();
+        let item = self.logs.log(l, &mut cuts);
+        count_truncations(&self.stats, cuts);
+        Ok(Item::Record(Scoped {
+            resource,
+            scope,
+            item,
+        }))
     }
 
     fn drop_item(&self, why: Drop) {
@@ -256,94 +287,4 @@ impl AwsOtlpSink {
         };
         tracing::warn!(sink = %self.name, limit, "an item is outside the AWS OTLP endpoint's limits; dropped");
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn add<I: Message>(
-        &self,
-        encoder: &Encoder,
-        b: &mut Building<I>,
-        resource: Option<&Arc<Resource>>,
-        scope: (&str, &str),
-        item: I,
-        ack: &Ack,
-        ready: &mut Vec<Request>,
-        into_request: fn(Pending<I>) -> Encoded,
-    ) {
-        match b.pending.add(encoder, resource, scope, item) {
-            Ok(None) => {}
-            Ok(Some(full)) => {
-                // The new request starts with the item that did not fit.
-                let mut acks = std::mem::take(&mut b.acks);
-                if b.has_current {
-                    acks.push(ack.clone());
-                }
-                ready.push(request(b.signal, into_request(full), acks));
-                b.started = Some(Instant::now());
-            }
-            Err(TooLarge) => {
-                self.stats.count(Outcome::Rejected, 1);
-                self.stats.error("item_too_large");
-                tracing::warn!(sink = %self.name, limit = encoder.limits.max_request_bytes,
-                    "an item is larger than a whole request may be; dropped");
-                return;
-            }
-        }
-        b.has_current = true;
-        b.started.get_or_insert_with(Instant::now);
-        let max_items = match b.signal {
-            Signal::Traces => self.config.batch_max_events,
-            Signal::Logs => self.config.batch_max_events.min(MAX_LOG_REQUEST_RECORDS),
-        };
-        if b.pending.len() >= max_items {
-            let mut acks = std::mem::take(&mut b.acks);
-            acks.push(ack.clone());
-            b.has_current = false;
-            b.started = None;
-            ready.push(request(
-                b.signal,
-                into_request(std::mem::take(&mut b.pending)),
-                acks,
-            ));
-        }
-    }
-
-    fn count_cuts(&self, cuts: Truncations) {
-        if cuts == Truncations::default() {
-            return;
-        }
-        self.stats.count(Outcome::Truncated, 1);
-        for _ in 0..cuts.strings {
-            self.stats.error("attribute_value_truncated");
-        }
-        for _ in 0..cuts.arrays {
-            self.stats.error("attribute_array_truncated");
-        }
-    }
-}
-
-fn request(signal: Signal, message: Encoded, acks: Vec<Ack>) -> Request {
-    Request {
-        signal,
-        items: request::items(&message),
-        message,
-        acks,
-    }
-}
-
-/// After a batch: every request still filling that got items from it keeps a copy of its ack.
-fn settle<I>(b: &mut Building<I>, ack: &Ack) {
-    if b.has_current {
-        b.acks.push(ack.clone());
-        b.has_current = false;
-    }
-}
-
-fn due<I: Message>(b: &Building<I>, timeout: Duration) -> bool {
-    !b.pending.is_empty() && b.started.is_some_and(|t| t.elapsed() >= timeout)
-}
-
-fn close<I: Message>(b: &mut Building<I>, into_request: fn(Pending<I>) -> Encoded) -> Request {
-    let acks = std::mem::take(&mut b.acks);
-    b.started = None;
-    request(b.signal, into_request(std::mem::take(&mut b.pending)), acks)
 }

@@ -1,5 +1,5 @@
-//! Sending one request to an AWS OTLP endpoint until it is answered for good, signed with SigV4
-//! for each attempt (fresh time, current credentials).
+//! One attempt at sending a request to an AWS OTLP endpoint, signed with SigV4 (fresh time,
+//! current credentials), and what the answer means for the delivery driver.
 //!
 //! 429, 408, 5xx, timeouts and network errors back off (full jitter, `Retry-After` honoured up to
 //! `max_backoff_ms`) and retry forever; 403 does too, after dropping the cached credentials (an
@@ -7,34 +7,20 @@
 //! and counted; other 4xx refuse the request (counted). A 2xx may carry a partial success, whose
 //! rejected items are counted.
 
-use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use bytes::Bytes;
 use reqwest::StatusCode;
 
 use super::config::Signal;
 use super::credentials::CredentialsCache;
-use super::request;
-use crate::event::Ack;
-use crate::otlp::Encoded;
-use crate::sinks::otlp_http::{self, Answer, gzip, partial_success};
-use crate::sinks::retry::backoff;
-use crate::telemetry::{Outcome, Stats};
-
-/// An export request and the batches it carries.
-pub struct Request {
-    pub signal: Signal,
-    pub message: Encoded,
-    pub items: usize,
-    pub acks: Vec<Ack>,
-}
+use crate::sinks::driver::{Backend, Verdict};
+use crate::sinks::otlp_http::batch::OtlpRequest;
+use crate::sinks::otlp_http::{self, Answer, partial_success};
 
 pub struct Service {
-    name: String,
     client: reqwest::Client,
     region: String,
     traces_url: String,
@@ -42,26 +28,6 @@ pub struct Service {
     /// `x-aws-log-group`, `x-aws-log-stream`.
     log_destination: Option<(String, String)>,
     credentials: CredentialsCache,
-    max_backoff: Duration,
-    stats: Stats,
-}
-
-enum Verdict {
-    Accepted {
-        rejected: u64,
-        message: String,
-    },
-    Retry {
-        after: Option<Duration>,
-        why: String,
-    },
-    /// The content was refused: halve to isolate it.
-    Invalid {
-        why: String,
-    },
-    Refused {
-        why: String,
-    },
 }
 
 pub struct Endpoints {
@@ -73,102 +39,30 @@ pub struct Endpoints {
 
 impl Service {
     pub fn new(
-        name: &str,
         endpoints: Endpoints,
         credentials: CredentialsCache,
         timeout: Duration,
-        max_backoff: Duration,
-        stats: Stats,
     ) -> anyhow::Result<Self> {
-        let client = otlp_http::client(timeout)?;
         Ok(Self {
-            name: name.to_owned(),
-            client,
+            client: otlp_http::client(timeout)?,
             region: endpoints.region,
             traces_url: endpoints.traces_url,
             logs_url: endpoints.logs_url,
             log_destination: endpoints.log_destination,
             credentials,
-            max_backoff,
-            stats,
         })
     }
+}
 
-    /// Delivers `req`, however long it takes; acknowledges its batches once every part of it
-    /// was answered for good.
-    pub async fn deliver(&self, req: Request) {
-        let mut queue = VecDeque::from([req]);
-        while let Some(req) = queue.pop_front() {
-            let body = gzip(&req.message.encode_to_vec());
-            let mut attempt: u32 = 0;
-            loop {
-                match self.attempt(&req, &body).await {
-                    Verdict::Accepted { rejected, message } => {
-                        let rejected = rejected.min(req.items as u64);
-                        if rejected > 0 {
-                            self.stats.count(Outcome::Rejected, rejected);
-                            self.stats.error("items_rejected");
-                            tracing::warn!(sink = %self.name, signal = req.signal.service(), rejected,
-                                message = %message, "AWS accepted the request but rejected some items");
-                        }
-                        self.stats.count(Outcome::Sent, req.items as u64 - rejected);
-                        for ack in req.acks {
-                            ack.delivered();
-                        }
-                        break;
-                    }
-                    Verdict::Invalid { why } if req.items > 1 => {
-                        tracing::debug!(sink = %self.name, items = req.items, error = %why,
-                            "request refused; halving it to isolate the refused item");
-                        let half = req.items / 2;
-                        let (a, b) = request::split(req.message, half);
-                        let acks_b = req.acks.to_vec();
-                        queue.push_front(Request {
-                            signal: req.signal,
-                            items: request::items(&b),
-                            message: b,
-                            acks: acks_b,
-                        });
-                        queue.push_front(Request {
-                            signal: req.signal,
-                            items: request::items(&a),
-                            message: a,
-                            acks: req.acks,
-                        });
-                        break;
-                    }
-                    Verdict::Invalid { why } | Verdict::Refused { why } => {
-                        self.stats.count(Outcome::Rejected, req.items as u64);
-                        self.stats.error("request_refused");
-                        tracing::error!(sink = %self.name, signal = req.signal.service(), items = req.items,
-                            error = %why, "AWS refused the request; its items are dropped (not retried)");
-                        for ack in req.acks {
-                            ack.delivered();
-                        }
-                        break;
-                    }
-                    Verdict::Retry { after, why } => {
-                        attempt += 1;
-                        self.stats.count(Outcome::Retried, req.items as u64);
-                        self.stats.error("request_failed");
-                        let delay = match after {
-                            Some(d) => d.min(self.max_backoff),
-                            None => backoff(attempt, self.max_backoff),
-                        };
-                        if attempt == 1 || attempt.is_multiple_of(10) {
-                            tracing::warn!(sink = %self.name, signal = req.signal.service(), attempt,
-                                retry_in_ms = delay.as_millis() as u64, error = %why,
-                                "sending to AWS failed; will retry");
-                        }
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            }
-        }
-    }
+impl Backend for Service {
+    /// The signal decides the endpoint and the signing service.
+    type Key = Signal;
+    type Request = OtlpRequest;
+    type Lane = ();
+    const OPERATION: &'static str = "sending to AWS";
 
-    async fn attempt(&self, req: &Request, body: &Bytes) -> Verdict {
-        let url = match req.signal {
+    async fn send(&self, signal: &Signal, req: &mut OtlpRequest) -> Verdict<OtlpRequest> {
+        let url = match signal {
             Signal::Traces => &self.traces_url,
             Signal::Logs => &self.logs_url,
         };
@@ -176,7 +70,7 @@ impl Service {
             ("content-type", "application/x-protobuf"),
             ("content-encoding", "gzip"),
         ];
-        if req.signal == Signal::Logs
+        if *signal == Signal::Logs
             && let Some((group, stream)) = &self.log_destination
         {
             headers.push(("x-aws-log-group", group));
@@ -192,18 +86,19 @@ impl Service {
             }
         };
         let identity: Identity = credentials.into();
+        let body = req.body();
         let signed = match sign_headers(
             &self.region,
-            req.signal.service(),
+            signal.service(),
             url,
             &headers,
-            body,
+            &body,
             &identity,
         ) {
             Ok(s) => s,
             Err(why) => return Verdict::Refused { why },
         };
-        let mut builder = self.client.post(url.as_str()).body(body.clone());
+        let mut builder = self.client.post(url.as_str()).body(body);
         for (k, v) in headers
             .iter()
             .copied()
@@ -216,25 +111,21 @@ impl Service {
             Err(why) => return Verdict::Retry { after: None, why },
         };
         if answer.status.is_success() {
-            let (rejected, message) = partial_success(req.signal.path(), &answer.body);
-            return Verdict::Accepted { rejected, message };
+            let (rejected, why) = partial_success(signal.path(), &answer.body);
+            return Verdict::Accepted { rejected, why };
         }
-        let (retry_after, why) = (answer.retry_after, answer.describe());
+        let (after, why) = (answer.retry_after, answer.describe());
         match answer.status {
             StatusCode::FORBIDDEN => {
                 // An expired or rotated key: ask the chain again before the next attempt.
                 self.credentials.invalidate().await;
                 Verdict::Retry { after: None, why }
             }
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => Verdict::Retry {
-                after: retry_after,
-                why,
-            },
-            s if s.is_server_error() => Verdict::Retry {
-                after: retry_after,
-                why,
-            },
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => Verdict::Invalid { why },
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
+                Verdict::Retry { after, why }
+            }
+            s if s.is_server_error() => Verdict::Retry { after, why },
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => Verdict::Split { why },
             _ => Verdict::Refused { why },
         }
     }

@@ -1,12 +1,13 @@
 //! `type = "cloudwatch_logs"`: log events to CloudWatch Logs.
 //!
 //! The sink routes each event to its (group, stream) by the name templates, gathers events per
-//! stream into requests that respect every PutLogEvents limit ([`request`]), and hands them to
-//! one worker per stream ([`service`]), which sends them in order and retries until they are
-//! accepted. Streams are independent: one that is throttled or failing queues up to
-//! `stream_queue_requests` requests while the others go on; only beyond that does the sink stop
-//! taking new data, which slows the sources rather than growing memory. At most `max_streams`
-//! streams (and workers) are opened by event data; see [`overflow`].
+//! stream into requests that respect every PutLogEvents limit ([`request`]), and the shared
+//! delivery driver ([`crate::sinks::driver`]) sends them: one lane per stream, which sends its
+//! requests in order and retries until they are accepted ([`service`]). Streams are
+//! independent: one that is throttled or failing queues up to `stream_queue_requests` requests
+//! while the others go on; only beyond that does the sink stop taking new data, which slows the
+//! sources rather than growing memory. At most `max_streams` streams (and lanes) are opened by
+//! event data; see [`overflow`].
 
 mod config;
 mod overflow;
@@ -19,33 +20,41 @@ pub use config::CloudWatchLogsConfig;
 pub use overflow::OVERFLOW_STREAM;
 pub use request::{Limits, OutOfRange, Pending, Request};
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::event::{Event, EventBatch};
+use crate::event::{Event, EventBatch, LogEvent};
+use crate::sinks::driver::{self, Batches, Delivery, Dispatch, Intake, Lanes, Ready, RetryPolicy};
 use crate::telemetry::{Outcome, Stats};
 use service::{Service, StreamId};
 use template::{Template, group_char, stream_char};
 
 pub struct CloudWatchLogsSink {
+    name: String,
     config: CloudWatchLogsConfig,
     group: Template,
     stream: Template,
-    service: Arc<Service>,
+    service: Service,
+    stats: Stats,
+}
+
+/// The sink's half of the driver's loop: log events to messages, routed to their stream.
+struct Streams {
+    config: CloudWatchLogsConfig,
+    group: Template,
+    stream: Template,
     stats: Stats,
     /// The one stream of templates without fields: events need no routing then.
     fixed: Option<StreamId>,
-}
-
-/// Per-stream state in the dispatcher.
-struct StreamState {
-    pending: Pending,
-    /// Requests cut but not yet taken by the worker.
-    ready: VecDeque<Request>,
-    worker: mpsc::Sender<Request>,
+    limit: overflow::StreamLimit,
+    batches: Batches<StreamId, Pending>,
+    /// Each message is written here, then copied into a string of exactly its length: requests
+    /// hold thousands of them, and a string grown while being written keeps up to twice its
+    /// length.
+    scratch: String,
 }
 
 impl CloudWatchLogsSink {
@@ -53,146 +62,121 @@ impl CloudWatchLogsSink {
         // Validated at load time.
         let group = Template::parse(&config.log_group).expect("validated template");
         let stream = Template::parse(&config.log_stream).expect("validated template");
-        let service = Arc::new(Service::new(name, &config, stats.clone()).await);
-        let mut fields = false;
-        let fixed = StreamId {
-            group: group.render(|_| None, group_char, &mut fields),
-            stream: stream.render(|_| None, stream_char, &mut fields),
-        };
+        let service = Service::new(name, &config, stats.clone()).await;
         Self {
+            name: name.to_owned(),
             config,
             group,
             stream,
             service,
             stats,
-            fixed: (!fields).then_some(fixed),
         }
     }
 
-    pub async fn run(self, mut rx: mpsc::Receiver<EventBatch>) {
-        let limits = Limits {
-            max_bytes: self.config.batch_max_bytes,
-            max_events: self.config.batch_max_events,
+    pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
+        let config = self.config;
+        let policy = RetryPolicy {
+            max_backoff: Duration::from_millis(config.max_backoff_ms),
+            partial_retries: 0,
         };
-        let timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        let mut streams: HashMap<StreamId, StreamState> = HashMap::new();
-        let mut limit = overflow::StreamLimit::new(self.config.max_streams);
-        let mut workers = tokio::task::JoinSet::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(100).min(timeout));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-        loop {
-            tokio::select! {
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
-                    self.stats.count(Outcome::Received, batch.events.len() as u64);
-                    // Group the batch by stream first, so each stream gets the batch's
-                    // acknowledgement after the last of its events (a request that is cut in
-                    // the middle of a batch must not complete it).
-                    let by_stream = self.group_by_stream(&batch.events, &mut limit, &streams);
-                    for (id, events) in by_stream {
-                        let state = streams.entry(id.clone()).or_insert_with(|| {
-                            let (tx, rx) = mpsc::channel(1);
-                            let service = Arc::clone(&self.service);
-                            workers.spawn(service.worker(id, rx));
-                            StreamState { pending: Pending::default(), ready: VecDeque::new(), worker: tx }
-                        });
-                        for (ts, message) in events {
-                            if !state.pending.fits(ts, message.len(), limits) {
-                                state.ready.push_back(state.pending.take());
-                            }
-                            state.pending.push(ts, message);
-                        }
-                        state.pending.push_ack(batch.ack.clone());
-                        // Backpressure: a stream with a full backlog blocks intake here.
-                        while state.ready.len() > self.config.stream_queue_requests {
-                            let req = state.ready.pop_front().expect("non-empty");
-                            if state.worker.send(req).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    // Every copy made above now carries the batch; this one is settled.
-                    batch.ack.delivered();
-                    hand_over(&mut streams);
-                }
-                _ = tick.tick() => {
-                    for state in streams.values_mut() {
-                        if state.pending.started().is_some_and(|t| t.elapsed() >= timeout) {
-                            state.ready.push_back(state.pending.take());
-                        }
-                    }
-                    hand_over(&mut streams);
-                }
-            }
-        }
-
-        // Input closed: send everything that is left, in order, then let the workers finish.
-        for state in streams.values_mut() {
-            if !state.pending.is_empty() {
-                state.ready.push_back(state.pending.take());
-            }
-            while let Some(req) = state.ready.pop_front() {
-                if state.worker.send(req).await.is_err() {
-                    break;
-                }
-            }
-        }
-        drop(streams);
-        while workers.join_next().await.is_some() {}
+        let delivery = Delivery::new(
+            &self.name,
+            Arc::new(self.service),
+            self.stats.clone(),
+            policy,
+            config.concurrency,
+        );
+        let lanes = Lanes::PerKey {
+            queue: config.stream_queue_requests,
+        };
+        let limits = Limits {
+            max_bytes: config.batch_max_bytes,
+            max_events: config.batch_max_events,
+        };
+        let mut fields = false;
+        let fixed = StreamId {
+            group: self.group.render(|_| None, group_char, &mut fields),
+            stream: self.stream.render(|_| None, stream_char, &mut fields),
+        };
+        let intake = Streams {
+            fixed: (!fields).then_some(fixed),
+            limit: overflow::StreamLimit::new(config.max_streams),
+            batches: Batches::new(
+                move || Pending::new(limits),
+                config.batch_max_events,
+                Duration::from_millis(config.batch_timeout_ms),
+            ),
+            scratch: String::new(),
+            group: self.group,
+            stream: self.stream,
+            stats: self.stats,
+            config,
+        };
+        driver::run(intake, rx, Dispatch::new(delivery, lanes)).await;
     }
+}
 
-    /// The batch's log events as messages, by the stream each goes to (opening no more than
-    /// `limit` allows).
-    fn group_by_stream(
-        &self,
-        events: &[Event],
-        limit: &mut overflow::StreamLimit,
-        streams: &HashMap<StreamId, StreamState>,
-    ) -> HashMap<StreamId, Vec<(i64, String)>> {
-        let mut by_stream: HashMap<StreamId, Vec<(i64, String)>> = HashMap::new();
-        let mut to_fixed = Vec::new();
-        // Each message is written here, then copied into a string of exactly its length:
-        // requests hold thousands of them, and a string grown while being written keeps up to
-        // twice its length.
-        let mut scratch = String::new();
-        for event in events {
+impl Intake for Streams {
+    type Backend = Service;
+
+    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
+        self.stats
+            .count(Outcome::Received, batch.events.len() as u64);
+        for event in &batch.events {
             let Event::Log(log) = event else {
-                // Metrics and spans have their own sinks; the config put them here.
+                // Only an input that emits several signals (OTLP) gets here: counted, not sent.
+                self.stats.count(Outcome::Rejected, 1);
                 self.stats.error("unsupported_signal");
                 continue;
             };
-            scratch.clear();
-            self.config.encoding.encode(log, &mut scratch);
-            if crate::text::truncate_bytes(&mut scratch, self.config.max_event_bytes) {
-                self.stats.count(Outcome::Truncated, 1);
-            }
-            let message = scratch.clone();
-            match &self.fixed {
-                Some(_) => to_fixed.push((log.timestamp_ms, message)),
+            let message = self.message(log);
+            let routed;
+            let id = match &self.fixed {
+                Some(id) => id,
                 None => {
                     // A fixed name is one stream: only templated names need the bound.
-                    let id = limit.place(
-                        self.route(log),
-                        |id| streams.contains_key(id) || by_stream.contains_key(id),
-                        &self.stats,
-                    );
-                    by_stream
-                        .entry(id)
-                        .or_default()
-                        .push((log.timestamp_ms, message));
+                    let batches = &self.batches;
+                    routed =
+                        self.limit
+                            .place(self.route(log), |id| batches.contains(id), &self.stats);
+                    &routed
                 }
-            }
+            };
+            // A message is cut to `max_event_bytes`, so it always fits a request.
+            let _ = self
+                .batches
+                .add(id, (log.timestamp_ms, message), &batch.ack, ready);
         }
-        if let Some(id) = &self.fixed
-            && !to_fixed.is_empty()
-        {
-            by_stream.insert(id.clone(), to_fixed);
-        }
-        by_stream
+        // Every request holding this batch's events has its own copy of its ack now.
+        self.batches.end_batch(&batch.ack);
+        batch.ack.delivered();
     }
 
-    fn route(&self, log: &crate::event::LogEvent) -> StreamId {
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
+        self.batches.close_due(now, ready);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.batches.next_due()
+    }
+
+    fn close_all(&mut self, ready: &mut Ready<Service>) {
+        self.batches.close_all(ready);
+    }
+}
+
+impl Streams {
+    /// The event's message as sent, cut to `max_event_bytes` (counted).
+    fn message(&mut self, log: &LogEvent) -> String {
+        self.scratch.clear();
+        self.config.encoding.encode(log, &mut self.scratch);
+        if crate::text::truncate_bytes(&mut self.scratch, self.config.max_event_bytes) {
+            self.stats.count(Outcome::Truncated, 1);
+        }
+        self.scratch.clone()
+    }
+
+    fn route(&self, log: &LogEvent) -> StreamId {
         let mut missing = false;
         let lookup = |k: &str| log.attribute_str(k);
         let group = self.group.render(lookup, group_char, &mut missing);
@@ -201,21 +185,5 @@ impl CloudWatchLogsSink {
             self.stats.error("template_field_missing");
         }
         StreamId { group, stream }
-    }
-}
-
-/// Moves ready requests to workers that have room, without waiting.
-fn hand_over(streams: &mut HashMap<StreamId, StreamState>) {
-    for state in streams.values_mut() {
-        while let Some(req) = state.ready.pop_front() {
-            match state.worker.try_send(req) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(req))
-                | Err(mpsc::error::TrySendError::Closed(req)) => {
-                    state.ready.push_front(req);
-                    break;
-                }
-            }
-        }
     }
 }

@@ -3,11 +3,9 @@
 //! no more than 24 hours between the first and last event, events in chronological order, each
 //! event at most `max_event_bytes`, and no event more than 14 days old or 2 hours ahead.
 
-use std::time::Instant;
-
 use serde::Deserialize;
 
-use crate::event::Ack;
+use crate::sinks::driver::{Open, Payload, TooLarge};
 use crate::telemetry::{Outcome, Stats};
 
 pub const MAX_REQUEST_BYTES: usize = 1_048_576;
@@ -40,11 +38,10 @@ pub struct Limits {
     pub max_events: usize,
 }
 
-/// One PutLogEvents call's worth of events, with the acknowledgements it completes.
+/// One PutLogEvents call's worth of events.
 #[derive(Debug, Default)]
 pub struct Request {
     pub events: Vec<(i64, String)>,
-    pub acks: Vec<Ack>,
 }
 
 impl Request {
@@ -76,75 +73,81 @@ impl Request {
         self.events.sort_by_key(|(ts, _)| *ts);
         before - self.events.len()
     }
+}
 
-    /// Splits in two halves (to isolate an event the service refuses). The acknowledgements go
-    /// with the second half, which is sent last.
-    pub fn split(mut self) -> (Request, Request) {
+impl Payload for Request {
+    fn items(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Halves (to isolate an event the service refuses).
+    fn split(mut self) -> Result<(Request, Request), Request> {
         let second = self.events.split_off(self.events.len() / 2);
-        (
-            Request {
-                events: self.events,
-                acks: Vec::new(),
-            },
-            Request {
-                events: second,
-                acks: self.acks,
-            },
-        )
+        Ok((self, Request { events: second }))
     }
 }
 
 /// Events gathered for one stream, not yet cut into a request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pending {
     request: Request,
+    limits: Limits,
     bytes: usize,
     min_ts: i64,
     max_ts: i64,
-    started: Option<Instant>,
 }
 
 impl Pending {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            request: Request::default(),
+            limits,
+            bytes: 0,
+            min_ts: 0,
+            max_ts: 0,
+        }
+    }
+
     /// Whether one more event of `size` bytes at `ts` fits in the current request.
-    pub fn fits(&self, ts: i64, size: usize, limits: Limits) -> bool {
+    pub fn fits(&self, ts: i64, size: usize) -> bool {
         let r = &self.request;
         if r.events.is_empty() {
             return true;
         }
-        r.events.len() < limits.max_events
-            && self.bytes + size + EVENT_OVERHEAD_BYTES <= limits.max_bytes
+        r.events.len() < self.limits.max_events
+            && self.bytes + size + EVENT_OVERHEAD_BYTES <= self.limits.max_bytes
             && ts.max(self.max_ts) - ts.min(self.min_ts) <= MAX_SPAN_MS
     }
 
-    pub fn push(&mut self, ts: i64, message: String) {
+    fn push(&mut self, ts: i64, message: String) {
         if self.request.events.is_empty() {
             self.min_ts = ts;
             self.max_ts = ts;
-            self.started = Some(Instant::now());
         }
         self.min_ts = self.min_ts.min(ts);
         self.max_ts = self.max_ts.max(ts);
         self.bytes += message.len() + EVENT_OVERHEAD_BYTES;
         self.request.events.push((ts, message));
     }
+}
 
-    /// Attaches a batch's acknowledgement after all of the batch's events for this stream.
-    pub fn push_ack(&mut self, ack: Ack) {
-        self.request.acks.push(ack);
+impl Open for Pending {
+    /// (timestamp, message); messages are already cut to `max_event_bytes`, so each fits alone.
+    type Item = (i64, String);
+    type Request = Request;
+
+    fn add(&mut self, (ts, message): (i64, String)) -> Result<Option<Request>, TooLarge> {
+        let full = (!self.fits(ts, message.len())).then(|| self.take());
+        self.push(ts, message);
+        Ok(full)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.request.events.is_empty() && self.request.acks.is_empty()
+    fn len(&self) -> usize {
+        self.request.events.len()
     }
 
-    /// When the first event of the current request arrived.
-    pub fn started(&self) -> Option<Instant> {
-        self.started
-    }
-
-    pub fn take(&mut self) -> Request {
+    fn take(&mut self) -> Request {
         self.bytes = 0;
-        self.started = None;
         std::mem::take(&mut self.request)
     }
 }
@@ -160,19 +163,19 @@ mod tests {
 
     #[test]
     fn cuts_at_the_byte_count_and_span_limits() {
-        let mut p = Pending::default();
+        let mut p = Pending::new(LIMITS);
         let big = "x".repeat(100_000);
         let mut n = 0;
-        while p.fits(0, big.len(), LIMITS) {
+        while p.fits(0, big.len()) {
             p.push(0, big.clone());
             n += 1;
         }
         // 10 × (100,000 + 26) fits in 1,048,576; an 11th would not.
         assert_eq!(n, 10);
-        let mut q = Pending::default();
+        let mut q = Pending::new(LIMITS);
         q.push(0, "a".into());
-        assert!(q.fits(MAX_SPAN_MS, 1, LIMITS));
-        assert!(!q.fits(MAX_SPAN_MS + 1, 1, LIMITS));
+        assert!(q.fits(MAX_SPAN_MS, 1));
+        assert!(!q.fits(MAX_SPAN_MS + 1, 1));
     }
 
     #[test]
@@ -187,11 +190,9 @@ mod tests {
                 (now + 3 * 3600 * 1000, "future".into()),
                 (now - 1, "a".into()),
             ],
-            acks: Vec::new(),
         };
         let mut d = Request {
             events: r.events.clone(),
-            acks: Vec::new(),
         };
         assert_eq!(r.prepare(now, OutOfRange::Clamp, &stats), 0);
         let order: Vec<_> = r.events.iter().map(|(_, m)| m.as_str()).collect();

@@ -13,19 +13,20 @@
 //! unchanged (a coincidence is never mistaken for a repeat: at worst a duplicate, never a loss).
 
 use super::request::Request;
+use crate::sinks::driver::Job;
 
 /// The newest events of a stream at start, and the progress of matching them.
 pub struct Resume {
     tail: Vec<(i64, String)>,
     /// Where in `tail` the repetition starts, and how many tail events it matched so far.
     at: Option<(usize, usize)>,
-    held: Vec<Request>,
+    held: Vec<Job<Request>>,
 }
 
 /// What [`Resume::feed`] decided.
 pub struct Fed {
     /// Requests to send now, in order (held ones first); duplicates removed.
-    pub send: Vec<Request>,
+    pub send: Vec<Job<Request>>,
     /// Events found already stored and removed.
     pub skipped: usize,
     /// Matching is over: later requests go out as they are.
@@ -43,7 +44,8 @@ impl Resume {
     }
 
     /// Takes the next request of the stream.
-    pub fn feed(&mut self, req: Request) -> Fed {
+    pub fn feed(&mut self, job: Job<Request>) -> Fed {
+        let req = &job.request;
         let tail = &self.tail;
         let (start, matched) = match self.at {
             Some(at) => at,
@@ -57,7 +59,7 @@ impl Resume {
                 });
                 match found {
                     Some(p) => (p, 0),
-                    None => return self.finish(req, 0),
+                    None => return self.finish(job, 0),
                 }
             }
         };
@@ -70,23 +72,23 @@ impl Resume {
             .count();
         if same < left.min(req.events.len()) {
             // Diverged before the tail's end: not a repeat.
-            return self.finish(req, 0);
+            return self.finish(job, 0);
         }
         if same == left {
             // The repetition reaches the tail's end: everything held, and the head of this
             // request, is already stored.
             let mut skipped = 0;
             for h in &mut self.held {
-                skipped += h.events.len();
-                h.events.clear();
+                skipped += h.request.events.len();
+                h.request.events.clear();
             }
-            let mut req = req;
-            req.events.drain(..same);
-            return self.finish(req, skipped + same);
+            let mut job = job;
+            job.request.events.drain(..same);
+            return self.finish(job, skipped + same);
         }
         // The whole request repeats the tail, which goes on: wait for the next one.
         self.at = Some((start, matched + same));
-        self.held.push(req);
+        self.held.push(job);
         Fed {
             send: Vec::new(),
             skipped: 0,
@@ -94,9 +96,9 @@ impl Resume {
         }
     }
 
-    fn finish(&mut self, req: Request, skipped: usize) -> Fed {
+    fn finish(&mut self, job: Job<Request>, skipped: usize) -> Fed {
         let mut send = std::mem::take(&mut self.held);
-        send.push(req);
+        send.push(job);
         Fed {
             send,
             skipped,
@@ -105,7 +107,7 @@ impl Resume {
     }
 
     /// Requests held when the stream's input ends: sent unchanged.
-    pub fn release(self) -> Vec<Request> {
+    pub fn release(self) -> Vec<Job<Request>> {
         self.held
     }
 }
@@ -114,22 +116,25 @@ impl Resume {
 mod tests {
     use super::*;
 
-    fn req(range: std::ops::Range<i64>) -> Request {
-        Request {
+    fn req(range: std::ops::Range<i64>) -> Job<Request> {
+        let request = Request {
             events: range.map(|i| (i, format!("line {i}"))).collect(),
+        };
+        Job {
+            request,
             acks: Vec::new(),
         }
     }
 
-    fn stamps(r: &[Request]) -> Vec<Vec<i64>> {
+    fn stamps(r: &[Job<Request>]) -> Vec<Vec<i64>> {
         r.iter()
-            .map(|r| r.events.iter().map(|e| e.0).collect())
+            .map(|r| r.request.events.iter().map(|e| e.0).collect())
             .collect()
     }
 
     #[test]
     fn drops_the_head_that_repeats_the_streams_tail() {
-        let mut r = Resume::new(req(0..100).events);
+        let mut r = Resume::new(req(0..100).request.events);
         let fed = r.feed(req(90..120));
         assert!(fed.done);
         assert_eq!(fed.skipped, 10);
@@ -138,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_repeat_spanning_requests_is_held_then_dropped() {
-        let mut r = Resume::new(req(0..100).events);
+        let mut r = Resume::new(req(0..100).request.events);
         let fed = r.feed(req(50..80));
         assert!(!fed.done && fed.send.is_empty());
         let fed = r.feed(req(80..130));
@@ -153,16 +158,16 @@ mod tests {
     #[test]
     fn nothing_is_dropped_unless_the_repeat_reaches_the_tails_end() {
         // Matches tail[50..80] but then diverges: sent unchanged.
-        let mut r = Resume::new(req(0..100).events);
+        let mut r = Resume::new(req(0..100).request.events);
         r.feed(req(50..80));
         let mut other = req(80..90);
-        other.events[5].1 = "something else".into();
+        other.request.events[5].1 = "something else".into();
         let fed = r.feed(other);
         assert!(fed.done);
         assert_eq!(fed.skipped, 0);
         assert_eq!(stamps(&fed.send)[0], (50..80).collect::<Vec<_>>());
         // New data after the tail: nothing to drop.
-        let mut r = Resume::new(req(0..100).events);
+        let mut r = Resume::new(req(0..100).request.events);
         let fed = r.feed(req(100..110));
         assert_eq!(fed.skipped, 0);
         assert_eq!(stamps(&fed.send), vec![(100..110).collect::<Vec<_>>()]);

@@ -1,24 +1,28 @@
-//! Talking to CloudWatch Logs: one worker per stream sends its requests in order, creates the
-//! group and stream when missing, and retries throttling, 5xx, timeouts and network errors with
-//! full-jitter exponential backoff until the request is accepted. Workers of different streams
-//! run side by side, so one throttled stream never blocks the others.
+//! Talking to CloudWatch Logs, for the delivery driver: one PutLogEvents call per attempt
+//! (creating the group and stream when missing) and what its answer means; before a stream's
+//! first request, reading the stream's newest events so that what a crashed run already
+//! delivered is not sent again ([`Resume`]). The driver gives each stream its own lane, so a
+//! stream's requests go out one at a time and in order, and streams go on side by side.
 
-use crate::sinks::retry::{backoff, describe};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::retry::RetryConfig;
 use aws_sdk_cloudwatchlogs::config::timeout::TimeoutConfig;
-use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use tokio::sync::{Semaphore, mpsc};
+use aws_sdk_cloudwatchlogs::error::SdkError;
+use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
+use tokio::sync::Semaphore;
+use vigil_common::aws_error::{code, error_text};
 
 use super::config::CloudWatchLogsConfig;
 use super::request::{OutOfRange, Request};
 use super::resume::Resume;
 use crate::event::now_ms;
+use crate::sinks::driver::backoff;
+use crate::sinks::driver::{Backend, ErrorNames, Job, Verdict};
 use crate::telemetry::{Outcome, Stats};
 
 /// Where a request goes.
@@ -35,18 +39,25 @@ pub struct Service {
     retention_days: i32,
     out_of_range: OutOfRange,
     max_backoff: Duration,
-    /// Requests in flight across all streams.
-    in_flight: Semaphore,
+    /// Reads of streams' newest events at once (one per stream, before its first request).
+    reads: Semaphore,
     /// Groups known to exist (created or seen), to create each at most once.
     groups: Mutex<HashSet<String>>,
     /// Set once GetLogEvents was denied or is not supported: no stream's tail is read again
     /// (the check after a crash is skipped, at the price of possible duplicates).
-    tail_unreadable: std::sync::atomic::AtomicBool,
+    tail_unreadable: AtomicBool,
     stats: Stats,
 }
 
+/// A stream's lane: whether its tail was read, and the matching against it while it lasts.
+#[derive(Default)]
+pub struct Lane {
+    started: bool,
+    resume: Option<Resume>,
+}
+
 /// What an API error means for the request.
-enum Verdict {
+enum Meaning {
     /// The group or stream does not exist.
     Missing,
     /// The service refuses the request's content; retrying it as is would never succeed.
@@ -59,21 +70,15 @@ enum Verdict {
     Retry(String),
 }
 
-fn verdict<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> Verdict {
-    let describe = || match e {
-        SdkError::ServiceError(s) => format!(
-            "{}: {}",
-            s.err().code().unwrap_or("unknown"),
-            s.err().message().unwrap_or("")
-        ),
-        other => format!("{other:?}"),
-    };
-    match e.code() {
-        Some("ResourceNotFoundException") => Verdict::Missing,
-        Some("DataAlreadyAcceptedException") => Verdict::AlreadyAccepted,
-        Some("InvalidParameterException") => Verdict::Invalid(describe()),
+fn meaning<E, R>(e: &SdkError<E, R>) -> Meaning
+where
+    E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match code(e) {
+        Some("ResourceNotFoundException") => Meaning::Missing,
+        Some("DataAlreadyAcceptedException") => Meaning::AlreadyAccepted,
+        Some("InvalidParameterException") => Meaning::Invalid(error_text(e)),
         Some(
             "AccessDeniedException"
             | "AccessDenied"
@@ -81,16 +86,16 @@ fn verdict<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             | "UnknownOperationException"
             | "InvalidAction"
             | "NotImplemented",
-        ) => Verdict::Denied(describe()),
-        _ => Verdict::Retry(describe()),
+        ) => Meaning::Denied(error_text(e)),
+        _ => Meaning::Retry(error_text(e)),
     }
 }
 
 impl Service {
     pub async fn new(name: &str, config: &CloudWatchLogsConfig, stats: Stats) -> Self {
         let sdk = vigil_common::aws::load().await;
-        // Retries are ours: they must never give up on accepted data, and must back off per
-        // stream; the SDK's own retries would only multiply the attempts.
+        // Retries are the driver's: they must never give up on accepted data, and must back
+        // off per stream; the SDK's own retries would only multiply the attempts.
         let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -106,51 +111,31 @@ impl Service {
             retention_days: config.retention_days,
             out_of_range: config.out_of_range,
             max_backoff: Duration::from_millis(config.max_backoff_ms),
-            in_flight: Semaphore::new(config.concurrency),
+            reads: Semaphore::new(config.concurrency),
             groups: Mutex::new(HashSet::new()),
-            tail_unreadable: std::sync::atomic::AtomicBool::new(false),
+            tail_unreadable: AtomicBool::new(false),
             stats,
         }
     }
 
-    /// Sends the requests of one stream, in order, until the dispatcher closes the queue.
-    /// Before the first, reads the stream's newest events so that what a crashed run already
-    /// delivered is not sent again ([`Resume`]).
-    pub async fn worker(self: std::sync::Arc<Self>, id: StreamId, mut rx: mpsc::Receiver<Request>) {
-        let mut resume: Option<Resume> = None;
-        let mut first = true;
-        while let Some(mut req) = rx.recv().await {
-            if first {
-                first = false;
-                let tail = self.stream_tail(&id).await;
-                if !tail.is_empty() {
-                    resume = Some(Resume::new(tail));
-                }
-            }
-            let ready = match resume.as_mut() {
-                Some(r) => {
-                    // Compare in the order the request will be sent.
-                    req.prepare(now_ms(), self.out_of_range, &self.stats);
-                    let fed = r.feed(req);
-                    if fed.skipped > 0 {
-                        self.stats.count(Outcome::Deduplicated, fed.skipped as u64);
-                        tracing::info!(sink = %self.name, group = %id.group, stream = %id.stream, events = fed.skipped,
-                            "events re-sent after a restart are already in the stream; not sending them again");
-                    }
-                    if fed.done {
-                        resume = None;
-                    }
-                    fed.send
-                }
-                None => vec![req],
-            };
-            for req in ready {
-                self.deliver(&id, req).await;
-            }
-        }
-        for req in resume.map(Resume::release).unwrap_or_default() {
-            self.deliver(&id, req).await;
-        }
+    /// Events of a successful call that CloudWatch refused for their timestamps, and why.
+    fn rejected(&self, info: Option<&RejectedLogEventsInfo>, sent: usize) -> (u64, String) {
+        let Some(info) = info else {
+            return (0, String::new());
+        };
+        // Indexes into the request: events before `too_old_end`/`expired_end` and from
+        // `too_new_start` on were refused.
+        let old = info.too_old_log_event_end_index().unwrap_or(0).max(0) as usize;
+        let expired = info.expired_log_event_end_index().unwrap_or(0).max(0) as usize;
+        let new = info
+            .too_new_log_event_start_index()
+            .map(|i| sent.saturating_sub(i.max(0) as usize))
+            .unwrap_or(0);
+        let rejected = (old.max(expired) + new).min(sent);
+        let why = format!(
+            "rejected for their timestamps: too old {old}, expired {expired}, too new {new}"
+        );
+        (rejected as u64, why)
     }
 
     /// The newest events of the stream (up to 10,000), oldest first; none when the stream does
@@ -159,7 +144,6 @@ impl Service {
     /// `CloudWatchAgentServerPolicy` among them, do not grant it) or on an endpoint without the
     /// operation, shipping goes ahead unchecked — warned once, counted as `tail_read_skipped`.
     async fn stream_tail(&self, id: &StreamId) -> Vec<(i64, String)> {
-        use std::sync::atomic::Ordering;
         let mut attempt = 0;
         loop {
             if self.tail_unreadable.load(Ordering::Relaxed) {
@@ -168,7 +152,7 @@ impl Service {
             }
             let started = std::time::Instant::now();
             let result = {
-                let _permit = self.in_flight.acquire().await;
+                let _permit = self.reads.acquire().await;
                 self.client
                     .get_log_events()
                     .log_group_name(&id.group)
@@ -183,7 +167,7 @@ impl Service {
                 started.elapsed(),
                 result.is_ok()
                     || result.as_ref().is_err_and(|e| {
-                        matches!(verdict(e), Verdict::Missing | Verdict::Denied(_))
+                        matches!(meaning(e), Meaning::Missing | Meaning::Denied(_))
                     }),
             );
             match result {
@@ -194,9 +178,9 @@ impl Service {
                         .filter_map(|e| Some((e.timestamp()?, e.message()?.to_owned())))
                         .collect();
                 }
-                Err(e) => match verdict(&e) {
-                    Verdict::Missing => return Vec::new(),
-                    Verdict::Denied(why) => {
+                Err(e) => match meaning(&e) {
+                    Meaning::Missing => return Vec::new(),
+                    Meaning::Denied(why) => {
                         if !self.tail_unreadable.swap(true, Ordering::Relaxed) {
                             tracing::warn!(sink = %self.name, group = %id.group, %why,
                                 "cannot call logs:GetLogEvents (optional permission): shipping without \
@@ -206,16 +190,16 @@ impl Service {
                         self.stats.error("tail_read_skipped");
                         return Vec::new();
                     }
-                    Verdict::Invalid(why) => {
+                    Meaning::Invalid(why) => {
                         tracing::warn!(sink = %self.name, group = %id.group, %why, "cannot read the stream's newest events; not checking for re-sent events");
                         return Vec::new();
                     }
-                    Verdict::AlreadyAccepted | Verdict::Retry(_) => {
+                    Meaning::AlreadyAccepted | Meaning::Retry(_) => {
                         attempt += 1;
                         let delay = backoff(attempt, self.max_backoff);
                         if attempt == 1 || attempt.is_multiple_of(10) {
                             tracing::warn!(sink = %self.name, group = %id.group, stream = %id.stream, attempt,
-                                error = %describe(&e), "GetLogEvents failed; will retry");
+                                error = %error_text(&e), "GetLogEvents failed; will retry");
                         }
                         self.stats.error("request_failed");
                         self.stats.retry();
@@ -225,143 +209,122 @@ impl Service {
             }
         }
     }
+}
 
-    /// Delivers one request, however long it takes; only events the service refuses outright
-    /// (counted and logged) are left out.
-    async fn deliver(&self, id: &StreamId, req: Request) {
-        let mut queue = VecDeque::from([req]);
-        let mut attempt: u32 = 0;
-        while let Some(mut req) = queue.pop_front() {
-            req.prepare(now_ms(), self.out_of_range, &self.stats);
-            // The messages move into the SDK's events (no copy); a request split below to
-            // isolate a refused event takes them back.
-            let mut events: Vec<InputLogEvent> = std::mem::take(&mut req.events)
-                .into_iter()
+impl Backend for Service {
+    type Key = StreamId;
+    type Request = Request;
+    type Lane = Lane;
+    const OPERATION: &'static str = "PutLogEvents";
+    const ERRORS: ErrorNames = ErrorNames {
+        item_refused: "event_refused",
+        items_rejected: "events_rejected",
+        ..ErrorNames::DEFAULT
+    };
+
+    async fn send(&self, id: &StreamId, req: &mut Request) -> Verdict<Request> {
+        req.prepare(now_ms(), self.out_of_range, &self.stats);
+        if req.events.is_empty() {
+            // Every event was out of range and dropped (counted by `prepare`).
+            return Verdict::Accepted {
+                rejected: 0,
+                why: String::new(),
+            };
+        }
+        let mut created = false;
+        loop {
+            let events: Vec<InputLogEvent> = req
+                .events
+                .iter()
                 .filter_map(|(ts, m)| {
                     InputLogEvent::builder()
-                        .timestamp(ts)
-                        .message(m)
+                        .timestamp(*ts)
+                        .message(m.clone())
                         .build()
                         .ok()
                 })
                 .collect();
-            loop {
-                if events.is_empty() {
-                    break;
+            let result = self
+                .client
+                .put_log_events()
+                .log_group_name(&id.group)
+                .log_stream_name(&id.stream)
+                .set_log_events(Some(events))
+                .send()
+                .await;
+            let e = match result {
+                Ok(out) => {
+                    let (rejected, why) =
+                        self.rejected(out.rejected_log_events_info(), req.events.len());
+                    return Verdict::Accepted { rejected, why };
                 }
-                let result = {
-                    let _permit = self.in_flight.acquire().await;
-                    let started = std::time::Instant::now();
-                    let result = self
-                        .client
-                        .put_log_events()
-                        .log_group_name(&id.group)
-                        .log_stream_name(&id.stream)
-                        .set_log_events(Some(events.clone()))
-                        .send()
-                        .await;
-                    self.stats.request(started.elapsed(), result.is_ok());
-                    result
-                };
-                let e = match result {
-                    Ok(out) => {
-                        attempt = 0;
-                        self.stats.batch_size(events.len());
-                        self.count_rejected(id, out.rejected_log_events_info(), events.len());
-                        break;
-                    }
-                    Err(e) => e,
-                };
-                match verdict(&e) {
-                    Verdict::AlreadyAccepted => {
-                        self.stats.count(Outcome::Sent, events.len() as u64);
-                        break;
-                    }
-                    Verdict::Missing if self.create_missing => {
-                        if let Err(err) = self.create(id).await {
-                            attempt += 1;
-                            self.retry_later(id, attempt, &err, events.len()).await;
+                Err(e) => e,
+            };
+            return match meaning(&e) {
+                Meaning::AlreadyAccepted => Verdict::Accepted {
+                    rejected: 0,
+                    why: String::new(),
+                },
+                Meaning::Missing if self.create_missing && !created => {
+                    match self.create(id).await {
+                        Ok(()) => {
+                            created = true;
+                            continue;
                         }
-                    }
-                    Verdict::Missing => {
-                        attempt += 1;
-                        let why = "log group or stream does not exist and create_missing = false";
-                        self.retry_later(id, attempt, why, events.len()).await;
-                    }
-                    Verdict::Invalid(why) if events.len() > 1 => {
-                        // Find the event at fault by halving; the rest still goes out.
-                        tracing::debug!(sink = %self.name, group = %id.group, %why, "request refused; splitting it");
-                        req.events = std::mem::take(&mut events)
-                            .into_iter()
-                            .map(|e| (e.timestamp, e.message))
-                            .collect();
-                        let (a, b) = std::mem::take(&mut req).split();
-                        queue.push_front(b);
-                        queue.push_front(a);
-                        break;
-                    }
-                    Verdict::Invalid(why) => {
-                        self.stats.count(Outcome::Rejected, 1);
-                        self.stats.error("event_refused");
-                        tracing::error!(sink = %self.name, group = %id.group, stream = %id.stream, %why,
-                            "CloudWatch Logs refused an event; it is counted as rejected and not retried");
-                        break;
-                    }
-                    // PutLogEvents is required: without it nothing can be shipped, so the data
-                    // waits (in the buffer) until the permission is granted.
-                    Verdict::Denied(why) | Verdict::Retry(why) => {
-                        attempt += 1;
-                        self.retry_later(id, attempt, &why, events.len()).await;
+                        Err(why) => Verdict::Retry { after: None, why },
                     }
                 }
-            }
-            for ack in req.acks.drain(..) {
-                ack.delivered();
-            }
+                Meaning::Missing if !self.create_missing => Verdict::Retry {
+                    after: None,
+                    why: "log group or stream does not exist and create_missing = false".into(),
+                },
+                Meaning::Invalid(why) => Verdict::Split { why },
+                // PutLogEvents is required: without it nothing can be shipped, so the data
+                // waits (in the buffer) until the permission is granted.
+                Meaning::Missing => Verdict::Retry {
+                    after: None,
+                    why: error_text(&e),
+                },
+                Meaning::Denied(why) | Meaning::Retry(why) => Verdict::Retry { after: None, why },
+            };
         }
     }
 
-    fn count_rejected(
-        &self,
-        id: &StreamId,
-        info: Option<&aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo>,
-        sent: usize,
-    ) {
-        let mut rejected = 0usize;
-        if let Some(info) = info {
-            // Indexes into the request: events before `too_old_end`/`expired_end` and from
-            // `too_new_start` on were refused.
-            let old = info.too_old_log_event_end_index().unwrap_or(0).max(0) as usize;
-            let expired = info.expired_log_event_end_index().unwrap_or(0).max(0) as usize;
-            let new = info
-                .too_new_log_event_start_index()
-                .map(|i| sent.saturating_sub(i.max(0) as usize))
-                .unwrap_or(0);
-            rejected = (old.max(expired) + new).min(sent);
-            if rejected > 0 {
-                self.stats.error("events_rejected");
-                tracing::warn!(sink = %self.name, group = %id.group, stream = %id.stream,
-                    too_old = old, expired, too_new = new,
-                    "CloudWatch Logs rejected events for their timestamps");
+    /// Before a stream's first request, reads its newest events; while they last, leaves out
+    /// of the requests what the stream already holds.
+    async fn admit(&self, id: &StreamId, lane: &mut Lane, job: Job<Request>) -> Vec<Job<Request>> {
+        if !lane.started {
+            lane.started = true;
+            let tail = self.stream_tail(id).await;
+            if !tail.is_empty() {
+                lane.resume = Some(Resume::new(tail));
             }
         }
-        self.stats.count(Outcome::Rejected, rejected as u64);
-        self.stats.count(Outcome::Sent, (sent - rejected) as u64);
-    }
-
-    async fn retry_later(&self, id: &StreamId, attempt: u32, why: &str, events: usize) {
-        self.stats.count(Outcome::Retried, events as u64);
-        self.stats.retry();
-        self.stats.error("request_failed");
-        let delay = backoff(attempt, self.max_backoff);
-        // The first failure and then every tenth: a long outage should not flood the log.
-        if attempt == 1 || attempt.is_multiple_of(10) {
-            tracing::warn!(sink = %self.name, group = %id.group, stream = %id.stream, attempt,
-                retry_in_ms = delay.as_millis() as u64, error = %why, "PutLogEvents failed; will retry");
+        let Some(resume) = lane.resume.as_mut() else {
+            return vec![job];
+        };
+        // Compare in the order the request will be sent.
+        let mut job = job;
+        job.request
+            .prepare(now_ms(), self.out_of_range, &self.stats);
+        let fed = resume.feed(job);
+        if fed.skipped > 0 {
+            self.stats.count(Outcome::Deduplicated, fed.skipped as u64);
+            tracing::info!(sink = %self.name, group = %id.group, stream = %id.stream, events = fed.skipped,
+                "events re-sent after a restart are already in the stream; not sending them again");
         }
-        tokio::time::sleep(delay).await;
+        if fed.done {
+            lane.resume = None;
+        }
+        fed.send
     }
 
+    fn release(&self, _: &StreamId, lane: Lane) -> Vec<Job<Request>> {
+        lane.resume.map(Resume::release).unwrap_or_default()
+    }
+}
+
+impl Service {
     /// Creates the group (with its retention) and the stream; "already exists" is fine.
     async fn create(&self, id: &StreamId) -> Result<(), String> {
         let known = self
@@ -385,10 +348,10 @@ impl Service {
                         .retention_in_days(self.retention_days)
                         .send()
                         .await
-                        .map_err(|e| format!("set retention: {}", describe(&e)))?;
+                        .map_err(|e| format!("set retention: {}", error_text(&e)))?;
                 }
-                Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {}
-                Err(e) => return Err(format!("create log group: {}", describe(&e))),
+                Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => {}
+                Err(e) => return Err(format!("create log group: {}", error_text(&e))),
             }
             self.groups
                 .lock()
@@ -404,13 +367,13 @@ impl Service {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ResourceAlreadyExistsException") => Ok(()),
-            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+            Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => Ok(()),
+            Err(e) if code(&e) == Some("ResourceNotFoundException") => {
                 // The group vanished since we saw it: create it next time.
                 self.groups.lock().expect("not poisoned").remove(&id.group);
-                Err(format!("create log stream: {}", describe(&e)))
+                Err(format!("create log stream: {}", error_text(&e)))
             }
-            Err(e) => Err(format!("create log stream: {}", describe(&e))),
+            Err(e) => Err(format!("create log stream: {}", error_text(&e))),
         }
     }
 }

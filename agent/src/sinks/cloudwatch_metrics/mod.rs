@@ -17,6 +17,7 @@ mod service;
 pub use config::{CloudWatchMetricsConfig, MAX_DIMENSIONS, Mode};
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::event::{Ack, AckStatus, Event, EventBatch, LogEvent, MetricEvent, ack_channel, now_ms};
 use crate::sinks::cloudwatch_logs::template::Template;
 use crate::sinks::cloudwatch_logs::{CloudWatchLogsConfig, CloudWatchLogsSink};
+use crate::sinks::driver::{Delivery, Job, RetryPolicy};
 use crate::telemetry::{Outcome, Stats};
 use crate::text::truncate_chars;
 use aggregate::{Added, Aggregator, SeriesKey};
@@ -43,7 +45,8 @@ pub struct CloudWatchMetricsSink {
 }
 
 enum Output {
-    PutMetricData(service::Service),
+    /// Periods go out one request after the other, through the shared delivery driver.
+    PutMetricData(Delivery<service::Service>),
     Emf {
         tx: mpsc::Sender<EventBatch>,
         sink: tokio::task::JoinHandle<()>,
@@ -75,7 +78,12 @@ impl CloudWatchMetricsSink {
         };
         let out = match config.mode {
             Mode::PutMetricData => {
-                Output::PutMetricData(service::Service::new(name, &config, stats.clone()).await)
+                let service = Arc::new(service::Service::new(&config).await);
+                let policy = RetryPolicy {
+                    max_backoff: Duration::from_millis(config.max_backoff_ms),
+                    partial_retries: 0,
+                };
+                Output::PutMetricData(Delivery::new(name, service, stats.clone(), policy, 1))
             }
             Mode::Emf => {
                 // The CloudWatch Logs sink does the delivery; it counts as its own component.
@@ -275,9 +283,13 @@ impl CloudWatchMetricsSink {
             done.push(pending.pop_front().expect("non-empty"));
         }
         match &self.out {
-            Output::PutMetricData(service) => {
-                for req in request::requests(data, MAX_DATA_PER_REQUEST) {
-                    service.deliver(req).await;
+            Output::PutMetricData(delivery) => {
+                for request in request::requests(data, MAX_DATA_PER_REQUEST) {
+                    let job = Job {
+                        request,
+                        acks: Vec::new(),
+                    };
+                    delivery.deliver(&(), job).await;
                 }
                 for p in done {
                     self.stats.count(Outcome::Sent, p.events);

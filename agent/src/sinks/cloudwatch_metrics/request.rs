@@ -5,6 +5,7 @@
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 
 use super::aggregate::{Aggregate, SeriesKey};
+use crate::sinks::driver::Payload;
 
 pub const MAX_DATA_PER_REQUEST: usize = 1_000;
 pub const MAX_VALUES_PER_DATUM: usize = 150;
@@ -133,20 +134,16 @@ pub struct Request {
     pub data: Vec<Datum>,
 }
 
-impl Request {
+impl Payload for Request {
+    fn items(&self) -> usize {
+        self.data.len()
+    }
+
     /// Halves (to isolate a datum the service refuses).
-    pub fn split(mut self) -> (Request, Request) {
+    fn split(mut self) -> Result<(Request, Request), Request> {
         let b = self.data.split_off(self.data.len() / 2);
-        (
-            Request {
-                namespace: self.namespace.clone(),
-                data: self.data,
-            },
-            Request {
-                namespace: self.namespace,
-                data: b,
-            },
-        )
+        let namespace = self.namespace.clone();
+        Ok((self, Request { namespace, data: b }))
     }
 }
 

@@ -1,41 +1,40 @@
-//! PutMetricData with our own retries: throttling, 5xx, timeouts and network errors are retried
-//! with full-jitter exponential backoff until accepted; a request the service refuses for its
-//! content is halved until the refused datum is alone, which is then counted and left out, so
-//! one bad value never fails the others.
+//! One PutMetricData call, and what its answer means for the delivery driver: throttling, 5xx,
+//! timeouts and network errors are retried with full-jitter backoff until accepted; a request
+//! the service refuses for its content is halved until the refused datum is alone, which is then
+//! counted and left out, so one bad value never fails the others.
 
-use crate::sinks::retry::{backoff, describe};
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::retry::RetryConfig;
 use aws_sdk_cloudwatch::config::timeout::TimeoutConfig;
-use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
+use vigil_common::aws_error::{code, error_text};
 
 use super::config::CloudWatchMetricsConfig;
 use super::request::Request;
-use crate::telemetry::{Outcome, Stats};
+use crate::sinks::driver::{Backend, ErrorNames, Verdict};
+
+/// Error codes for a request CloudWatch refuses for its content.
+const CONTENT_REFUSED: &[&str] = &[
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "MissingParameter",
+    "InvalidParameterValueException",
+    "ValidationError",
+];
 
 pub struct Service {
-    name: String,
     client: Client,
     resolution: i32,
-    max_backoff: Duration,
-    stats: Stats,
 }
 
 impl Service {
-    pub async fn new(name: &str, config: &CloudWatchMetricsConfig, stats: Stats) -> Self {
+    pub async fn new(config: &CloudWatchMetricsConfig) -> Self {
         let sdk = vigil_common::aws::load().await;
-        Self::with_sdk(name, config, stats, &sdk)
+        Self::with_sdk(config, &sdk)
     }
 
-    pub fn with_sdk(
-        name: &str,
-        config: &CloudWatchMetricsConfig,
-        stats: Stats,
-        sdk: &aws_config::SdkConfig,
-    ) -> Self {
+    pub fn with_sdk(config: &CloudWatchMetricsConfig, sdk: &aws_config::SdkConfig) -> Self {
         let conf = aws_sdk_cloudwatch::config::Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -48,88 +47,58 @@ impl Service {
             .request_min_compression_size_bytes(config.compression_min_bytes)
             .build();
         Self {
-            name: name.to_owned(),
             client: Client::from_conf(conf),
             resolution: config.resolution_secs as i32,
-            max_backoff: Duration::from_millis(config.max_backoff_ms),
-            stats,
         }
     }
+}
 
-    /// Delivers one request, however long it takes. Returns how many data were refused.
-    pub async fn deliver(&self, req: Request) -> usize {
-        let mut refused = 0;
-        let mut queue = VecDeque::from([req]);
-        let mut attempt: u32 = 0;
-        while let Some(req) = queue.pop_front() {
-            if req.data.is_empty() {
-                continue;
-            }
-            let data: Vec<_> = req.data.iter().map(|d| d.to_sdk(self.resolution)).collect();
-            loop {
-                let started = Instant::now();
-                let result = self
-                    .client
-                    .put_metric_data()
-                    .namespace(&req.namespace)
-                    .set_metric_data(Some(data.clone()))
-                    .send()
-                    .await;
-                self.stats.request(started.elapsed(), result.is_ok());
-                let e = match result {
-                    Ok(_) => {
-                        attempt = 0;
-                        self.stats.batch_size(data.len());
-                        break;
-                    }
-                    Err(e) => e,
-                };
-                let code = e.code().unwrap_or("");
-                let content = matches!(
-                    code,
-                    "InvalidParameterValue"
-                        | "InvalidParameterCombination"
-                        | "MissingParameter"
-                        | "InvalidParameterValueException"
-                        | "ValidationError"
-                );
-                if content && req.data.len() > 1 {
-                    tracing::debug!(sink = %self.name, namespace = %req.namespace, error = %describe(&e), "request refused; splitting it");
-                    let (a, b) = req.split();
-                    queue.push_front(b);
-                    queue.push_front(a);
-                    break;
-                }
-                if content {
-                    refused += 1;
-                    self.stats.error("datum_refused");
-                    tracing::error!(sink = %self.name, namespace = %req.namespace, metric = %req.data[0].key.name,
-                        error = %describe(&e), "CloudWatch refused a metric datum; it is left out");
-                    break;
-                }
-                attempt += 1;
-                self.stats.retry();
-                self.stats.error("request_failed");
-                let delay = backoff(attempt, self.max_backoff);
-                if attempt == 1 || attempt.is_multiple_of(10) {
-                    tracing::warn!(sink = %self.name, namespace = %req.namespace, attempt,
-                        retry_in_ms = delay.as_millis() as u64, error = %describe(&e), "PutMetricData failed; will retry");
-                }
-                tokio::time::sleep(delay).await;
-            }
+impl Backend for Service {
+    type Key = ();
+    type Request = Request;
+    type Lane = ();
+    const OPERATION: &'static str = "PutMetricData";
+    const ERRORS: ErrorNames = ErrorNames {
+        item_refused: "datum_refused",
+        ..ErrorNames::DEFAULT
+    };
+    /// The sink counts as `sent` the events whose aggregates were stored, not the data.
+    const COUNTS_SENT: bool = false;
+
+    async fn send(&self, _: &(), req: &mut Request) -> Verdict<Request> {
+        let data = req.data.iter().map(|d| d.to_sdk(self.resolution)).collect();
+        let result = self
+            .client
+            .put_metric_data()
+            .namespace(&req.namespace)
+            .set_metric_data(Some(data))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Verdict::Accepted {
+                rejected: 0,
+                why: String::new(),
+            },
+            Err(e) if code(&e).is_some_and(|c| CONTENT_REFUSED.contains(&c)) => Verdict::Split {
+                why: format!("{}: {}", req.data[0].key.name, error_text(&e)),
+            },
+            Err(e) => Verdict::Retry {
+                after: None,
+                why: error_text(&e),
+            },
         }
-        if refused > 0 {
-            self.stats.count(Outcome::Rejected, refused as u64);
-        }
-        refused
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::sinks::cloudwatch_metrics::aggregate::SeriesKey;
     use crate::sinks::cloudwatch_metrics::request::{Datum, DatumValue};
+    use crate::sinks::driver::{Delivery, Job, RetryPolicy};
+    use crate::telemetry::{Outcome, Stats};
 
     /// A datum CloudWatch refuses (here NaN, which the sink filters earlier; it stands for any
     /// value the service refuses) is isolated by halving and left out; the rest is delivered.
@@ -140,7 +109,12 @@ mod tests {
         let config: CloudWatchMetricsConfig =
             toml::from_str("namespace = \"Shop\"\nmax_backoff_ms = 100\n").unwrap();
         let stats = Stats::new("refused_test");
-        let service = Service::with_sdk("refused_test", &config, stats.clone(), &sdk);
+        let service = Service::with_sdk(&config, &sdk);
+        let policy = RetryPolicy {
+            max_backoff: Duration::from_millis(100),
+            partial_retries: 0,
+        };
+        let delivery = Delivery::new("refused_test", Arc::new(service), stats.clone(), policy, 1);
         let ts = (crate::event::now_ms() / 60_000 - 2) * 60_000;
         let data = (0..7)
             .map(|i| Datum {
@@ -154,13 +128,16 @@ mod tests {
                 value: DatumValue::Value(if i == 4 { f64::NAN } else { f64::from(i) }),
             })
             .collect();
-        let refused = service
-            .deliver(Request {
-                namespace: "Shop".into(),
-                data,
-            })
-            .await;
-        assert_eq!(refused, 1);
+        let request = Request {
+            namespace: "Shop".into(),
+            data,
+        };
+        let job = Job {
+            request,
+            acks: Vec::new(),
+        };
+        let tally = delivery.deliver(&(), job).await;
+        assert_eq!(tally.rejected, 1);
         assert_eq!(stats.get(Outcome::Rejected), 1);
         let cw = Client::new(&sdk);
         let listed = cw.list_metrics().namespace("Shop").send().await.unwrap();

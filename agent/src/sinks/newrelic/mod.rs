@@ -24,101 +24,42 @@ pub use entity::EntityResources;
 pub use secret::LicenseKey;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::event::{Ack, Attributes, Event, EventBatch, now_ms};
-use crate::otlp::encode::{Pending, TooLarge, log_scope};
+use crate::event::{Attributes, Event, EventBatch, now_ms};
+use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
-use crate::otlp::{EncodeLimits, Encoded, Encoder, Truncations};
-use crate::sinks::otlp_http::gzip;
+use crate::otlp::{EncodeLimits, Encoder, Truncations};
+use crate::sinks::driver::{
+    self, Batches, Delivery, Dispatch, Intake, Lanes, Ready, RetryPolicy, TooLarge,
+};
+use crate::sinks::otlp_http::batch::{OpenOtlp, OtlpItem, Scoped, count_truncations};
 use crate::telemetry::{Outcome, Stats};
-use service::{Request, Service};
+use service::Service;
 
 pub struct NewRelicSink {
+    name: String,
     config: NewRelicConfig,
-    encoder: Encoder,
-    service: Arc<Service>,
+    encoder: Arc<Encoder>,
+    service: Service,
     stats: Stats,
 }
 
-/// One signal's request being filled, with the batches that have items in it.
-struct Building<I> {
-    pending: Pending<I>,
-    acks: Vec<Ack>,
-    /// The batch being processed put items into `pending`.
-    has_current: bool,
-    started: Option<Instant>,
-}
-
-impl<I> Default for Building<I> {
-    fn default() -> Self {
-        Self {
-            pending: Pending::default(),
-            acks: Vec::new(),
-            has_current: false,
-            started: None,
-        }
-    }
-}
-
-/// What `run` builds between batches: the open request of each signal, and closed requests
-/// waiting for a free slot.
-struct Open {
-    spans: Building<Span>,
-    metrics: Building<Metric>,
-    logs: Building<LogRecord>,
+/// The sink's half of the driver's loop: events to OTLP items, one open request per signal.
+struct Exports {
+    encoder: Arc<Encoder>,
+    stats: Stats,
+    spans: Batches<(), OpenOtlp<Span>>,
+    metrics: Batches<(), OpenOtlp<Metric>>,
+    logs: Batches<(), OpenOtlp<LogRecord>>,
     delta: DeltaConverter,
     entities: EntityResources,
-    ready: Vec<(Encoded, usize, Vec<Ack>)>,
-}
-
-impl Open {
-    /// Closes the open requests that waited `timeout`.
-    fn close_due(&mut self, timeout: Duration) {
-        if due(&self.spans, timeout) {
-            self.ready
-                .push(close(&mut self.spans, Pending::<Span>::into_request));
-        }
-        if due(&self.metrics, timeout) {
-            self.ready
-                .push(close(&mut self.metrics, Pending::<Metric>::into_request));
-        }
-        if due(&self.logs, timeout) {
-            self.ready
-                .push(close(&mut self.logs, Pending::<LogRecord>::into_request));
-        }
-    }
-
-    /// Closes every request that holds anything (the input has ended).
-    fn close_all(&mut self) -> Vec<(Encoded, usize, Vec<Ack>)> {
-        let mut closed = Vec::new();
-        if !self.spans.pending.is_empty() {
-            closed.push(close(&mut self.spans, Pending::<Span>::into_request));
-        }
-        if !self.metrics.pending.is_empty() {
-            closed.push(close(&mut self.metrics, Pending::<Metric>::into_request));
-        }
-        if !self.logs.pending.is_empty() {
-            closed.push(close(&mut self.logs, Pending::<LogRecord>::into_request));
-        }
-        closed
-    }
-}
-
-/// A closed request as the service sends it: gzipped protobuf to its signal's path.
-fn request(encoded: Encoded, items: usize, acks: Vec<Ack>) -> Request {
-    Request {
-        path: encoded.path(),
-        body: gzip(&encoded.encode_to_vec()),
-        items,
-        acks,
-    }
 }
 
 /// Builds the encoder New Relic needs: its payload and attribute limits and the configured
@@ -145,215 +86,151 @@ impl NewRelicSink {
     pub async fn new(name: &str, config: NewRelicConfig, stats: Stats) -> anyhow::Result<Self> {
         let key = LicenseKey::load(&config.license_key).await?;
         let service = Service::new(
-            name,
             config.endpoint(),
             key,
             Duration::from_millis(config.request_timeout_ms),
-            Duration::from_millis(config.max_backoff_ms),
-            stats.clone(),
         )?;
         tracing::info!(sink = name, endpoint = %config.endpoint(), "New Relic sink ready");
         Ok(Self {
-            encoder: encoder(&config),
+            name: name.to_owned(),
+            encoder: Arc::new(encoder(&config)),
             config,
-            service: Arc::new(service),
+            service,
             stats,
         })
     }
 
-    pub async fn run(self, mut rx: mpsc::Receiver<EventBatch>) {
+    pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
+        let policy = RetryPolicy {
+            max_backoff: Duration::from_millis(self.config.max_backoff_ms),
+            partial_retries: 0,
+        };
+        let concurrency = self.config.concurrency;
+        let delivery = Delivery::new(
+            &self.name,
+            Arc::new(self.service),
+            self.stats.clone(),
+            policy,
+            concurrency,
+        );
+        let dispatch = Dispatch::new(delivery, Lanes::Shared { concurrency });
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut open = Open {
-            spans: Building::default(),
-            metrics: Building::default(),
-            logs: Building::default(),
+        let max = self.config.batch_max_events;
+        let intake = Exports {
+            spans: Batches::new(open(&self.encoder), max, timeout),
+            metrics: Batches::new(open(&self.encoder), max, timeout),
+            logs: Batches::new(open(&self.encoder), max, timeout),
+            encoder: self.encoder,
+            stats: self.stats,
             delta: DeltaConverter::new(now_ms()),
             entities: EntityResources::default(),
-            ready: Vec::new(),
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(50).min(timeout));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-        loop {
-            tokio::select! {
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
-                    self.take(&mut open, batch);
-                }
-                _ = tick.tick() => open.close_due(timeout),
-            }
-            // Backpressure: waiting for a free slot here leaves the queue unread.
-            for (encoded, items, acks) in open.ready.drain(..) {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    break;
-                };
-                let req = request(encoded, items, acks);
-                let service = Arc::clone(&self.service);
-                tasks.spawn(async move {
-                    service.deliver(req).await;
-                    drop(permit);
-                });
-                while tasks.try_join_next().is_some() {}
-            }
-        }
-
-        // Input closed: send what is left, then wait for every request to be answered.
-        for (encoded, items, acks) in open.close_all() {
-            let req = request(encoded, items, acks);
-            let service = Arc::clone(&self.service);
-            tasks.spawn(async move { service.deliver(req).await });
-        }
-        while tasks.join_next().await.is_some() {}
+        driver::run(intake, rx, dispatch).await;
     }
+}
 
-    /// Adds the events of one batch to the open requests (closing those that fill up) and
-    /// settles the batch: every request holding its items has its own acknowledgement.
-    fn take(&self, open: &mut Open, batch: EventBatch) {
+impl Intake for Exports {
+    type Backend = Service;
+
+    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
         self.stats
             .count(Outcome::Received, batch.events.len() as u64);
         let EventBatch { events, ack } = batch;
-        let max_events = self.config.batch_max_events;
         for event in events {
             let mut cuts = Truncations::default();
-            match event {
+            let added = match event {
                 Event::Span(s) => {
-                    let res = Arc::clone(&s.resource);
+                    let resource = Some(Arc::clone(&s.resource));
                     let scope = (s.scope_name.clone(), s.scope_version.clone());
                     let item = self.encoder.span(s, &mut cuts);
-                    self.add(
-                        &mut open.spans,
-                        Some(&res),
-                        (&scope.0, &scope.1),
-                        item,
-                        &ack,
-                        max_events,
-                        &mut open.ready,
-                        Pending::<Span>::into_request,
-                    );
+                    add(&mut self.spans, resource, scope, item, &ack, ready)
                 }
-                Event::Metric(m) => match open.delta.convert(m) {
+                Event::Metric(m) => match self.delta.convert(m) {
                     Converted::Send(m, start) => {
-                        let res = m.resource.clone();
+                        let resource = m.resource.clone();
                         let item = self.encoder.metric(m, start, &mut cuts);
-                        self.add(
-                            &mut open.metrics,
-                            res.as_ref(),
-                            ("", ""),
+                        add(
+                            &mut self.metrics,
+                            resource,
+                            Default::default(),
                             item,
                             &ack,
-                            max_events,
-                            &mut open.ready,
-                            Pending::<Metric>::into_request,
-                        );
+                            ready,
+                        )
                     }
-                    Converted::Baseline => {}
+                    // The first point of a cumulative series only sets its baseline.
+                    Converted::Baseline => Ok(()),
                 },
                 Event::Log(l) => {
                     // File lines carry enrich attributes instead of a resource.
-                    let res = l
+                    let resource = l
                         .resource
                         .clone()
-                        .or_else(|| open.entities.for_attributes(&l.attributes));
+                        .or_else(|| self.entities.for_attributes(&l.attributes));
                     let scope = log_scope(&l);
                     let item = self.encoder.log(l, &mut cuts);
-                    self.add(
-                        &mut open.logs,
-                        res.as_ref(),
-                        (&scope.0, &scope.1),
-                        item,
-                        &ack,
-                        max_events,
-                        &mut open.ready,
-                        Pending::<LogRecord>::into_request,
-                    );
+                    add(&mut self.logs, resource, scope, item, &ack, ready)
                 }
-            }
-            self.count_cuts(cuts);
-        }
-        settle(&mut open.spans, &ack);
-        settle(&mut open.metrics, &ack);
-        settle(&mut open.logs, &ack);
-        // Every request holding this batch's items has its own copy now.
-        ack.delivered();
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn add<I: Message>(
-        &self,
-        b: &mut Building<I>,
-        resource: Option<&Arc<crate::event::Resource>>,
-        scope: (&str, &str),
-        item: I,
-        ack: &Ack,
-        max_events: usize,
-        ready: &mut Vec<(Encoded, usize, Vec<Ack>)>,
-        into_request: fn(Pending<I>) -> Encoded,
-    ) {
-        match b.pending.add(&self.encoder, resource, scope, item) {
-            Ok(None) => {}
-            Ok(Some(full)) => {
-                // The new request starts with the item that did not fit.
-                let mut acks = std::mem::take(&mut b.acks);
-                if b.has_current {
-                    acks.push(ack.clone());
-                }
-                let n = full.len();
-                ready.push((into_request(full), n, acks));
-                b.started = Some(Instant::now());
-            }
-            Err(TooLarge) => {
+            };
+            count_truncations(&self.stats, cuts);
+            if added.is_err() {
                 self.stats.count(Outcome::Rejected, 1);
                 self.stats.error("item_too_large");
                 tracing::warn!(
                     limit = self.encoder.limits.max_request_bytes,
                     "an item is larger than a whole New Relic request may be; dropped"
                 );
-                return;
             }
         }
-        b.has_current = true;
-        b.started.get_or_insert_with(Instant::now);
-        if b.pending.len() >= max_events {
-            // Full: this batch's ack goes with it.
-            settle(b, ack);
-            ready.push(close(b, into_request));
-        }
+        self.spans.end_batch(&ack);
+        self.metrics.end_batch(&ack);
+        self.logs.end_batch(&ack);
+        // Every request holding this batch's items has its own copy now.
+        ack.delivered();
     }
 
-    fn count_cuts(&self, cuts: Truncations) {
-        if cuts == Truncations::default() {
-            return;
-        }
-        self.stats.count(Outcome::Truncated, 1);
-        for _ in 0..cuts.strings {
-            self.stats.error("attribute_value_truncated");
-        }
-        for _ in 0..cuts.arrays {
-            self.stats.error("attribute_array_truncated");
-        }
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
+        self.spans.close_due(now, ready);
+        self.metrics.close_due(now, ready);
+        self.logs.close_due(now, ready);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        [
+            self.spans.next_due(),
+            self.metrics.next_due(),
+            self.logs.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn close_all(&mut self, ready: &mut Ready<Service>) {
+        self.spans.close_all(ready);
+        self.metrics.close_all(ready);
+        self.logs.close_all(ready);
     }
 }
 
-/// After a batch: every request still filling that got items from it keeps a copy of its ack.
-fn settle<I>(b: &mut Building<I>, ack: &Ack) {
-    if b.has_current {
-        b.acks.push(ack.clone());
-        b.has_current = false;
-    }
+/// Makes an empty request of one signal for the driver's batches.
+fn open<I: OtlpItem>(encoder: &Arc<Encoder>) -> impl Fn() -> OpenOtlp<I> + Send + 'static {
+    let encoder = Arc::clone(encoder);
+    move || OpenOtlp::new(Arc::clone(&encoder))
 }
 
-fn due<I: Message>(b: &Building<I>, timeout: Duration) -> bool {
-    !b.pending.is_empty() && b.started.is_some_and(|t| t.elapsed() >= timeout)
-}
-
-fn close<I: Message>(
-    b: &mut Building<I>,
-    into_request: fn(Pending<I>) -> Encoded,
-) -> (Encoded, usize, Vec<Ack>) {
-    let n = b.pending.len();
-    let acks = std::mem::take(&mut b.acks);
-    b.started = None;
-    (into_request(std::mem::take(&mut b.pending)), n, acks)
+fn add<I: OtlpItem>(
+    batches: &mut Batches<(), OpenOtlp<I>>,
+    resource: Option<Arc<crate::event::Resource>>,
+    scope: (String, String),
+    item: I,
+    ack: &crate::event::Ack,
+    ready: &mut Ready<Service>,
+) -> Result<(), TooLarge> {
+    let scoped = Scoped {
+        resource,
+        scope,
+        item,
+    };
+    batches.add(&(), scoped, ack, ready)
 }

@@ -2,10 +2,10 @@
 //! PutTraceSegments in calls of at most 50 documents ([`service`]).
 //!
 //! Each span becomes one document, converted as it arrives; documents gather into a request
-//! until it holds `batch_max_documents` or `batch_timeout_ms` passed. Up to `concurrency`
-//! requests are in flight; beyond that the sink stops taking input (backpressure). A request
-//! carries a share of the ack of every batch it holds documents of, so a batch is acknowledged
-//! once all of its documents are delivered, whichever request finishes last.
+//! until it holds `batch_max_documents` or `batch_timeout_ms` passed, and the shared delivery
+//! driver ([`crate::sinks::driver`]) sends it, up to `concurrency` at once; beyond that the sink
+//! stops taking input (backpressure). A batch is acknowledged once all of its documents are
+//! answered for good, whichever request finishes last.
 
 mod config;
 pub mod segment;
@@ -15,11 +15,15 @@ pub use config::XRayConfig;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::event::{Event, EventBatch, now_ms};
+use crate::sinks::driver::{
+    self, Batches, Delivery, Dispatch, Intake, Lanes, Open, Ready, RetryPolicy, TooLarge,
+};
 use crate::telemetry::{Outcome, Stats};
 use service::{Request, Service};
 
@@ -29,92 +33,124 @@ const MAX_TRACE_AGE_SECS: i64 = 30 * 24 * 3600;
 const MAX_TRACE_SKEW_SECS: i64 = 5 * 60;
 
 pub struct XRaySink {
+    name: String,
     config: XRayConfig,
-    service: Arc<Service>,
+    service: Service,
     stats: Stats,
+}
+
+/// The sink's half of the driver's loop: spans to documents.
+struct Documents {
+    config: XRayConfig,
+    stats: Stats,
+    batches: Batches<(), OpenDocuments>,
     /// Spans dropped as `trace_id_not_xray` (the warning is logged at powers of two).
     not_xray: AtomicU64,
 }
 
+/// A PutTraceSegments request being filled (its size is the driver's `max_items`).
+#[derive(Default)]
+struct OpenDocuments(Vec<(String, String)>);
+
+impl Open for OpenDocuments {
+    type Item = (String, String);
+    type Request = Request;
+
+    fn add(&mut self, doc: (String, String)) -> Result<Option<Request>, TooLarge> {
+        self.0.push(doc);
+        Ok(None)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn take(&mut self) -> Request {
+        Request {
+            docs: std::mem::take(&mut self.0),
+        }
+    }
+}
+
 impl XRaySink {
     pub async fn new(name: &str, config: XRayConfig, stats: Stats) -> Self {
-        let service = Arc::new(Service::new(name, &config, stats.clone()).await);
+        let service = Service::new(&config).await;
         Self {
+            name: name.to_owned(),
             config,
             service,
             stats,
-            not_xray: AtomicU64::new(0),
         }
     }
 
-    pub async fn run(self, mut rx: mpsc::Receiver<EventBatch>) {
-        let timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        let in_flight = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut workers = tokio::task::JoinSet::new();
-        let mut pending = Request::default();
-        let mut started: Option<Instant> = None;
-        let mut tick = tokio::time::interval(Duration::from_millis(100).min(timeout));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-        loop {
-            let cut = tokio::select! {
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
-                    self.stats.count(Outcome::Received, batch.events.len() as u64);
-                    let mut in_pending = false;
-                    for event in &batch.events {
-                        let Some(doc) = self.document(event) else { continue };
-                        if pending.docs.len() >= self.config.batch_max_documents {
-                            let full = std::mem::take(&mut pending);
-                            self.dispatch(full, &in_flight, &mut workers).await;
-                            in_pending = false;
-                        }
-                        if !in_pending {
-                            pending.acks.push(batch.ack.clone());
-                            in_pending = true;
-                        }
-                        started.get_or_insert_with(Instant::now);
-                        pending.docs.push(doc);
-                    }
-                    // The copies taken above carry the batch now.
-                    batch.ack.delivered();
-                    pending.docs.len() >= self.config.batch_max_documents
-                }
-                _ = tick.tick() => started.is_some_and(|t| t.elapsed() >= timeout),
-            };
-            if cut && !pending.docs.is_empty() {
-                let req = std::mem::take(&mut pending);
-                started = None;
-                self.dispatch(req, &in_flight, &mut workers).await;
-            }
-            while workers.try_join_next().is_some() {}
-        }
-        if !pending.docs.is_empty() {
-            self.dispatch(pending, &in_flight, &mut workers).await;
-        }
-        while workers.join_next().await.is_some() {}
-    }
-
-    /// Starts a request once a slot is free (waiting here is the sink's backpressure).
-    async fn dispatch(
-        &self,
-        req: Request,
-        in_flight: &Arc<Semaphore>,
-        workers: &mut tokio::task::JoinSet<()>,
-    ) {
-        let Ok(permit) = Arc::clone(in_flight).acquire_owned().await else {
-            return;
+    pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
+        let policy = RetryPolicy {
+            max_backoff: Duration::from_millis(self.config.max_backoff_ms),
+            partial_retries: self.config.unprocessed_retries,
         };
-        let service = Arc::clone(&self.service);
-        workers.spawn(async move {
-            service.deliver(req).await;
-            drop(permit);
-        });
+        let delivery = Delivery::new(
+            &self.name,
+            Arc::new(self.service),
+            self.stats.clone(),
+            policy,
+            self.config.concurrency,
+        );
+        let dispatch = Dispatch::new(
+            delivery,
+            Lanes::Shared {
+                concurrency: self.config.concurrency,
+            },
+        );
+        let intake = Documents {
+            batches: Batches::new(
+                OpenDocuments::default,
+                self.config.batch_max_documents,
+                Duration::from_millis(self.config.batch_timeout_ms),
+            ),
+            config: self.config,
+            stats: self.stats,
+            not_xray: AtomicU64::new(0),
+        };
+        driver::run(intake, rx, dispatch).await;
+    }
+}
+
+impl Intake for Documents {
+    type Backend = Service;
+
+    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
+        self.stats
+            .count(Outcome::Received, batch.events.len() as u64);
+        for event in &batch.events {
+            if let Some(doc) = self.document(event) {
+                // Documents are within their limit already: they always fit.
+                let _ = self.batches.add(&(), doc, &batch.ack, ready);
+            }
+        }
+        self.batches.end_batch(&batch.ack);
+        // The copies taken above carry the batch now.
+        batch.ack.delivered();
     }
 
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
+        self.batches.close_due(now, ready);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.batches.next_due()
+    }
+
+    fn close_all(&mut self, ready: &mut Ready<Service>) {
+        self.batches.close_all(ready);
+    }
+}
+
+impl Documents {
     /// The document of a span, or `None` (counted) if it cannot be sent.
     fn document(&self, event: &Event) -> Option<(String, String)> {
         let Event::Span(span) = event else {
+            // Only an input that emits several signals (OTLP) gets here: counted, not sent.
+            self.stats.count(Outcome::Rejected, 1);
             self.stats.error("unsupported_signal");
             return None;
         };

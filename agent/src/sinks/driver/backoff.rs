@@ -1,10 +1,7 @@
-//! What every network sink does between attempts: wait with full-jitter exponential backoff
-//! (so many agents recovering from one outage do not retry in step), and describe an AWS error
-//! in one short line for the log.
+//! How long to wait between attempts: full-jitter exponential backoff, so many agents recovering
+//! from one outage do not retry in step.
 
 use std::time::Duration;
-
-use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 
 /// Uniform in [10 ms, min(cap, 100 ms × 2^attempt)].
 pub fn backoff(attempt: u32, cap: Duration) -> Duration {
@@ -14,16 +11,6 @@ pub fn backoff(attempt: u32, cap: Duration) -> Duration {
     ceiling
         .mul_f64(fastrand::f64())
         .max(Duration::from_millis(10))
-}
-
-/// `Code: message` when the service answered, else the transport error.
-pub fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> String {
-    match e.code() {
-        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
-        None => format!("{e:?}"),
-    }
 }
 
 #[cfg(test)]

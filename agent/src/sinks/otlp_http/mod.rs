@@ -1,7 +1,9 @@
 //! What the two sinks that speak OTLP/HTTP (New Relic, and AWS's OTLP endpoints) share: their
-//! HTTP client, compressing an export request, reading its answer (the status, `Retry-After`, a
-//! partial success, a short description for logs) and checking the `resource_attributes` they
-//! both take. How a status is classified stays with each sink.
+//! HTTP client, their request ([`batch`]), compressing it, reading its answer (the status,
+//! `Retry-After`, a partial success, a short description for logs) and checking the
+//! `resource_attributes` they both take. How a status is classified stays with each sink.
+
+pub mod batch;
 
 use std::io::Write;
 use std::time::Duration;
@@ -115,7 +117,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::retry::backoff;
+    use crate::sinks::driver::backoff;
 
     #[test]
     fn retry_after_seconds_and_dates() {
