@@ -203,8 +203,8 @@ type = "cloudwatch_logs"
 inputs = ["app"]
 log_group = "/shop/checkout"
 log_stream = "web-1"
-max_backoff_ms = 500
-request_timeout_ms = 2000
+request.max_backoff_ms = 500
+request.timeout_ms = 2000
 "#,
             data = dir.path().join("data").display(),
             logs = log.parent().unwrap().display(),

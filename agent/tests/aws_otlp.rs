@@ -55,8 +55,8 @@ endpoint = "{endpoint}"
 allow_insecure_http = true
 log_group = "/shop/checkout"
 log_stream = "otel"
-batch_timeout_ms = 100
-max_backoff_ms = 2000
+batch.timeout_ms = 100
+request.max_backoff_ms = 2000
 {sink_extra}
 "#,
         d = dir.display(),

@@ -125,10 +125,10 @@ inputs = ["tag"]
 log_group = "/shop/{{env}}/{{module}}"
 log_stream = "{{host}}"
 encoding = "text"
-batch_timeout_ms = 200
-batch_max_events = 2000
-max_backoff_ms = 1000
-request_timeout_ms = 5000
+batch.timeout_ms = 200
+batch.max_events = 2000
+request.max_backoff_ms = 1000
+request.timeout_ms = 5000
 "#,
             dir = dir.path().display()
         ),
@@ -317,8 +317,8 @@ inputs = ["shop"]
 log_group = "/shop/{{module}}"
 log_stream = "s"
 encoding = "text"
-batch_timeout_ms = 200
-max_backoff_ms = 1000
+batch.timeout_ms = 200
+request.max_backoff_ms = 1000
 
 [sinks.local]
 type = "console"
@@ -460,8 +460,8 @@ inputs = ["tag"]
 log_group = "/shop/{{env}}/{{module}}"
 log_stream = "s"
 encoding = "text"
-batch_timeout_ms = 200
-max_backoff_ms = 500
+batch.timeout_ms = 200
+request.max_backoff_ms = 500
 "#,
             dir = dir.path().display()
         ),
@@ -571,8 +571,8 @@ inputs = ["tag"]
 log_group = "/shop/full/{{module}}"
 log_stream = "s"
 encoding = "text"
-batch_timeout_ms = 200
-max_backoff_ms = 500
+batch.timeout_ms = 200
+request.max_backoff_ms = 500
 buffer = {{ type = "disk", max_bytes = 1048576, when_full = "block" }}
 "#,
                 dir = dir.path().display()

@@ -83,8 +83,8 @@ inputs = ["app"]
 log_group = "/shop/disk"
 log_stream = "app"
 encoding = "text"
-batch_timeout_ms = 200
-max_backoff_ms = 500
+batch.timeout_ms = 200
+request.max_backoff_ms = 500
 "#,
             data = disk.path().display(),
             work = work.path().display()

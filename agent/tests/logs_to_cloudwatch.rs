@@ -136,9 +136,9 @@ inputs = ["tag"]
 log_group = "/shop/{{env}}/{{module}}"
 log_stream = "{{host}}"
 encoding = "text"
-batch_timeout_ms = 200
-batch_max_events = 5000
-max_backoff_ms = 1000
+batch.timeout_ms = 200
+batch.max_events = 5000
+request.max_backoff_ms = 1000
 "#,
             dir = self.path().display()
         );
@@ -321,7 +321,7 @@ async fn nothing_is_lost_and_only_in_flight_lines_repeat_after_sigkill() {
     // waited for the answer, or whose checkpoint was not yet on disk, is sent again. So only
     // lines written before the kill may repeat, and per log at most what one stream has in
     // flight: the request being sent, the one just acknowledged, and one source batch that
-    // straddles them (batch_max_events = 5,000; source batches of 1,000).
+    // straddles them (batch.max_events = 5,000; source batches of 1,000).
     let total: usize = duplicates.values().map(Vec::len).sum();
     for (m, d) in duplicates {
         assert!(
@@ -445,7 +445,7 @@ type = "cloudwatch_logs"
 inputs = ["parse"]
 log_group = "/shop/names"
 log_stream = "{{stream}}"
-batch_timeout_ms = 100
+batch.timeout_ms = 100
 "#,
             dir = dir.path().display()
         ),
@@ -510,7 +510,7 @@ inputs = ["parse"]
 log_group = "/shop/overflow-{{grp}}"
 log_stream = "{{req}}"
 max_streams = 5
-batch_timeout_ms = 100
+batch.timeout_ms = 100
 "#,
             dir = dir.path().display()
         ),

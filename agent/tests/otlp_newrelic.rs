@@ -211,8 +211,8 @@ inputs = ["otlp", "enrich"]
 endpoint = "{endpoint}"
 allow_insecure_http = true
 license_key = {license}
-batch_timeout_ms = 100
-max_backoff_ms = 5000
+batch.timeout_ms = 100
+request.max_backoff_ms = 5000
 resource_attributes = {{ "service.name" = "shop-logs", "deployment.environment" = "test" }}
 {sink_extra}
 "#,
@@ -676,7 +676,7 @@ async fn bad_input_and_a_flood_get_otlp_errors_while_other_clients_are_served() 
         "max_request_bytes = 65536\nbackpressure_wait_ms = 200\nmax_concurrent_requests = 16",
         // A small disk buffer that blocks when full: the flood must reach the clients as
         // "retry later" once it is full, not fill the host's disk.
-        "concurrency = 1\nbatch_max_events = 50\nbuffer = { type = \"disk\", max_bytes = 1048576, when_full = \"block\" }",
+        "request.concurrency = 1\nbatch.max_events = 50\nbuffer = { type = \"disk\", max_bytes = 1048576, when_full = \"block\" }",
     );
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://127.0.0.1:{}{p}", agent.http);
@@ -989,7 +989,7 @@ license_key = {{ ssm_parameter = "/vigil/missing" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_batches_are_split_under_1_mb_and_long_values_are_cut() {
     let nr = OtlpReceiver::start(KEY);
-    let mut agent = agent_for_receiver(&nr, "", "batch_max_events = 100000");
+    let mut agent = agent_for_receiver(&nr, "", "batch.max_events = 100000");
     let http = reqwest::Client::new();
     // 6 requests × 500 spans × ~1.6 KB: ~5 MB for New Relic, which takes 1 MB per request.
     let mut sent = 0;

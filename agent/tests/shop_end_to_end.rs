@@ -181,7 +181,7 @@ inputs = ["sample", "parse", "host"]
 endpoint = "{nr}"
 allow_insecure_http = true
 license_key = {{ env = "E2E_NR_KEY" }}
-batch_timeout_ms = 200
+batch.timeout_ms = 200
 "#,
             d = dir.path().display(),
             logs = logs.display(),

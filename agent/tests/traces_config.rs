@@ -51,7 +51,7 @@ fn bad_trace_settings_name_their_key_and_line() {
         .replace("thresholds_ms = [300, 1000]", "thresholds_ms = [0]")
         .replace(
             "annotations = [\"http.route\", \"order.id\"]",
-            "batch_max_documents = 80",
+            "batch.max_events = 80",
         );
     let errs: Vec<String> = match parse(Path::new("agent.toml"), &bad) {
         Ok(_) => panic!("must fail"),
@@ -60,7 +60,7 @@ fn bad_trace_settings_name_their_key_and_line() {
     let all = errs.join("\n");
     assert!(all.contains("processors.sample.sample_percent"), "{all}");
     assert!(all.contains("processors.slis.thresholds_ms"), "{all}");
-    assert!(all.contains("sinks.traces.batch_max_documents"), "{all}");
+    assert!(all.contains("sinks.traces.batch.max_events"), "{all}");
     assert!(all.contains("agent.toml:"), "positions are given: {all}");
     assert_eq!(errs.len(), 3, "{all}");
 }

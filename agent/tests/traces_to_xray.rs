@@ -213,7 +213,7 @@ async fn spans_become_segments_and_subsegments_in_xray() {
             false,
         ),
     ];
-    let cfg = config("annotations = [\"order.id\", \"cart.items\"]\nbatch_timeout_ms = 100");
+    let cfg = config("annotations = [\"order.id\", \"cart.items\"]\nbatch.timeout_ms = 100");
     let acks = run_sink(
         "xray_segments",
         cfg,
@@ -330,7 +330,7 @@ async fn many_spans_are_split_into_calls_of_fifty_and_oversize_documents_are_han
         false,
     )));
     let name = "xray_split";
-    let cfg = config("annotations = [\"huge\"]\nbatch_timeout_ms = 100");
+    let cfg = config("annotations = [\"huge\"]\nbatch.timeout_ms = 100");
     let acks = run_sink(name, cfg, batches).await;
     assert!(acks.iter().all(|a| *a == AckStatus::Delivered), "{acks:?}");
     let stats = Stats::new(name);

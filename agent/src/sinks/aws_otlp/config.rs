@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::sinks::driver::settings::{
+    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+};
+
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
@@ -38,36 +42,14 @@ pub struct AwsOtlpConfig {
     /// always added when missing.
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, String>,
-    /// Most spans / log records in one request (X-Ray takes at most 10,000 spans).
-    #[serde(default = "default_batch_max_events")]
-    pub batch_max_events: usize,
-    /// How long items may wait for a fuller request.
-    #[serde(default = "default_batch_timeout_ms")]
-    pub batch_timeout_ms: u64,
-    /// Requests in flight at once; beyond that the sink stops taking input (backpressure).
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Cap of the exponential backoff between retries (a `Retry-After` is honoured up to this).
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-}
-
-fn default_batch_max_events() -> usize {
-    MAX_TRACE_REQUEST_SPANS
-}
-fn default_batch_timeout_ms() -> u64 {
-    1_000
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_max_backoff_ms() -> u64 {
-    30_000
-}
-fn default_request_timeout_ms() -> u64 {
-    15_000
+    /// When a request is closed: `batch.max_events`, `batch.max_bytes`, `batch.timeout_ms`
+    /// ([`BatchConfig`]; defaults and limits in `Self::BATCH`).
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// How requests are sent: `request.concurrency`, `request.timeout_ms`,
+    /// `request.max_backoff_ms` ([`RequestConfig`]; defaults in `Self::REQUEST`).
+    #[serde(default)]
+    pub request: RequestConfig,
 }
 
 /// Which AWS service a request goes to: the host and the SigV4 service name.
@@ -102,6 +84,25 @@ impl AwsOtlpConfig {
             None => format!("https://{}.{region}.amazonaws.com", signal.service()),
         };
         format!("{base}{}", signal.path())
+    }
+}
+
+impl AwsOtlpConfig {
+    pub const BATCH: BatchLimits = BatchLimits {
+        // X-Ray takes at most 10,000 spans a request (logs are cut at 10,000 records too).
+        max_events: (MAX_TRACE_REQUEST_SPANS, MAX_TRACE_REQUEST_SPANS),
+        // Requests are cut at the endpoints' own byte limits (5 MB traces, 1 MiB logs).
+        max_bytes: None,
+        timeout_ms: 1_000,
+    };
+    pub const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
+
+    pub fn batch_settings(&self) -> BatchSettings {
+        self.batch.resolve(&Self::BATCH)
+    }
+
+    pub fn request_settings(&self) -> RequestSettings {
+        self.request.resolve(&Self::REQUEST)
     }
 }
 
@@ -146,26 +147,8 @@ impl ComponentConfig for AwsOtlpConfig {
                 errs.push(&path.key(key), "must be 1 to 512 characters");
             }
         }
-        errs.within(
-            path,
-            &[
-                (
-                    "batch_max_events",
-                    self.batch_max_events,
-                    1,
-                    MAX_TRACE_REQUEST_SPANS,
-                ),
-                ("concurrency", self.concurrency, 1, 256),
-            ],
-        );
-        errs.positive(
-            path,
-            &[
-                ("batch_timeout_ms", self.batch_timeout_ms),
-                ("max_backoff_ms", self.max_backoff_ms),
-                ("request_timeout_ms", self.request_timeout_ms),
-            ],
-        );
+        self.batch.validate(&Self::BATCH, path, errs);
+        self.request.validate(path, errs);
         otlp_http::check_resource_attributes(&self.resource_attributes, path, errs);
     }
 }

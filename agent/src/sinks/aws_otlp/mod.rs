@@ -22,19 +22,17 @@ pub use config::{
 };
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::event::{Attributes, Event, EventBatch, LogEvent, SpanEvent, now_ms};
 use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
 use crate::otlp::{EncodeLimits, Encoder, Truncations};
-use crate::sinks::driver::{self, Batches, Delivery, Dispatch, Intake, Lanes, Ready, RetryPolicy};
+use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule};
 use crate::sinks::newrelic::EntityResources;
 use crate::sinks::otlp_http::batch::{OpenOtlp, Scoped, count_truncations};
 use crate::telemetry::{Outcome, Stats};
@@ -124,7 +122,7 @@ impl AwsOtlpSink {
         let service = Service::new(
             endpoints,
             CredentialsCache::new(provider),
-            Duration::from_millis(config.request_timeout_ms),
+            config.request_settings().timeout,
         )?;
         let (traces, logs) = encoders(&config, &region);
         Ok(Self {
@@ -138,21 +136,17 @@ impl AwsOtlpSink {
     }
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
-        let policy = RetryPolicy {
-            max_backoff: Duration::from_millis(self.config.max_backoff_ms),
-            partial_retries: 0,
-        };
-        let concurrency = self.config.concurrency;
-        let delivery = Delivery::new(
+        let request = self.config.request_settings();
+        let dispatch = Dispatch::start(
             &self.name,
-            Arc::new(self.service),
+            self.service,
             self.stats.clone(),
-            policy,
-            concurrency,
+            request,
+            0,
+            Lanes::Shared,
         );
-        let dispatch = Dispatch::new(delivery, Lanes::Shared { concurrency });
-        let timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        let max = self.config.batch_max_events;
+        let batch = self.config.batch_settings();
+        let (timeout, max) = (batch.timeout, batch.max_events);
         let (traces, logs) = (Arc::clone(&self.traces), Arc::clone(&self.logs));
         let intake = Exports {
             spans: Batches::new(move || OpenOtlp::new(Arc::clone(&traces)), max, timeout),
@@ -211,21 +205,8 @@ impl Intake for Exports {
         ack.delivered();
     }
 
-    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
-        self.spans.close_due(now, ready);
-        self.records.close_due(now, ready);
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        match (self.spans.next_due(), self.records.next_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn close_all(&mut self, ready: &mut Ready<Service>) {
-        self.spans.close_all(ready);
-        self.records.close_all(ready);
+    fn open(&mut self) -> impl Schedule<Service> + '_ {
+        (&mut self.spans, &mut self.records)
     }
 }
 

@@ -4,6 +4,9 @@ use serde::Deserialize;
 
 use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS, OutOfRange};
 use super::template::{Template, group_char, stream_char};
+use crate::sinks::driver::settings::{
+    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+};
 use crate::sinks::encoding::Encoding;
 use vigil_common::config_error::{Errors, KeyPath};
 
@@ -25,38 +28,28 @@ pub struct CloudWatchLogsConfig {
     pub retention_days: i32,
     #[serde(default)]
     pub encoding: Encoding,
-    /// Most bytes in one request (API limit 1,048,576, counting 26 bytes per event).
-    #[serde(default = "default_max_request_bytes")]
-    pub batch_max_bytes: usize,
-    /// Most events in one request (API limit 10,000).
-    #[serde(default = "default_max_request_events")]
-    pub batch_max_events: usize,
-    /// How long events may wait for a fuller request.
-    #[serde(default = "default_batch_timeout_ms")]
-    pub batch_timeout_ms: u64,
+    /// When a request is closed: `batch.max_events`, `batch.max_bytes`, `batch.timeout_ms`
+    /// ([`BatchConfig`]; defaults and limits in `Self::BATCH`).
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// How requests are sent: `request.concurrency`, `request.timeout_ms`,
+    /// `request.max_backoff_ms` ([`RequestConfig`]; defaults in `Self::REQUEST`).
+    #[serde(default)]
+    pub request: RequestConfig,
     /// Longer events are cut (and counted as truncated).
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
     /// Events older than 14 days or more than 2 hours ahead, which CloudWatch refuses.
     #[serde(default)]
     pub out_of_range: OutOfRange,
-    /// Streams sending at the same time.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
     /// Requests that may wait per stream while it is throttled or failing, before the sink
     /// stops taking new data (backpressure).
     #[serde(default = "default_stream_queue_requests")]
     pub stream_queue_requests: usize,
-    /// Cap of the exponential backoff between retries.
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
     /// Most streams (each with a worker) that event data may open; events for further streams
     /// go to the overflow stream (`overflow.rs`).
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
-    /// Timeout of one API call.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
 }
 
 fn yes() -> bool {
@@ -65,20 +58,8 @@ fn yes() -> bool {
 fn default_retention_days() -> i32 {
     30
 }
-fn default_max_request_bytes() -> usize {
-    MAX_REQUEST_BYTES
-}
-fn default_max_request_events() -> usize {
-    MAX_REQUEST_EVENTS
-}
-fn default_batch_timeout_ms() -> u64 {
-    1_000
-}
 fn default_max_event_bytes() -> usize {
     MAX_EVENT_BYTES
-}
-fn default_concurrency() -> usize {
-    8
 }
 fn default_stream_queue_requests() -> usize {
     // Two requests ready behind the one in flight keep a stream's worker busy; a deeper queue
@@ -88,18 +69,34 @@ fn default_stream_queue_requests() -> usize {
 fn default_max_streams() -> usize {
     1_000
 }
-fn default_max_backoff_ms() -> u64 {
-    30_000
-}
-fn default_request_timeout_ms() -> u64 {
-    15_000
-}
 
 /// Retention values CloudWatch Logs accepts.
 const RETENTION_DAYS: &[i32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
     3288, 3653,
 ];
+
+impl CloudWatchLogsConfig {
+    pub const BATCH: BatchLimits = BatchLimits {
+        max_events: (MAX_REQUEST_EVENTS, MAX_REQUEST_EVENTS),
+        // The API's limit counts 26 bytes per event besides its message.
+        max_bytes: Some((MAX_REQUEST_BYTES, 1024, MAX_REQUEST_BYTES)),
+        timeout_ms: 1_000,
+    };
+    pub const REQUEST: RequestDefaults = RequestDefaults {
+        // Streams sending at the same time.
+        concurrency: 8,
+        ..RequestDefaults::NETWORK
+    };
+
+    pub fn batch_settings(&self) -> BatchSettings {
+        self.batch.resolve(&Self::BATCH)
+    }
+
+    pub fn request_settings(&self) -> RequestSettings {
+        self.request.resolve(&Self::REQUEST)
+    }
+}
 
 impl ComponentConfig for CloudWatchLogsConfig {
     fn accepts(&self) -> Signals {
@@ -121,38 +118,19 @@ impl ComponentConfig for CloudWatchLogsConfig {
                 format!("must be one of {RETENTION_DAYS:?}"),
             );
         }
+        self.batch.validate(&Self::BATCH, path, errs);
+        self.request.validate(path, errs);
         let ranges = [
-            (
-                "batch_max_bytes",
-                self.batch_max_bytes,
-                1024,
-                MAX_REQUEST_BYTES,
-            ),
-            (
-                "batch_max_events",
-                self.batch_max_events,
-                1,
-                MAX_REQUEST_EVENTS,
-            ),
             ("max_event_bytes", self.max_event_bytes, 64, MAX_EVENT_BYTES),
-            ("concurrency", self.concurrency, 1, 256),
             ("stream_queue_requests", self.stream_queue_requests, 1, 1024),
             ("max_streams", self.max_streams, 1, 100_000),
         ];
         errs.within(path, &ranges);
-        if self.max_event_bytes + 26 > self.batch_max_bytes {
+        if self.max_event_bytes + 26 > self.batch_settings().max_bytes {
             errs.push(
                 &path.key("max_event_bytes"),
-                "must leave room for one event in batch_max_bytes",
+                "must leave room for one event in batch.max_bytes",
             );
         }
-        errs.positive(
-            path,
-            &[
-                ("batch_timeout_ms", self.batch_timeout_ms),
-                ("max_backoff_ms", self.max_backoff_ms),
-                ("request_timeout_ms", self.request_timeout_ms),
-            ],
-        );
     }
 }

@@ -20,14 +20,10 @@ pub use config::CloudWatchLogsConfig;
 pub use overflow::OVERFLOW_STREAM;
 pub use request::{Limits, OutOfRange, Pending, Request};
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::event::{Event, EventBatch, LogEvent};
-use crate::sinks::driver::{self, Batches, Delivery, Dispatch, Intake, Lanes, Ready, RetryPolicy};
+use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule};
 use crate::telemetry::{Outcome, Stats};
 use service::{Service, StreamId};
 use template::{Template, group_char, stream_char};
@@ -75,23 +71,21 @@ impl CloudWatchLogsSink {
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
         let config = self.config;
-        let policy = RetryPolicy {
-            max_backoff: Duration::from_millis(config.max_backoff_ms),
-            partial_retries: 0,
-        };
-        let delivery = Delivery::new(
-            &self.name,
-            Arc::new(self.service),
-            self.stats.clone(),
-            policy,
-            config.concurrency,
-        );
+        let (batch, request) = (config.batch_settings(), config.request_settings());
         let lanes = Lanes::PerKey {
             queue: config.stream_queue_requests,
         };
+        let dispatch = Dispatch::start(
+            &self.name,
+            self.service,
+            self.stats.clone(),
+            request,
+            0,
+            lanes,
+        );
         let limits = Limits {
-            max_bytes: config.batch_max_bytes,
-            max_events: config.batch_max_events,
+            max_bytes: batch.max_bytes,
+            max_events: batch.max_events,
         };
         let mut fields = false;
         let fixed = StreamId {
@@ -103,8 +97,8 @@ impl CloudWatchLogsSink {
             limit: overflow::StreamLimit::new(config.max_streams),
             batches: Batches::new(
                 move || Pending::new(limits),
-                config.batch_max_events,
-                Duration::from_millis(config.batch_timeout_ms),
+                batch.max_events,
+                batch.timeout,
             ),
             scratch: String::new(),
             group: self.group,
@@ -112,7 +106,7 @@ impl CloudWatchLogsSink {
             stats: self.stats,
             config,
         };
-        driver::run(intake, rx, Dispatch::new(delivery, lanes)).await;
+        driver::run(intake, rx, dispatch).await;
     }
 }
 
@@ -152,16 +146,8 @@ impl Intake for Streams {
         batch.ack.delivered();
     }
 
-    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
-        self.batches.close_due(now, ready);
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.batches.next_due()
-    }
-
-    fn close_all(&mut self, ready: &mut Ready<Service>) {
-        self.batches.close_all(ready);
+    fn open(&mut self) -> impl Schedule<Service> + '_ {
+        &mut self.batches
     }
 }
 

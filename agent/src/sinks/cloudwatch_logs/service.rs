@@ -94,13 +94,14 @@ where
 impl Service {
     pub async fn new(name: &str, config: &CloudWatchLogsConfig, stats: Stats) -> Self {
         let sdk = vigil_common::aws::load().await;
+        let request = config.request_settings();
         // Retries are the driver's: they must never give up on accepted data, and must back
         // off per stream; the SDK's own retries would only multiply the attempts.
         let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_millis(config.request_timeout_ms))
+                    .operation_timeout(request.timeout)
                     .build(),
             )
             .build();
@@ -110,8 +111,8 @@ impl Service {
             create_missing: config.create_missing,
             retention_days: config.retention_days,
             out_of_range: config.out_of_range,
-            max_backoff: Duration::from_millis(config.max_backoff_ms),
-            reads: Semaphore::new(config.concurrency),
+            max_backoff: request.max_backoff,
+            reads: Semaphore::new(request.concurrency),
             groups: Mutex::new(HashSet::new()),
             tail_unreadable: AtomicBool::new(false),
             stats,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::sinks::cloudwatch_logs::template::Template;
+use crate::sinks::driver::settings::{RequestConfig, RequestDefaults, RequestSettings};
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
@@ -39,12 +40,10 @@ pub struct CloudWatchMetricsConfig {
     pub compression: bool,
     #[serde(default = "default_compression_min_bytes")]
     pub compression_min_bytes: u32,
-    /// Cap of the exponential backoff between retries.
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Timeout of one API call.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
+    /// How requests are sent: `request.timeout_ms` and `request.max_backoff_ms`
+    /// ([`RequestConfig`]; requests go one at a time, so `request.concurrency` is refused).
+    #[serde(default)]
+    pub request: RequestConfig,
     /// EMF mode: log group and stream templates (fields: the metric's dimensions and
     /// `namespace`).
     pub log_group: Option<String>,
@@ -71,11 +70,16 @@ fn default_grace_ms() -> u64 {
 fn default_compression_min_bytes() -> u32 {
     4_096
 }
-fn default_max_backoff_ms() -> u64 {
-    30_000
-}
-fn default_request_timeout_ms() -> u64 {
-    15_000
+
+impl CloudWatchMetricsConfig {
+    pub const REQUEST: RequestDefaults = RequestDefaults {
+        concurrency: 1,
+        ..RequestDefaults::NETWORK
+    };
+
+    pub fn request_settings(&self) -> RequestSettings {
+        self.request.resolve(&Self::REQUEST)
+    }
 }
 
 impl ComponentConfig for CloudWatchMetricsConfig {
@@ -128,13 +132,13 @@ impl ComponentConfig for CloudWatchMetricsConfig {
                 "must be 60 (standard) or 1 (high resolution)",
             );
         }
-        errs.positive(
-            path,
-            &[
-                ("max_backoff_ms", self.max_backoff_ms),
-                ("request_timeout_ms", self.request_timeout_ms),
-            ],
-        );
+        self.request.validate(path, errs);
+        if self.request.concurrency.is_some() {
+            errs.push(
+                &path.key("request").key("concurrency"),
+                "periods are sent one request at a time; this sink takes no concurrency",
+            );
+        }
         match self.mode {
             Mode::Emf => {
                 for (key, t) in [

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::event::{Ack, AckStatus, Event, EventBatch, LogEvent, MetricEvent, ack_channel, now_ms};
 use crate::sinks::cloudwatch_logs::template::Template;
 use crate::sinks::cloudwatch_logs::{CloudWatchLogsConfig, CloudWatchLogsSink};
+use crate::sinks::driver::settings::RequestConfig;
 use crate::sinks::driver::{Delivery, Job, RetryPolicy};
 use crate::telemetry::{Outcome, Stats};
 use crate::text::truncate_chars;
@@ -80,7 +81,7 @@ impl CloudWatchMetricsSink {
             Mode::PutMetricData => {
                 let service = Arc::new(service::Service::new(&config).await);
                 let policy = RetryPolicy {
-                    max_backoff: Duration::from_millis(config.max_backoff_ms),
+                    max_backoff: config.request_settings().max_backoff,
                     partial_retries: 0,
                 };
                 Output::PutMetricData(Delivery::new(name, service, stats.clone(), policy, 1))
@@ -97,15 +98,12 @@ impl CloudWatchMetricsSink {
                     config.log_stream.clone().unwrap_or_default().into(),
                 );
                 table.insert("encoding".into(), "text".into());
-                table.insert(
-                    "max_backoff_ms".into(),
-                    (config.max_backoff_ms as i64).into(),
-                );
-                table.insert(
-                    "request_timeout_ms".into(),
-                    (config.request_timeout_ms as i64).into(),
-                );
-                let logs: CloudWatchLogsConfig = toml::Value::Table(table).try_into()?;
+                let mut logs: CloudWatchLogsConfig = toml::Value::Table(table).try_into()?;
+                // The metrics sink's timeout and backoff; the log sink's own concurrency.
+                logs.request = RequestConfig {
+                    concurrency: None,
+                    ..config.request
+                };
                 let inner = format!("{name}/emf");
                 crate::telemetry::register_sink(&inner);
                 let sink = CloudWatchLogsSink::new(&inner, logs, Stats::new(&inner)).await;

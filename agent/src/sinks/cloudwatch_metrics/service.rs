@@ -3,8 +3,6 @@
 //! the service refuses for its content is halved until the refused datum is alone, which is then
 //! counted and left out, so one bad value never fails the others.
 
-use std::time::Duration;
-
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::retry::RetryConfig;
 use aws_sdk_cloudwatch::config::timeout::TimeoutConfig;
@@ -39,7 +37,7 @@ impl Service {
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_millis(config.request_timeout_ms))
+                    .operation_timeout(config.request_settings().timeout)
                     .build(),
             )
             // The SDK gzips PutMetricData bodies above the threshold (Content-Encoding: gzip).
@@ -94,6 +92,7 @@ impl Backend for Service {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use crate::sinks::cloudwatch_metrics::aggregate::SeriesKey;
     use crate::sinks::cloudwatch_metrics::request::{Datum, DatumValue};
@@ -107,7 +106,7 @@ mod tests {
         let moto = vigil_test_support::Moto::start();
         let sdk = moto.sdk_config().await;
         let config: CloudWatchMetricsConfig =
-            toml::from_str("namespace = \"Shop\"\nmax_backoff_ms = 100\n").unwrap();
+            toml::from_str("namespace = \"Shop\"\nrequest.max_backoff_ms = 100\n").unwrap();
         let stats = Stats::new("refused_test");
         let service = Service::with_sdk(&config, &sdk);
         let policy = RetryPolicy {

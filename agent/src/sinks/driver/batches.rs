@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::backend::{Job, Payload};
+use super::backend::{Backend, Job, Payload};
+use super::run::{Ready, Schedule};
 use crate::event::Ack;
 
 /// An item larger than a whole request may be: it can never be sent.
@@ -144,14 +145,14 @@ impl<K: Clone + Eq + Hash, O: Open> Batches<K, O> {
             }
         }
     }
+}
 
-    /// When the oldest open request is due, if any.
-    pub fn next_due(&self) -> Option<Instant> {
+impl<B: Backend, O: Open<Request = B::Request>> Schedule<B> for Batches<B::Key, O> {
+    fn next_due(&self) -> Option<Instant> {
         self.oldest.map(|t| t + self.timeout)
     }
 
-    /// Closes the requests whose first item waited `timeout` by `now`.
-    pub fn close_due(&mut self, now: Instant, ready: &mut Vec<(K, Job<O::Request>)>) {
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<B>) {
         let mut oldest: Option<Instant> = None;
         for (key, slot) in &mut self.slots {
             let Some(started) = slot.started else {
@@ -166,8 +167,7 @@ impl<K: Clone + Eq + Hash, O: Open> Batches<K, O> {
         self.oldest = oldest;
     }
 
-    /// Closes every request that holds anything (the input has ended).
-    pub fn close_all(&mut self, ready: &mut Vec<(K, Job<O::Request>)>) {
+    fn close_all(&mut self, ready: &mut Ready<B>) {
         for (key, slot) in &mut self.slots {
             if !slot.open.is_empty() {
                 ready.push((key.clone(), close(slot)));

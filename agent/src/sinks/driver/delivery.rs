@@ -47,6 +47,7 @@ pub struct Delivery<B: Backend> {
     stats: Stats,
     policy: RetryPolicy,
     in_flight: Semaphore,
+    pub(super) concurrency: usize,
 }
 
 /// Attempts made for one request (or one half of it).
@@ -80,6 +81,7 @@ impl<B: Backend> Delivery<B> {
             stats,
             policy,
             in_flight: Semaphore::new(concurrency.max(1)),
+            concurrency: concurrency.max(1),
         }
     }
 

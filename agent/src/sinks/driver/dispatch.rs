@@ -7,13 +7,16 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::backend::{Backend, Job};
-use super::delivery::Delivery;
+use super::delivery::{Delivery, RetryPolicy};
+use super::settings::RequestSettings;
+use crate::telemetry::Stats;
 
 /// Whether requests of one key may overtake each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lanes {
-    /// Up to `concurrency` requests in flight, of any keys, finishing in any order.
-    Shared { concurrency: usize },
+    /// Up to the delivery's concurrency of requests in flight, of any keys, finishing in any
+    /// order.
+    Shared,
     /// One request of a key in flight at a time, in the order they were closed (CloudWatch
     /// Logs streams); up to `queue` more wait per key. Keys go on side by side, within the
     /// delivery's concurrency limit.
@@ -33,9 +36,27 @@ pub struct Dispatch<B: Backend> {
 }
 
 impl<B: Backend> Dispatch<B> {
+    /// A sink's dispatch: `backend` sent as `request` says (concurrency, backoff cap), giving
+    /// unprocessed items `partial_retries` more rounds.
+    pub fn start(
+        name: &str,
+        backend: B,
+        stats: Stats,
+        request: RequestSettings,
+        partial_retries: u32,
+        lanes: Lanes,
+    ) -> Self {
+        let policy = RetryPolicy {
+            max_backoff: request.max_backoff,
+            partial_retries,
+        };
+        let delivery = Delivery::new(name, Arc::new(backend), stats, policy, request.concurrency);
+        Self::new(delivery, lanes)
+    }
+
     pub fn new(delivery: Delivery<B>, lanes: Lanes) -> Self {
         let permits = match lanes {
-            Lanes::Shared { concurrency } => concurrency.max(1),
+            Lanes::Shared => delivery.concurrency,
             Lanes::PerKey { .. } => 0,
         };
         Self {
@@ -50,7 +71,7 @@ impl<B: Backend> Dispatch<B> {
     /// Starts delivering `job`, waiting first if the limit is reached.
     pub async fn submit(&mut self, key: B::Key, job: Job<B::Request>) {
         match self.lanes {
-            Lanes::Shared { .. } => {
+            Lanes::Shared => {
                 let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
                     return;
                 };

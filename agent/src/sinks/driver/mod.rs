@@ -19,6 +19,7 @@ mod batches;
 mod delivery;
 mod dispatch;
 mod run;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -27,4 +28,4 @@ pub use backoff::backoff;
 pub use batches::{Batches, Open, TooLarge};
 pub use delivery::{Delivery, RetryPolicy, Tally};
 pub use dispatch::{Dispatch, Lanes};
-pub use run::{Intake, Ready, run};
+pub use run::{Intake, Ready, Schedule, run, sleep_until_due};

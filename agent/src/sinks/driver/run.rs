@@ -15,16 +15,87 @@ pub type Ready<B> = Vec<(<B as Backend>::Key, Job<<B as Backend>::Request>)>;
 ///
 /// The contract: `take` converts a batch's events (counting `received` and whatever it drops),
 /// adds them to its [`super::Batches`], ends the batch there and then settles the batch's own
-/// ack: every request holding its items carries a copy by then. `close_due` closes the requests
-/// that waited long enough by `now`; `next_due` says when the next one will have; `close_all`
-/// closes everything (the input has ended).
+/// ack: every request holding its items carries a copy by then. `open` gives the loop those
+/// batches (one, or a tuple of several), to close requests when they are due.
 pub trait Intake: Send {
     type Backend: Backend;
 
     fn take(&mut self, batch: EventBatch, ready: &mut Ready<Self::Backend>);
-    fn close_due(&mut self, now: Instant, ready: &mut Ready<Self::Backend>);
+    fn open(&mut self) -> impl Schedule<Self::Backend> + '_;
+}
+
+/// Open requests that close with time: [`super::Batches`], or a tuple of them (one per signal).
+pub trait Schedule<B: Backend> {
+    /// Closes the requests whose first item waited the timeout by `now`.
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<B>);
+    /// When the next one will have.
     fn next_due(&self) -> Option<Instant>;
-    fn close_all(&mut self, ready: &mut Ready<Self::Backend>);
+    /// Closes everything (the input has ended).
+    fn close_all(&mut self, ready: &mut Ready<B>);
+}
+
+impl<B: Backend, X: Schedule<B>, Y: Schedule<B>> Schedule<B> for (X, Y) {
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<B>) {
+        self.0.close_due(now, ready);
+        self.1.close_due(now, ready);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        earliest(self.0.next_due(), self.1.next_due())
+    }
+
+    fn close_all(&mut self, ready: &mut Ready<B>) {
+        self.0.close_all(ready);
+        self.1.close_all(ready);
+    }
+}
+
+impl<B: Backend, X: Schedule<B>, Y: Schedule<B>, Z: Schedule<B>> Schedule<B> for (X, Y, Z) {
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<B>) {
+        (&mut self.0, &mut self.1).close_due(now, ready);
+        self.2.close_due(now, ready);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        earliest(
+            earliest(self.0.next_due(), self.1.next_due()),
+            self.2.next_due(),
+        )
+    }
+
+    fn close_all(&mut self, ready: &mut Ready<B>) {
+        (&mut self.0, &mut self.1).close_all(ready);
+        self.2.close_all(ready);
+    }
+}
+
+impl<B: Backend, X: Schedule<B>> Schedule<B> for &mut X {
+    fn close_due(&mut self, now: Instant, ready: &mut Ready<B>) {
+        (**self).close_due(now, ready);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        (**self).next_due()
+    }
+
+    fn close_all(&mut self, ready: &mut Ready<B>) {
+        (**self).close_all(ready);
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sleeps until `due`, or forever when nothing is due (for `select!` beside an input).
+pub async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs until the input closes and everything taken from it is delivered (or the process stops
@@ -37,25 +108,19 @@ pub async fn run<I: Intake>(
 ) {
     let mut ready: Ready<I::Backend> = Vec::new();
     loop {
-        let due = intake.next_due();
-        let wait = async {
-            match due {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let due = intake.open().next_due();
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
                 intake.take(batch, &mut ready);
             }
-            _ = wait => intake.close_due(Instant::now(), &mut ready),
+            _ = sleep_until_due(due) => intake.open().close_due(Instant::now(), &mut ready),
         }
         for (key, job) in ready.drain(..) {
             dispatch.submit(key, job).await;
         }
     }
-    intake.close_all(&mut ready);
+    intake.open().close_all(&mut ready);
     for (key, job) in ready {
         dispatch.submit(key, job).await;
     }

@@ -412,14 +412,8 @@ impl Intake for NumberIntake {
         self.batches.end_batch(&batch.ack);
         batch.ack.delivered();
     }
-    fn close_due(&mut self, now: tokio::time::Instant, ready: &mut Ready<Double>) {
-        self.batches.close_due(now, ready);
-    }
-    fn next_due(&self) -> Option<tokio::time::Instant> {
-        self.batches.next_due()
-    }
-    fn close_all(&mut self, ready: &mut Ready<Double>) {
-        self.batches.close_all(ready);
+    fn open(&mut self) -> impl Schedule<Double> + '_ {
+        &mut self.batches
     }
 }
 
@@ -513,7 +507,7 @@ async fn the_loop_acknowledges_each_batch_once_and_keeps_per_key_order() {
 #[tokio::test]
 async fn an_open_request_is_closed_when_its_first_item_waited_the_timeout() {
     let (d, double, stats) = delivery(Double::default(), "drv_due");
-    let dispatch = Dispatch::new(d, Lanes::Shared { concurrency: 2 });
+    let dispatch = Dispatch::new(d, Lanes::Shared);
     let intake = NumberIntake {
         batches: Batches::new(
             || OpenItems(Vec::new(), 100),

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::sinks::driver::settings::{
+    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+};
+
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::ComponentConfig;
@@ -46,23 +50,14 @@ pub struct NewRelicConfig {
     /// (`service.name`, `host.name`, ... for file logs and host metrics).
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, String>,
-    /// Most bytes of one request before compression (New Relic's limit is 1,000,000).
-    #[serde(default = "default_max_request_bytes")]
-    pub batch_max_bytes: usize,
-    /// Most items (spans, data points, log records) in one request.
-    #[serde(default = "default_batch_max_events")]
-    pub batch_max_events: usize,
-    /// How long items may wait for a fuller request.
-    #[serde(default = "default_batch_timeout_ms")]
-    pub batch_timeout_ms: u64,
-    /// Requests in flight at once; beyond that the sink stops taking input (backpressure).
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Cap of the exponential backoff between retries (a `Retry-After` is honoured up to this).
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
+    /// When a request is closed: `batch.max_events`, `batch.max_bytes`, `batch.timeout_ms`
+    /// ([`BatchConfig`]; defaults and limits in `Self::BATCH`).
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// How requests are sent: `request.concurrency`, `request.timeout_ms`,
+    /// `request.max_backoff_ms` ([`RequestConfig`]; defaults in `Self::REQUEST`).
+    #[serde(default)]
+    pub request: RequestConfig,
 }
 
 /// Exactly one of the three.
@@ -79,25 +74,6 @@ pub struct LicenseKeySource {
 
 pub const DEFAULT_LICENSE_ENV: &str = "NEW_RELIC_LICENSE_KEY";
 
-fn default_max_request_bytes() -> usize {
-    MAX_PAYLOAD_BYTES
-}
-fn default_batch_max_events() -> usize {
-    5_000
-}
-fn default_batch_timeout_ms() -> u64 {
-    1_000
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_max_backoff_ms() -> u64 {
-    30_000
-}
-fn default_request_timeout_ms() -> u64 {
-    15_000
-}
-
 impl NewRelicConfig {
     pub fn endpoint(&self) -> String {
         let base = match (&self.endpoint, self.region) {
@@ -106,6 +82,24 @@ impl NewRelicConfig {
             (None, Region::Eu) => EU_ENDPOINT,
         };
         base.trim_end_matches('/').to_owned()
+    }
+}
+
+impl NewRelicConfig {
+    pub const BATCH: BatchLimits = BatchLimits {
+        max_events: (5_000, 100_000),
+        // New Relic refuses payloads over 1 MB (before compression).
+        max_bytes: Some((MAX_PAYLOAD_BYTES, 1024, MAX_PAYLOAD_BYTES)),
+        timeout_ms: 1_000,
+    };
+    pub const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
+
+    pub fn batch_settings(&self) -> BatchSettings {
+        self.batch.resolve(&Self::BATCH)
+    }
+
+    pub fn request_settings(&self) -> RequestSettings {
+        self.request.resolve(&Self::REQUEST)
     }
 }
 
@@ -137,27 +131,8 @@ impl ComponentConfig for NewRelicConfig {
                 "give exactly one of env, file, ssm_parameter",
             );
         }
-        if !(1024..=MAX_PAYLOAD_BYTES).contains(&self.batch_max_bytes) {
-            errs.push(
-                &path.key("batch_max_bytes"),
-                format!("must be between 1024 and {MAX_PAYLOAD_BYTES}"),
-            );
-        }
-        errs.within(
-            path,
-            &[
-                ("batch_max_events", self.batch_max_events, 1, 100_000),
-                ("concurrency", self.concurrency, 1, 256),
-            ],
-        );
-        errs.positive(
-            path,
-            &[
-                ("batch_timeout_ms", self.batch_timeout_ms),
-                ("max_backoff_ms", self.max_backoff_ms),
-                ("request_timeout_ms", self.request_timeout_ms),
-            ],
-        );
+        self.batch.validate(&Self::BATCH, path, errs);
+        self.request.validate(path, errs);
         otlp_http::check_resource_attributes(&self.resource_attributes, path, errs);
     }
 }

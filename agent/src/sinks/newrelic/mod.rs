@@ -24,21 +24,17 @@ pub use entity::EntityResources;
 pub use secret::LicenseKey;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::event::{Attributes, Event, EventBatch, now_ms};
 use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
 use crate::otlp::{EncodeLimits, Encoder, Truncations};
-use crate::sinks::driver::{
-    self, Batches, Delivery, Dispatch, Intake, Lanes, Ready, RetryPolicy, TooLarge,
-};
+use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule, TooLarge};
 use crate::sinks::otlp_http::batch::{OpenOtlp, OtlpItem, Scoped, count_truncations};
 use crate::telemetry::{Outcome, Stats};
 use service::Service;
@@ -72,7 +68,7 @@ pub fn encoder(config: &NewRelicConfig) -> Encoder {
         .collect();
     Encoder::new(
         EncodeLimits {
-            max_request_bytes: config.batch_max_bytes,
+            max_request_bytes: config.batch_settings().max_bytes,
             values: ValueLimits {
                 max_chars: MAX_VALUE_CHARS,
                 max_array: MAX_ARRAY_ENTRIES,
@@ -85,11 +81,7 @@ pub fn encoder(config: &NewRelicConfig) -> Encoder {
 impl NewRelicSink {
     pub async fn new(name: &str, config: NewRelicConfig, stats: Stats) -> anyhow::Result<Self> {
         let key = LicenseKey::load(&config.license_key).await?;
-        let service = Service::new(
-            config.endpoint(),
-            key,
-            Duration::from_millis(config.request_timeout_ms),
-        )?;
+        let service = Service::new(config.endpoint(), key, config.request_settings().timeout)?;
         tracing::info!(sink = name, endpoint = %config.endpoint(), "New Relic sink ready");
         Ok(Self {
             name: name.to_owned(),
@@ -101,21 +93,17 @@ impl NewRelicSink {
     }
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
-        let policy = RetryPolicy {
-            max_backoff: Duration::from_millis(self.config.max_backoff_ms),
-            partial_retries: 0,
-        };
-        let concurrency = self.config.concurrency;
-        let delivery = Delivery::new(
+        let request = self.config.request_settings();
+        let dispatch = Dispatch::start(
             &self.name,
-            Arc::new(self.service),
+            self.service,
             self.stats.clone(),
-            policy,
-            concurrency,
+            request,
+            0,
+            Lanes::Shared,
         );
-        let dispatch = Dispatch::new(delivery, Lanes::Shared { concurrency });
-        let timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        let max = self.config.batch_max_events;
+        let batch = self.config.batch_settings();
+        let (timeout, max) = (batch.timeout, batch.max_events);
         let intake = Exports {
             spans: Batches::new(open(&self.encoder), max, timeout),
             metrics: Batches::new(open(&self.encoder), max, timeout),
@@ -189,27 +177,8 @@ impl Intake for Exports {
         ack.delivered();
     }
 
-    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
-        self.spans.close_due(now, ready);
-        self.metrics.close_due(now, ready);
-        self.logs.close_due(now, ready);
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        [
-            self.spans.next_due(),
-            self.metrics.next_due(),
-            self.logs.next_due(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    fn close_all(&mut self, ready: &mut Ready<Service>) {
-        self.spans.close_all(ready);
-        self.metrics.close_all(ready);
-        self.logs.close_all(ready);
+    fn open(&mut self) -> impl Schedule<Service> + '_ {
+        (&mut self.spans, &mut self.metrics, &mut self.logs)
     }
 }
 

@@ -2,6 +2,10 @@
 
 use serde::Deserialize;
 
+use crate::sinks::driver::settings::{
+    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+};
+
 use super::segment::MAX_DOCUMENT_BYTES;
 use vigil_common::config_error::{Errors, KeyPath};
 
@@ -17,29 +21,22 @@ pub struct XRayConfig {
     /// attributes go to metadata. Only string, number and bool values can be annotations.
     #[serde(default)]
     pub annotations: Vec<String>,
-    /// Documents per PutTraceSegments call (API limit 50).
-    #[serde(default = "default_batch_max_documents")]
-    pub batch_max_documents: usize,
-    /// How long documents may wait for a fuller request.
-    #[serde(default = "default_batch_timeout_ms")]
-    pub batch_timeout_ms: u64,
+    /// When a request is closed: `batch.max_events`, `batch.max_bytes`, `batch.timeout_ms`
+    /// ([`BatchConfig`]; defaults and limits in `Self::BATCH`).
+    #[serde(default)]
+    pub batch: BatchConfig,
     /// Largest document sent (API limit 64 KiB); larger ones lose their metadata, then are
     /// dropped and counted.
     #[serde(default = "default_max_document_bytes")]
     pub max_document_bytes: usize,
-    /// Calls in flight at once.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
     /// Times a document X-Ray returned as unprocessed is sent again before it is counted as
     /// rejected.
     #[serde(default = "default_unprocessed_retries")]
     pub unprocessed_retries: u32,
-    /// Cap of the exponential backoff between retries.
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Timeout of one API call.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
+    /// How requests are sent: `request.concurrency`, `request.timeout_ms`,
+    /// `request.max_backoff_ms` ([`RequestConfig`]; defaults in `Self::REQUEST`).
+    #[serde(default)]
+    pub request: RequestConfig,
     /// X-Ray refuses trace ids whose time part is more than 30 days old (ids not made by an
     /// X-Ray-compatible id generator); such spans are dropped and counted unless this is false.
     #[serde(default = "yes")]
@@ -49,26 +46,29 @@ pub struct XRayConfig {
 fn yes() -> bool {
     true
 }
-fn default_batch_max_documents() -> usize {
-    MAX_REQUEST_DOCUMENTS
-}
-fn default_batch_timeout_ms() -> u64 {
-    1_000
-}
 fn default_max_document_bytes() -> usize {
     MAX_DOCUMENT_BYTES
-}
-fn default_concurrency() -> usize {
-    4
 }
 fn default_unprocessed_retries() -> u32 {
     5
 }
-fn default_max_backoff_ms() -> u64 {
-    30_000
-}
-fn default_request_timeout_ms() -> u64 {
-    15_000
+
+impl XRayConfig {
+    pub const BATCH: BatchLimits = BatchLimits {
+        // Documents per PutTraceSegments call (API limit 50).
+        max_events: (MAX_REQUEST_DOCUMENTS, MAX_REQUEST_DOCUMENTS),
+        max_bytes: None,
+        timeout_ms: 1_000,
+    };
+    pub const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
+
+    pub fn batch_settings(&self) -> BatchSettings {
+        self.batch.resolve(&Self::BATCH)
+    }
+
+    pub fn request_settings(&self) -> RequestSettings {
+        self.request.resolve(&Self::REQUEST)
+    }
 }
 
 impl ComponentConfig for XRayConfig {
@@ -77,30 +77,15 @@ impl ComponentConfig for XRayConfig {
     }
 
     fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
-        let ranges = [
-            (
-                "batch_max_documents",
-                self.batch_max_documents,
-                1,
-                MAX_REQUEST_DOCUMENTS,
-            ),
-            (
-                "max_document_bytes",
-                self.max_document_bytes,
-                1024,
-                MAX_DOCUMENT_BYTES,
-            ),
-            ("concurrency", self.concurrency, 1, 64),
-        ];
+        self.batch.validate(&Self::BATCH, path, errs);
+        self.request.validate(path, errs);
+        let ranges = [(
+            "max_document_bytes",
+            self.max_document_bytes,
+            1024,
+            MAX_DOCUMENT_BYTES,
+        )];
         errs.within(path, &ranges);
-        errs.positive(
-            path,
-            &[
-                ("batch_timeout_ms", self.batch_timeout_ms),
-                ("max_backoff_ms", self.max_backoff_ms),
-                ("request_timeout_ms", self.request_timeout_ms),
-            ],
-        );
         for (i, key) in self.annotations.iter().enumerate() {
             if key.is_empty() {
                 errs.push(&path.key("annotations").index(i), "must not be empty");

@@ -13,16 +13,13 @@ mod service;
 
 pub use config::XRayConfig;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::event::{Event, EventBatch, now_ms};
 use crate::sinks::driver::{
-    self, Batches, Delivery, Dispatch, Intake, Lanes, Open, Ready, RetryPolicy, TooLarge,
+    self, Batches, Dispatch, Intake, Lanes, Open, Ready, Schedule, TooLarge,
 };
 use crate::telemetry::{Outcome, Stats};
 use service::{Request, Service};
@@ -84,29 +81,17 @@ impl XRaySink {
     }
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
-        let policy = RetryPolicy {
-            max_backoff: Duration::from_millis(self.config.max_backoff_ms),
-            partial_retries: self.config.unprocessed_retries,
-        };
-        let delivery = Delivery::new(
+        let (batch, request) = (self.config.batch_settings(), self.config.request_settings());
+        let dispatch = Dispatch::start(
             &self.name,
-            Arc::new(self.service),
+            self.service,
             self.stats.clone(),
-            policy,
-            self.config.concurrency,
-        );
-        let dispatch = Dispatch::new(
-            delivery,
-            Lanes::Shared {
-                concurrency: self.config.concurrency,
-            },
+            request,
+            self.config.unprocessed_retries,
+            Lanes::Shared,
         );
         let intake = Documents {
-            batches: Batches::new(
-                OpenDocuments::default,
-                self.config.batch_max_documents,
-                Duration::from_millis(self.config.batch_timeout_ms),
-            ),
+            batches: Batches::new(OpenDocuments::default, batch.max_events, batch.timeout),
             config: self.config,
             stats: self.stats,
             not_xray: AtomicU64::new(0),
@@ -132,16 +117,8 @@ impl Intake for Documents {
         batch.ack.delivered();
     }
 
-    fn close_due(&mut self, now: Instant, ready: &mut Ready<Service>) {
-        self.batches.close_due(now, ready);
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.batches.next_due()
-    }
-
-    fn close_all(&mut self, ready: &mut Ready<Service>) {
-        self.batches.close_all(ready);
+    fn open(&mut self) -> impl Schedule<Service> + '_ {
+        &mut self.batches
     }
 }
 

@@ -4,7 +4,6 @@
 //! the document at fault is isolated; throttling, 5xx, timeouts and network errors are retried.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use aws_sdk_xray::Client;
 use aws_sdk_xray::config::retry::RetryConfig;
@@ -44,7 +43,7 @@ impl Service {
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_millis(config.request_timeout_ms))
+                    .operation_timeout(config.request_settings().timeout)
                     .build(),
             )
             .build();
