@@ -15,6 +15,25 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
 
+/// [`load`], for clients whose callers retry on their own (the agent's sinks never give up on
+/// accepted data and back off per request): the SDK's retries are off, since they would only
+/// multiply the attempts, and each call ends after `timeout`.
+pub async fn load_without_retries(timeout: std::time::Duration) -> SdkConfig {
+    without_retries(load().await, timeout)
+}
+
+/// `sdk` with the SDK's own retries off and each call ending after `timeout`.
+pub fn without_retries(sdk: SdkConfig, timeout: std::time::Duration) -> SdkConfig {
+    sdk.into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .build(),
+        )
+        .build()
+}
+
 /// Loads the shared SDK configuration.
 pub async fn load() -> SdkConfig {
     let loader = aws_config::defaults(BehaviorVersion::latest());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::sinks::driver::settings::{
-    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+    BatchConfig, BatchLimits, RequestConfig, RequestDefaults, Settings,
 };
 
 use vigil_common::config_error::{Errors, KeyPath};
@@ -87,22 +87,18 @@ impl AwsOtlpConfig {
     }
 }
 
-impl AwsOtlpConfig {
-    pub const BATCH: BatchLimits = BatchLimits {
+impl Settings for AwsOtlpConfig {
+    const BATCH: BatchLimits = BatchLimits {
         // X-Ray takes at most 10,000 spans a request (logs are cut at 10,000 records too).
         max_events: (MAX_TRACE_REQUEST_SPANS, MAX_TRACE_REQUEST_SPANS),
         // Requests are cut at the endpoints' own byte limits (5 MB traces, 1 MiB logs).
         max_bytes: None,
         timeout_ms: 1_000,
     };
-    pub const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
+    const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
 
-    pub fn batch_settings(&self) -> BatchSettings {
-        self.batch.resolve(&Self::BATCH)
-    }
-
-    pub fn request_settings(&self) -> RequestSettings {
-        self.request.resolve(&Self::REQUEST)
+    fn tables(&self) -> (&BatchConfig, &RequestConfig) {
+        (&self.batch, &self.request)
     }
 }
 
@@ -147,8 +143,7 @@ impl ComponentConfig for AwsOtlpConfig {
                 errs.push(&path.key(key), "must be 1 to 512 characters");
             }
         }
-        self.batch.validate(&Self::BATCH, path, errs);
-        self.request.validate(path, errs);
+        self.validate_settings(path, errs);
         otlp_http::check_resource_attributes(&self.resource_attributes, path, errs);
     }
 }

@@ -28,10 +28,11 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::mpsc;
 
-use crate::event::{Attributes, Event, EventBatch, LogEvent, SpanEvent, now_ms};
+use crate::event::{Ack, Attributes, Event, EventBatch, LogEvent, SpanEvent, now_ms};
 use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
 use crate::otlp::{EncodeLimits, Encoder, Truncations};
+use crate::sinks::driver::settings::Settings;
 use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule};
 use crate::sinks::newrelic::EntityResources;
 use crate::sinks::otlp_http::batch::{OpenOtlp, Scoped, count_truncations};
@@ -170,10 +171,7 @@ impl AwsOtlpSink {
 impl Intake for Exports {
     type Backend = Service;
 
-    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
-        self.stats
-            .count(Outcome::Received, batch.events.len() as u64);
-        let EventBatch { events, ack } = batch;
+    fn take(&mut self, events: Vec<Event>, ack: &Ack, ready: &mut Ready<Service>) {
         let now = now_ms();
         for event in events {
             let item = match event {
@@ -186,8 +184,8 @@ impl Intake for Exports {
                 }
             };
             let added = match item {
-                Ok(Item::Span(s)) => self.spans.add(&Signal::Traces, s, &ack, ready),
-                Ok(Item::Record(r)) => self.records.add(&Signal::Logs, r, &ack, ready),
+                Ok(Item::Span(s)) => self.spans.add(&Signal::Traces, s, ack, ready),
+                Ok(Item::Record(r)) => self.records.add(&Signal::Logs, r, ack, ready),
                 Err(why) => {
                     self.drop_item(why);
                     continue;
@@ -199,10 +197,6 @@ impl Intake for Exports {
                 tracing::warn!(sink = %self.name, "an item is larger than a whole request may be; dropped");
             }
         }
-        self.spans.end_batch(&ack);
-        self.records.end_batch(&ack);
-        // Every request holding this batch's items has its own copy now.
-        ack.delivered();
     }
 
     fn open(&mut self) -> impl Schedule<Service> + '_ {

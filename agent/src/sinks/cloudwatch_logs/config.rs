@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::request::{MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_EVENTS, OutOfRange};
 use super::template::{Template, group_char, stream_char};
 use crate::sinks::driver::settings::{
-    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+    BatchConfig, BatchLimits, RequestConfig, RequestDefaults, Settings,
 };
 use crate::sinks::encoding::Encoding;
 use vigil_common::config_error::{Errors, KeyPath};
@@ -76,25 +76,21 @@ const RETENTION_DAYS: &[i32] = &[
     3288, 3653,
 ];
 
-impl CloudWatchLogsConfig {
-    pub const BATCH: BatchLimits = BatchLimits {
+impl Settings for CloudWatchLogsConfig {
+    const BATCH: BatchLimits = BatchLimits {
         max_events: (MAX_REQUEST_EVENTS, MAX_REQUEST_EVENTS),
         // The API's limit counts 26 bytes per event besides its message.
         max_bytes: Some((MAX_REQUEST_BYTES, 1024, MAX_REQUEST_BYTES)),
         timeout_ms: 1_000,
     };
-    pub const REQUEST: RequestDefaults = RequestDefaults {
+    const REQUEST: RequestDefaults = RequestDefaults {
         // Streams sending at the same time.
         concurrency: 8,
         ..RequestDefaults::NETWORK
     };
 
-    pub fn batch_settings(&self) -> BatchSettings {
-        self.batch.resolve(&Self::BATCH)
-    }
-
-    pub fn request_settings(&self) -> RequestSettings {
-        self.request.resolve(&Self::REQUEST)
+    fn tables(&self) -> (&BatchConfig, &RequestConfig) {
+        (&self.batch, &self.request)
     }
 }
 
@@ -118,8 +114,7 @@ impl ComponentConfig for CloudWatchLogsConfig {
                 format!("must be one of {RETENTION_DAYS:?}"),
             );
         }
-        self.batch.validate(&Self::BATCH, path, errs);
-        self.request.validate(path, errs);
+        self.validate_settings(path, errs);
         let ranges = [
             ("max_event_bytes", self.max_event_bytes, 64, MAX_EVENT_BYTES),
             ("stream_queue_requests", self.stream_queue_requests, 1, 1024),

@@ -22,7 +22,8 @@ pub use request::{Limits, OutOfRange, Pending, Request};
 
 use tokio::sync::mpsc;
 
-use crate::event::{Event, EventBatch, LogEvent};
+use crate::event::{Ack, Event, EventBatch, LogEvent};
+use crate::sinks::driver::settings::Settings;
 use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule};
 use crate::telemetry::{Outcome, Stats};
 use service::{Service, StreamId};
@@ -113,10 +114,8 @@ impl CloudWatchLogsSink {
 impl Intake for Streams {
     type Backend = Service;
 
-    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
-        self.stats
-            .count(Outcome::Received, batch.events.len() as u64);
-        for event in &batch.events {
+    fn take(&mut self, events: Vec<Event>, ack: &Ack, ready: &mut Ready<Service>) {
+        for event in &events {
             let Event::Log(log) = event else {
                 // Only an input that emits several signals (OTLP) gets here: counted, not sent.
                 self.stats.count(Outcome::Rejected, 1);
@@ -139,11 +138,8 @@ impl Intake for Streams {
             // A message is cut to `max_event_bytes`, so it always fits a request.
             let _ = self
                 .batches
-                .add(id, (log.timestamp_ms, message), &batch.ack, ready);
+                .add(id, (log.timestamp_ms, message), ack, ready);
         }
-        // Every request holding this batch's events has its own copy of its ack now.
-        self.batches.end_batch(&batch.ack);
-        batch.ack.delivered();
     }
 
     fn open(&mut self) -> impl Schedule<Service> + '_ {

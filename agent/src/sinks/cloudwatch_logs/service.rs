@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::config::retry::RetryConfig;
-use aws_sdk_cloudwatchlogs::config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::error::SdkError;
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
 use tokio::sync::Semaphore;
@@ -22,6 +20,7 @@ use super::request::{OutOfRange, Request};
 use super::resume::Resume;
 use crate::event::now_ms;
 use crate::sinks::driver::backoff;
+use crate::sinks::driver::settings::Settings;
 use crate::sinks::driver::{Backend, ErrorNames, Job, Verdict};
 use crate::telemetry::{Outcome, Stats};
 
@@ -93,21 +92,12 @@ where
 
 impl Service {
     pub async fn new(name: &str, config: &CloudWatchLogsConfig, stats: Stats) -> Self {
-        let sdk = vigil_common::aws::load().await;
         let request = config.request_settings();
-        // Retries are the driver's: they must never give up on accepted data, and must back
-        // off per stream; the SDK's own retries would only multiply the attempts.
-        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(request.timeout)
-                    .build(),
-            )
-            .build();
+        // Retries are the driver's.
+        let sdk = vigil_common::aws::load_without_retries(request.timeout).await;
         Self {
             name: name.to_owned(),
-            client: Client::from_conf(conf),
+            client: Client::new(&sdk),
             create_missing: config.create_missing,
             retention_days: config.retention_days,
             out_of_range: config.out_of_range,

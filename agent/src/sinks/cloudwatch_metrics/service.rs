@@ -4,8 +4,6 @@
 //! counted and left out, so one bad value never fails the others.
 
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::config::retry::RetryConfig;
-use aws_sdk_cloudwatch::config::timeout::TimeoutConfig;
 use vigil_common::aws_error::{code, error_text};
 
 use super::config::CloudWatchMetricsConfig;
@@ -28,18 +26,13 @@ pub struct Service {
 
 impl Service {
     pub async fn new(config: &CloudWatchMetricsConfig) -> Self {
-        let sdk = vigil_common::aws::load().await;
-        Self::with_sdk(config, &sdk)
+        Self::with_sdk(config, vigil_common::aws::load().await)
     }
 
-    pub fn with_sdk(config: &CloudWatchMetricsConfig, sdk: &aws_config::SdkConfig) -> Self {
-        let conf = aws_sdk_cloudwatch::config::Builder::from(sdk)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(config.request_settings().timeout)
-                    .build(),
-            )
+    pub fn with_sdk(config: &CloudWatchMetricsConfig, sdk: aws_config::SdkConfig) -> Self {
+        // Retries are the driver's.
+        let sdk = vigil_common::aws::without_retries(sdk, config.request_settings().timeout);
+        let conf = aws_sdk_cloudwatch::config::Builder::from(&sdk)
             // The SDK gzips PutMetricData bodies above the threshold (Content-Encoding: gzip).
             .disable_request_compression(!config.compression)
             .request_min_compression_size_bytes(config.compression_min_bytes)
@@ -108,7 +101,7 @@ mod tests {
         let config: CloudWatchMetricsConfig =
             toml::from_str("namespace = \"Shop\"\nrequest.max_backoff_ms = 100\n").unwrap();
         let stats = Stats::new("refused_test");
-        let service = Service::with_sdk(&config, &sdk);
+        let service = Service::with_sdk(&config, sdk.clone());
         let policy = RetryPolicy {
             max_backoff: Duration::from_millis(100),
             partial_retries: 0,

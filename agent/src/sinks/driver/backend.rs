@@ -22,6 +22,18 @@ pub trait Payload: Send + 'static {
         Self: Sized;
 }
 
+/// A request that is a list of items (X-Ray's documents).
+impl<T: Send + 'static> Payload for Vec<T> {
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    fn split(mut self) -> Result<(Self, Self), Self> {
+        let tail = self.split_off(self.len() / 2);
+        Ok((self, tail))
+    }
+}
+
 /// A request with the acknowledgements it completes. The driver settles each of them exactly
 /// once, after the request was answered for good (a half of a split request holds a copy).
 pub struct Job<R> {

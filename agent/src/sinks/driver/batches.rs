@@ -35,6 +35,25 @@ pub trait Open {
     }
 }
 
+/// A request that is a list of items, closed by count and age only.
+impl<T: Send + 'static> Open for Vec<T> {
+    type Item = T;
+    type Request = Vec<T>;
+
+    fn add(&mut self, item: T) -> Result<Option<Vec<T>>, TooLarge> {
+        self.push(item);
+        Ok(None)
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn take(&mut self) -> Vec<T> {
+        std::mem::take(self)
+    }
+}
+
 /// One key's open request and the batches with items in it.
 struct Slot<O> {
     open: O,
@@ -132,10 +151,10 @@ impl<K: Clone + Eq + Hash, O: Open> Batches<K, O> {
         }
         Ok(())
     }
+}
 
-    /// The batch whose items were added since the last call ends: every open request holding
-    /// some of them keeps a copy of its ack.
-    pub fn end_batch(&mut self, ack: &Ack) {
+impl<B: Backend, O: Open<Request = B::Request>> Schedule<B> for Batches<B::Key, O> {
+    fn end_batch(&mut self, ack: &Ack) {
         for key in self.touched.drain(..) {
             if let Some(slot) = self.slots.get_mut(&key)
                 && slot.has_current
@@ -145,9 +164,7 @@ impl<K: Clone + Eq + Hash, O: Open> Batches<K, O> {
             }
         }
     }
-}
 
-impl<B: Backend, O: Open<Request = B::Request>> Schedule<B> for Batches<B::Key, O> {
     fn next_due(&self) -> Option<Instant> {
         self.oldest.map(|t| t + self.timeout)
     }

@@ -44,7 +44,7 @@ pub struct Tally {
 pub struct Delivery<B: Backend> {
     pub(super) backend: Arc<B>,
     name: String,
-    stats: Stats,
+    pub(super) stats: Stats,
     policy: RetryPolicy,
     in_flight: Semaphore,
     pub(super) concurrency: usize,

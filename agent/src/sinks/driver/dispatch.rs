@@ -68,6 +68,11 @@ impl<B: Backend> Dispatch<B> {
         }
     }
 
+    /// The sink's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.delivery.stats
+    }
+
     /// Starts delivering `job`, waiting first if the limit is reached.
     pub async fn submit(&mut self, key: B::Key, job: Job<B::Request>) {
         match self.lanes {

@@ -6,26 +6,31 @@ use tokio::sync::mpsc;
 
 use super::backend::{Backend, Job};
 use super::dispatch::Dispatch;
-use crate::event::EventBatch;
+use crate::event::{Ack, Event, EventBatch};
+use crate::telemetry::Outcome;
 
 /// Closed requests waiting to be submitted, with their keys.
 pub type Ready<B> = Vec<(<B as Backend>::Key, Job<<B as Backend>::Request>)>;
 
 /// The sink's own half of the loop: turning events into items of open requests.
 ///
-/// The contract: `take` converts a batch's events (counting `received` and whatever it drops),
-/// adds them to its [`super::Batches`], ends the batch there and then settles the batch's own
-/// ack: every request holding its items carries a copy by then. `open` gives the loop those
-/// batches (one, or a tuple of several), to close requests when they are due.
+/// The contract: `take` converts a batch's events into items (counting whatever it drops, as
+/// `rejected` or a more specific outcome) and adds them to its [`super::Batches`] with the
+/// batch's `ack`. `open` gives the loop those batches (one, or a tuple of several) to end each
+/// batch and close requests when they are due. The loop counts `received` and settles the
+/// batch's own ack once every request holding its items carries a copy.
 pub trait Intake: Send {
     type Backend: Backend;
 
-    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Self::Backend>);
+    fn take(&mut self, events: Vec<Event>, ack: &Ack, ready: &mut Ready<Self::Backend>);
     fn open(&mut self) -> impl Schedule<Self::Backend> + '_;
 }
 
 /// Open requests that close with time: [`super::Batches`], or a tuple of them (one per signal).
 pub trait Schedule<B: Backend> {
+    /// The batch whose items were added since the last call ends: every open request holding
+    /// some of them keeps a copy of `ack`.
+    fn end_batch(&mut self, ack: &Ack);
     /// Closes the requests whose first item waited the timeout by `now`.
     fn close_due(&mut self, now: Instant, ready: &mut Ready<B>);
     /// When the next one will have.
@@ -35,6 +40,11 @@ pub trait Schedule<B: Backend> {
 }
 
 impl<B: Backend, X: Schedule<B>, Y: Schedule<B>> Schedule<B> for (X, Y) {
+    fn end_batch(&mut self, ack: &Ack) {
+        self.0.end_batch(ack);
+        self.1.end_batch(ack);
+    }
+
     fn close_due(&mut self, now: Instant, ready: &mut Ready<B>) {
         self.0.close_due(now, ready);
         self.1.close_due(now, ready);
@@ -51,6 +61,11 @@ impl<B: Backend, X: Schedule<B>, Y: Schedule<B>> Schedule<B> for (X, Y) {
 }
 
 impl<B: Backend, X: Schedule<B>, Y: Schedule<B>, Z: Schedule<B>> Schedule<B> for (X, Y, Z) {
+    fn end_batch(&mut self, ack: &Ack) {
+        (&mut self.0, &mut self.1).end_batch(ack);
+        self.2.end_batch(ack);
+    }
+
     fn close_due(&mut self, now: Instant, ready: &mut Ready<B>) {
         (&mut self.0, &mut self.1).close_due(now, ready);
         self.2.close_due(now, ready);
@@ -70,6 +85,10 @@ impl<B: Backend, X: Schedule<B>, Y: Schedule<B>, Z: Schedule<B>> Schedule<B> for
 }
 
 impl<B: Backend, X: Schedule<B>> Schedule<B> for &mut X {
+    fn end_batch(&mut self, ack: &Ack) {
+        (**self).end_batch(ack);
+    }
+
     fn close_due(&mut self, now: Instant, ready: &mut Ready<B>) {
         (**self).close_due(now, ready);
     }
@@ -111,8 +130,12 @@ pub async fn run<I: Intake>(
         let due = intake.open().next_due();
         tokio::select! {
             batch = rx.recv() => {
-                let Some(batch) = batch else { break };
-                intake.take(batch, &mut ready);
+                let Some(EventBatch { events, ack }) = batch else { break };
+                dispatch.stats().count(Outcome::Received, events.len() as u64);
+                intake.take(events, &ack, &mut ready);
+                intake.open().end_batch(&ack);
+                // Every request holding this batch's items has its own copy of the ack now.
+                ack.delivered();
             }
             _ = sleep_until_due(due) => intake.open().close_due(Instant::now(), &mut ready),
         }

@@ -83,6 +83,30 @@ impl BatchConfig {
     }
 }
 
+/// A sink config with `batch` and `request` tables, and the sink's defaults for them.
+pub trait Settings {
+    const BATCH: BatchLimits;
+    const REQUEST: RequestDefaults;
+
+    /// Its `batch` and `request` tables, as written.
+    fn tables(&self) -> (&BatchConfig, &RequestConfig);
+
+    fn batch_settings(&self) -> BatchSettings {
+        self.tables().0.resolve(&Self::BATCH)
+    }
+
+    fn request_settings(&self) -> RequestSettings {
+        self.tables().1.resolve(&Self::REQUEST)
+    }
+
+    /// Records what is wrong in either table (`path` is the sink's).
+    fn validate_settings(&self, path: &KeyPath, errs: &mut Errors<'_>) {
+        let (batch, request) = self.tables();
+        batch.validate(&Self::BATCH, path, errs);
+        request.validate(path, errs);
+    }
+}
+
 /// `request`, as written.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -398,19 +398,15 @@ impl Open for OpenItems {
 
 impl Intake for NumberIntake {
     type Backend = Double;
-    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Double>) {
-        self.stats
-            .count(Outcome::Received, batch.events.len() as u64);
-        for e in &batch.events {
+    fn take(&mut self, events: Vec<Event>, ack: &Ack, ready: &mut Ready<Double>) {
+        for e in &events {
             let Event::Log(l) = e else { continue };
             let n: u32 = l.message.parse().unwrap();
             let key = (n % self.keys) as u8;
-            if self.batches.add(&key, n, &batch.ack, ready).is_err() {
+            if self.batches.add(&key, n, ack, ready).is_err() {
                 self.stats.count(Outcome::Rejected, 1);
             }
         }
-        self.batches.end_batch(&batch.ack);
-        batch.ack.delivered();
     }
     fn open(&mut self) -> impl Schedule<Double> + '_ {
         &mut self.batches

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::sinks::driver::settings::{
-    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+    BatchConfig, BatchLimits, RequestConfig, RequestDefaults, Settings,
 };
 
 use vigil_common::config_error::{Errors, KeyPath};
@@ -85,21 +85,17 @@ impl NewRelicConfig {
     }
 }
 
-impl NewRelicConfig {
-    pub const BATCH: BatchLimits = BatchLimits {
+impl Settings for NewRelicConfig {
+    const BATCH: BatchLimits = BatchLimits {
         max_events: (5_000, 100_000),
         // New Relic refuses payloads over 1 MB (before compression).
         max_bytes: Some((MAX_PAYLOAD_BYTES, 1024, MAX_PAYLOAD_BYTES)),
         timeout_ms: 1_000,
     };
-    pub const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
+    const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
 
-    pub fn batch_settings(&self) -> BatchSettings {
-        self.batch.resolve(&Self::BATCH)
-    }
-
-    pub fn request_settings(&self) -> RequestSettings {
-        self.request.resolve(&Self::REQUEST)
+    fn tables(&self) -> (&BatchConfig, &RequestConfig) {
+        (&self.batch, &self.request)
     }
 }
 
@@ -131,8 +127,7 @@ impl ComponentConfig for NewRelicConfig {
                 "give exactly one of env, file, ssm_parameter",
             );
         }
-        self.batch.validate(&Self::BATCH, path, errs);
-        self.request.validate(path, errs);
+        self.validate_settings(path, errs);
         otlp_http::check_resource_attributes(&self.resource_attributes, path, errs);
     }
 }

@@ -30,10 +30,11 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::mpsc;
 
-use crate::event::{Attributes, Event, EventBatch, now_ms};
+use crate::event::{Ack, Attributes, Event, EventBatch, now_ms};
 use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
 use crate::otlp::{EncodeLimits, Encoder, Truncations};
+use crate::sinks::driver::settings::Settings;
 use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule, TooLarge};
 use crate::sinks::otlp_http::batch::{OpenOtlp, OtlpItem, Scoped, count_truncations};
 use crate::telemetry::{Outcome, Stats};
@@ -120,10 +121,7 @@ impl NewRelicSink {
 impl Intake for Exports {
     type Backend = Service;
 
-    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
-        self.stats
-            .count(Outcome::Received, batch.events.len() as u64);
-        let EventBatch { events, ack } = batch;
+    fn take(&mut self, events: Vec<Event>, ack: &Ack, ready: &mut Ready<Service>) {
         for event in events {
             let mut cuts = Truncations::default();
             let added = match event {
@@ -131,7 +129,7 @@ impl Intake for Exports {
                     let resource = Some(Arc::clone(&s.resource));
                     let scope = (s.scope_name.clone(), s.scope_version.clone());
                     let item = self.encoder.span(s, &mut cuts);
-                    add(&mut self.spans, resource, scope, item, &ack, ready)
+                    add(&mut self.spans, resource, scope, item, ack, ready)
                 }
                 Event::Metric(m) => match self.delta.convert(m) {
                     Converted::Send(m, start) => {
@@ -157,7 +155,7 @@ impl Intake for Exports {
                         .or_else(|| self.entities.for_attributes(&l.attributes));
                     let scope = log_scope(&l);
                     let item = self.encoder.log(l, &mut cuts);
-                    add(&mut self.logs, resource, scope, item, &ack, ready)
+                    add(&mut self.logs, resource, scope, item, ack, ready)
                 }
             };
             count_truncations(&self.stats, cuts);
@@ -170,11 +168,6 @@ impl Intake for Exports {
                 );
             }
         }
-        self.spans.end_batch(&ack);
-        self.metrics.end_batch(&ack);
-        self.logs.end_batch(&ack);
-        // Every request holding this batch's items has its own copy now.
-        ack.delivered();
     }
 
     fn open(&mut self) -> impl Schedule<Service> + '_ {
@@ -193,7 +186,7 @@ fn add<I: OtlpItem>(
     resource: Option<Arc<crate::event::Resource>>,
     scope: (String, String),
     item: I,
-    ack: &crate::event::Ack,
+    ack: &Ack,
     ready: &mut Ready<Service>,
 ) -> Result<(), TooLarge> {
     let scoped = Scoped {

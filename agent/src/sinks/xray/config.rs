@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::sinks::driver::settings::{
-    BatchConfig, BatchLimits, BatchSettings, RequestConfig, RequestDefaults, RequestSettings,
+    BatchConfig, BatchLimits, RequestConfig, RequestDefaults, Settings,
 };
 
 use super::segment::MAX_DOCUMENT_BYTES;
@@ -53,21 +53,17 @@ fn default_unprocessed_retries() -> u32 {
     5
 }
 
-impl XRayConfig {
-    pub const BATCH: BatchLimits = BatchLimits {
+impl Settings for XRayConfig {
+    const BATCH: BatchLimits = BatchLimits {
         // Documents per PutTraceSegments call (API limit 50).
         max_events: (MAX_REQUEST_DOCUMENTS, MAX_REQUEST_DOCUMENTS),
         max_bytes: None,
         timeout_ms: 1_000,
     };
-    pub const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
+    const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
 
-    pub fn batch_settings(&self) -> BatchSettings {
-        self.batch.resolve(&Self::BATCH)
-    }
-
-    pub fn request_settings(&self) -> RequestSettings {
-        self.request.resolve(&Self::REQUEST)
+    fn tables(&self) -> (&BatchConfig, &RequestConfig) {
+        (&self.batch, &self.request)
     }
 }
 
@@ -77,8 +73,7 @@ impl ComponentConfig for XRayConfig {
     }
 
     fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
-        self.batch.validate(&Self::BATCH, path, errs);
-        self.request.validate(path, errs);
+        self.validate_settings(path, errs);
         let ranges = [(
             "max_document_bytes",
             self.max_document_bytes,

@@ -17,12 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::event::{Event, EventBatch, now_ms};
-use crate::sinks::driver::{
-    self, Batches, Dispatch, Intake, Lanes, Open, Ready, Schedule, TooLarge,
-};
+use crate::event::{Ack, Event, EventBatch, now_ms};
+use crate::sinks::driver::settings::Settings;
+use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule};
 use crate::telemetry::{Outcome, Stats};
-use service::{Request, Service};
+use service::Service;
 
 /// X-Ray refuses trace ids whose time part is older than this.
 const MAX_TRACE_AGE_SECS: i64 = 30 * 24 * 3600;
@@ -40,33 +39,10 @@ pub struct XRaySink {
 struct Documents {
     config: XRayConfig,
     stats: Stats,
-    batches: Batches<(), OpenDocuments>,
+    /// Documents, up to `batch.max_events` (X-Ray takes 50) a request.
+    batches: Batches<(), Vec<(String, String)>>,
     /// Spans dropped as `trace_id_not_xray` (the warning is logged at powers of two).
     not_xray: AtomicU64,
-}
-
-/// A PutTraceSegments request being filled (its size is the driver's `max_items`).
-#[derive(Default)]
-struct OpenDocuments(Vec<(String, String)>);
-
-impl Open for OpenDocuments {
-    type Item = (String, String);
-    type Request = Request;
-
-    fn add(&mut self, doc: (String, String)) -> Result<Option<Request>, TooLarge> {
-        self.0.push(doc);
-        Ok(None)
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn take(&mut self) -> Request {
-        Request {
-            docs: std::mem::take(&mut self.0),
-        }
-    }
 }
 
 impl XRaySink {
@@ -91,7 +67,7 @@ impl XRaySink {
             Lanes::Shared,
         );
         let intake = Documents {
-            batches: Batches::new(OpenDocuments::default, batch.max_events, batch.timeout),
+            batches: Batches::new(Vec::new, batch.max_events, batch.timeout),
             config: self.config,
             stats: self.stats,
             not_xray: AtomicU64::new(0),
@@ -103,18 +79,13 @@ impl XRaySink {
 impl Intake for Documents {
     type Backend = Service;
 
-    fn take(&mut self, batch: EventBatch, ready: &mut Ready<Service>) {
-        self.stats
-            .count(Outcome::Received, batch.events.len() as u64);
-        for event in &batch.events {
+    fn take(&mut self, events: Vec<Event>, ack: &Ack, ready: &mut Ready<Service>) {
+        for event in &events {
             if let Some(doc) = self.document(event) {
                 // Documents are within their limit already: they always fit.
-                let _ = self.batches.add(&(), doc, &batch.ack, ready);
+                let _ = self.batches.add(&(), doc, ack, ready);
             }
         }
-        self.batches.end_batch(&batch.ack);
-        // The copies taken above carry the batch now.
-        batch.ack.delivered();
     }
 
     fn open(&mut self) -> impl Schedule<Service> + '_ {

@@ -6,29 +6,14 @@
 use std::collections::HashSet;
 
 use aws_sdk_xray::Client;
-use aws_sdk_xray::config::retry::RetryConfig;
-use aws_sdk_xray::config::timeout::TimeoutConfig;
 use vigil_common::aws_error::{code, error_text};
 
 use super::config::XRayConfig;
-use crate::sinks::driver::{Backend, ErrorNames, Payload, Verdict};
+use crate::sinks::driver::settings::Settings;
+use crate::sinks::driver::{Backend, ErrorNames, Verdict};
 
 /// Documents for one call: (segment id, JSON document).
-#[derive(Debug, Default)]
-pub struct Request {
-    pub docs: Vec<(String, String)>,
-}
-
-impl Payload for Request {
-    fn items(&self) -> usize {
-        self.docs.len()
-    }
-
-    fn split(mut self) -> Result<(Self, Self), Self> {
-        let tail = self.docs.split_off(self.docs.len() / 2);
-        Ok((self, Request { docs: tail }))
-    }
-}
+pub type Request = Vec<(String, String)>;
 
 pub struct Service {
     client: Client,
@@ -36,19 +21,12 @@ pub struct Service {
 
 impl Service {
     pub async fn new(config: &XRayConfig) -> Self {
-        let sdk = vigil_common::aws::load().await;
         // Retries are the driver's (never give up on throttling; retry only unprocessed
         // documents).
-        let conf = aws_sdk_xray::config::Builder::from(&sdk)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(config.request_settings().timeout)
-                    .build(),
-            )
-            .build();
+        let timeout = config.request_settings().timeout;
+        let sdk = vigil_common::aws::load_without_retries(timeout).await;
         Self {
-            client: Client::from_conf(conf),
+            client: Client::new(&sdk),
         }
     }
 }
@@ -68,7 +46,7 @@ impl Backend for Service {
         let result = self
             .client
             .put_trace_segments()
-            .set_trace_segment_documents(Some(req.docs.iter().map(|(_, d)| d.clone()).collect()))
+            .set_trace_segment_documents(Some(req.iter().map(|(_, d)| d.clone()).collect()))
             .send()
             .await;
         let out = match result {
@@ -94,14 +72,13 @@ impl Backend for Service {
             };
         }
         let again = req
-            .docs
             .iter()
             .filter(|(id, _)| failed.contains(id.as_str()))
             .cloned()
             .collect();
         let first = &unprocessed[0];
         Verdict::Partial {
-            again: Request { docs: again },
+            again,
             why: format!(
                 "{}: {}",
                 first.error_code().unwrap_or(""),
