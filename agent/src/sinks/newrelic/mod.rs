@@ -140,7 +140,7 @@ impl Intake for Exports {
                             resource,
                             Default::default(),
                             item,
-                            &ack,
+                            ack,
                             ready,
                         )
                     }
