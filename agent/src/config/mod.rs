@@ -436,5 +436,14 @@ fn component<'a, T>(
     (inputs, config)
 }
 
+/// The problems `parse` finds in `text` read as `agent.toml`, one a line; none when it loads.
+#[cfg(test)]
+pub(crate) fn problems(text: &str) -> Vec<String> {
+    match parse(Path::new("agent.toml"), text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests;

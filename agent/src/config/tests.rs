@@ -2,12 +2,7 @@ use std::path::Path;
 
 use super::*;
 
-fn errors(text: &str) -> Vec<String> {
-    match parse(Path::new("agent.toml"), text) {
-        Ok(_) => Vec::new(),
-        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
-    }
-}
+use super::problems as errors;
 
 const GOOD: &str = r#"
 data_dir = "/tmp/vigil"
