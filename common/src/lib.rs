@@ -2,6 +2,7 @@
 //! report config errors.
 
 pub mod aws;
+pub mod config_default;
 pub mod config_error;
 pub mod fuzzing;
 pub mod logging;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use errors::SourceMap;
 pub use vigil_common::config_error::{ConfigError, ConfigErrors, Errors, KeyPath, line_col};
 
-use crate::component::Signals;
+use crate::component::{Kinds, Signals};
 use crate::processors::ProcessorConfig;
 use crate::redaction::RedactionConfig;
 use crate::sinks::SinkConfig;
