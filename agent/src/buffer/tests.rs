@@ -354,28 +354,7 @@ async fn lines_read_again_after_a_crash_are_not_stored_twice() {
     }
 }
 
-const SINKS: &str = r#"
-memory_limit_bytes = 1000
-drain_timeout_ms = 0
-
-[sources.shop]
-type = "file"
-include = ["/var/log/*.log"]
-
-[sinks.cw]
-type = "cloudwatch_logs"
-inputs = ["shop"]
-log_group = "g"
-log_stream = "s"
-buffer = { max_bytes = 10, when_full = "sometimes" }
-
-[sinks.out]
-type = "console"
-inputs = ["shop"]
-
-[sinks.out.buffer]
-max_bytes = 2000000
-"#;
+const SINKS: &str = include_str!("../config/testdata/buffer_keys.toml");
 
 #[test]
 fn buffer_and_memory_keys_are_checked_with_their_place() {

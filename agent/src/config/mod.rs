@@ -445,5 +445,18 @@ pub(crate) fn problems(text: &str) -> Vec<String> {
     }
 }
 
+/// Checks that `parse` reports each of `expected` (a part of one problem line) for `text`.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_problems(text: &str, expected: &[&str]) {
+    let problems = problems(text);
+    for e in expected {
+        assert!(
+            problems.iter().any(|p| p.contains(e)),
+            "missing {e:?} in {problems:#?}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests;
