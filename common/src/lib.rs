@@ -4,5 +4,6 @@
 pub mod aws;
 pub mod config_default;
 pub mod config_error;
+pub mod error_text;
 pub mod fuzzing;
 pub mod logging;
