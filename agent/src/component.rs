@@ -45,6 +45,34 @@ pub fn parse<C: ComponentConfig + DeserializeOwned>(
     Some(config)
 }
 
+/// A component `type` and how a table of that type is read into the config enum `T`.
+pub type Kind<T> = (
+    &'static str,
+    fn(toml::Table, &KeyPath, &mut Errors<'_>) -> Option<T>,
+);
+
+/// A config enum of one section (`[sources.*]`, `[processors.*]`): the `type`s it knows.
+pub trait Kinds: Sized + 'static {
+    /// Every `type`, in the order the "expected one of" error lists them.
+    const KINDS: &'static [Kind<Self>];
+
+    /// Reads a component table with the reader of its `type`; an unknown type is recorded with
+    /// the list of known ones.
+    fn parse(
+        kind: &str,
+        table: toml::Table,
+        path: &KeyPath,
+        errs: &mut Errors<'_>,
+    ) -> Option<Self> {
+        if let Some((_, read)) = Self::KINDS.iter().find(|(name, _)| *name == kind) {
+            return read(table, path, errs);
+        }
+        let known: Vec<&str> = Self::KINDS.iter().map(|(name, _)| *name).collect();
+        errs.unknown_type(path, kind, &known);
+        None
+    }
+}
+
 /// One kind of event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {

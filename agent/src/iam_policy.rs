@@ -70,46 +70,39 @@ impl Needs {
     }
 
     fn add(&mut self, sink: &SinkConfig, scope: &Scope) {
-        let Needs {
-            groups,
-            created_groups,
-            namespaces,
-            xray,
-            parameters,
-        } = self;
         match sink {
             SinkConfig::CloudWatchLogs(c) => {
                 let group = pattern(&c.log_group);
                 if c.create_missing {
-                    created_groups.insert(group.clone());
+                    self.created_groups.insert(group.clone());
                 }
-                groups.insert(group);
+                self.groups.insert(group);
             }
             SinkConfig::CloudWatchMetrics(c) => match c.mode {
                 Mode::PutMetricData => {
-                    namespaces.insert(pattern(&c.namespace));
+                    self.namespaces.insert(pattern(&c.namespace));
                 }
                 // EMF documents go through an inner CloudWatch Logs sink that creates its group.
                 Mode::Emf => {
                     if let Some(g) = &c.log_group {
                         let group = pattern(g);
-                        created_groups.insert(group.clone());
-                        groups.insert(group);
+                        self.created_groups.insert(group.clone());
+                        self.groups.insert(group);
                     }
                 }
             },
-            SinkConfig::XRay(_) => *xray = true,
+            SinkConfig::XRay(_) => self.xray = true,
             SinkConfig::NewRelic(c) => {
                 if let Some(name) = &c.license_key.ssm_parameter {
-                    parameters.insert(parameter_arn(name, scope));
+                    self.parameters.insert(parameter_arn(name, scope));
                 }
             }
             // The X-Ray OTLP endpoint is authorised as xray:PutTraceSegments; the Logs one as
             // PutLogEvents into the named group (which must exist: it is not created).
             SinkConfig::AwsOtlp(c) => {
-                *xray = true;
+                self.xray = true;
                 if let Some(g) = &c.log_group {
-                    groups.insert(g.clone());
+                    self.groups.insert(g.clone());
                 }
             }
             SinkConfig::Console(_) => {}
@@ -225,42 +218,12 @@ mod tests {
         policy(&config, scope)
     }
 
-    const EVERY_SINK: &str = r#"
-[sources.shop]
-type = "file"
-include = ["/var/log/shop/*/*.log"]
+    /// `sink` read from a file source `shop`.
+    fn with_app_log(sink: &str) -> String {
+        format!("[sources.shop]\ntype = \"file\"\ninclude = [\"/var/log/app.log\"]\n{sink}")
+    }
 
-[sources.otlp]
-type = "otlp"
-
-[sources.host]
-type = "host_metrics"
-
-[sinks.logs]
-type = "cloudwatch_logs"
-inputs = ["shop"]
-log_group = "/shop/{env}/{module}"
-log_stream = "{instance_id|host}"
-
-[sinks.metrics]
-type = "cloudwatch_metrics"
-inputs = ["host"]
-namespace = "Shop/{module}"
-
-[sinks.slis]
-type = "cloudwatch_metrics"
-inputs = ["host"]
-namespace = "Vigil/SpanMetrics"
-
-[sinks.xray]
-type = "xray"
-inputs = ["otlp"]
-
-[sinks.newrelic]
-type = "newrelic"
-inputs = ["otlp"]
-license_key = { ssm_parameter = "/vigil/newrelic-license" }
-"#;
+    const EVERY_SINK: &str = include_str!("config/testdata/every_sink.toml");
 
     #[test]
     fn every_sink_gets_only_what_it_calls() {
@@ -319,21 +282,15 @@ license_key = { ssm_parameter = "/vigil/newrelic-license" }
 
     #[test]
     fn a_group_the_agent_may_not_create_needs_no_create_permissions() {
-        let p = policy_for(
-            r#"
-[sources.shop]
-type = "file"
-include = ["/var/log/app.log"]
+        let sink = r#"
 [sinks.logs]
 type = "cloudwatch_logs"
 inputs = ["shop"]
 log_group = "/fixed/group"
 log_stream = "{host}-{module|unknown}"
 create_missing = false
-"#,
-            &Scope::default(),
-        )
-        .unwrap();
+"#;
+        let p = policy_for(&with_app_log(sink), &Scope::default()).unwrap();
         let statements = p["Statement"].as_array().unwrap();
         assert_eq!(statements.len(), 1);
         assert_eq!(
@@ -344,17 +301,8 @@ create_missing = false
 
     #[test]
     fn a_config_without_aws_sinks_has_no_policy() {
-        let r = policy_for(
-            r#"
-[sources.shop]
-type = "file"
-include = ["/var/log/app.log"]
-[sinks.out]
-type = "console"
-inputs = ["shop"]
-"#,
-            &Scope::default(),
-        );
+        let sink = "[sinks.out]\ntype = \"console\"\ninputs = [\"shop\"]\n";
+        let r = policy_for(&with_app_log(sink), &Scope::default());
         assert!(r.is_err());
     }
 

@@ -3,6 +3,8 @@
 
 pub mod aws;
 pub mod aws_error;
+pub mod config_default;
 pub mod config_error;
+pub mod error_text;
 pub mod fuzzing;
 pub mod logging;

@@ -3,6 +3,7 @@
 //! files and components, which is nobody else's business.
 
 use std::net::SocketAddr;
+use vigil_common::config_default;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -17,7 +18,7 @@ use crate::telemetry;
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Serve the endpoint at all.
-    #[serde(default = "yes")]
+    #[serde(default = "config_default::yes")]
     pub enabled: bool,
     /// Address to listen on.
     #[serde(default = "default_address")]
@@ -31,10 +32,6 @@ impl Default for ApiConfig {
             address: default_address(),
         }
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_address() -> SocketAddr {

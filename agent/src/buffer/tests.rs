@@ -33,6 +33,65 @@ fn seqs(events: &[Event]) -> Vec<u64> {
         .collect()
 }
 
+/// A disk buffer started for a test: what the source side writes to, what the sink reads, and
+/// the buffer's tasks.
+struct Running {
+    tx: mpsc::Sender<EventBatch>,
+    sink: mpsc::Receiver<EventBatch>,
+    tasks: JoinSet<String>,
+}
+
+impl Running {
+    /// Opens the buffer `name` in `dir` and starts it behind a channel of `capacity` batches.
+    fn start(name: &str, dir: &std::path::Path, config: &BufferConfig, capacity: usize) -> Self {
+        let buffer = DiskBuffer::open(name, dir, config, Stats::new(name)).unwrap();
+        let (tx, rx) = mpsc::channel(capacity);
+        let mut tasks = JoinSet::new();
+        let sink = buffer.start(
+            rx,
+            MemoryLimit::new(64 << 20),
+            Default::default(),
+            &mut tasks,
+        );
+        Self { tx, sink, tasks }
+    }
+
+    /// The next batch handed to the sink, within `secs` seconds.
+    async fn next_within(&mut self, secs: u64) -> EventBatch {
+        tokio::time::timeout(Duration::from_secs(secs), self.sink.recv())
+            .await
+            .expect("the sink is given a batch in time")
+            .unwrap()
+    }
+
+    /// Sends `events` (no acknowledgement wanted) and returns the batch the sink is given for
+    /// them, checking it holds the same events.
+    async fn round_trip(&mut self, events: &[Event]) -> EventBatch {
+        let batch = EventBatch {
+            events: events.to_vec(),
+            ack: Ack::none(),
+        };
+        self.tx.send(batch).await.unwrap();
+        let b = self.next_within(5).await;
+        assert_eq!(b.events, events);
+        b
+    }
+
+    /// Stops as a crash would: what the sink holds is never acknowledged.
+    async fn crash(mut self) {
+        drop(self.tx);
+        drop(self.sink);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops cleanly: the sink reads to the end first.
+    async fn stop(mut self) {
+        drop(self.tx);
+        while self.sink.recv().await.is_some() {}
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
 /// Runs a buffer in `dir`: sends `batches` of 10 events (acks to the returned receiver), lets
 /// the sink take `deliver` batches and acknowledge them, then stops everything.
 async fn run_once(
@@ -42,19 +101,11 @@ async fn run_once(
     batches: std::ops::Range<u64>,
     deliver: usize,
 ) -> (Vec<u64>, Vec<(u64, AckStatus)>) {
-    let stats = Stats::new(name);
-    let buffer = DiskBuffer::open(name, dir, config, stats).unwrap();
-    let (tx, rx) = mpsc::channel(8);
-    let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(
-        rx,
-        MemoryLimit::new(64 << 20),
-        Default::default(),
-        &mut tasks,
-    );
+    let mut run = Running::start(name, dir, config, 8);
     let (src_tx, mut src_acks) = ack_channel();
     for b in batches.clone() {
-        tx.send(batch(b * 10, 10, Ack::new(b, src_tx.clone())))
+        run.tx
+            .send(batch(b * 10, 10, Ack::new(b, src_tx.clone())))
             .await
             .unwrap();
     }
@@ -64,18 +115,13 @@ async fn run_once(
     }
     let mut got = Vec::new();
     for _ in 0..deliver {
-        let b = tokio::time::timeout(Duration::from_secs(5), sink.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let b = run.next_within(5).await;
         got.extend(seqs(&b.events));
         b.ack.delivered();
     }
     // Let the tracker persist, then "crash": the rest is never acknowledged.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(tx);
-    drop(sink);
-    while tasks.join_next().await.is_some() {}
+    run.crash().await;
     (got, source_acks)
 }
 
@@ -100,17 +146,7 @@ async fn batches_are_acknowledged_when_durable_and_resent_after_a_crash_until_de
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_kind_survives_the_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let stats = Stats::new("t_kinds");
-    let buffer =
-        DiskBuffer::open("t_kinds", dir.path(), &BufferConfig::disk(8 << 20), stats).unwrap();
-    let (tx, rx) = mpsc::channel(8);
-    let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(
-        rx,
-        MemoryLimit::new(64 << 20),
-        Default::default(),
-        &mut tasks,
-    );
+    let mut run = Running::start("t_kinds", dir.path(), &BufferConfig::disk(8 << 20), 8);
     let mut log = LogEvent::new("hello".into(), 1);
     log.attributes.insert(
         "nested".into(),
@@ -170,18 +206,9 @@ async fn every_event_kind_survives_the_round_trip() {
         Event::Span(span),
         Event::Metric(metric),
     ];
-    tx.send(EventBatch {
-        events: events.clone(),
-        ack: Ack::none(),
-    })
-    .await
-    .unwrap();
-    let b = sink.recv().await.unwrap();
-    assert_eq!(b.events, events);
+    let b = run.round_trip(&events).await;
     b.ack.delivered();
-    drop(tx);
-    while sink.recv().await.is_some() {}
-    while tasks.join_next().await.is_some() {}
+    run.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,18 +279,9 @@ async fn drop_oldest_makes_room_and_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_holds_the_writer_until_deliveries_free_space() {
     let dir = tempfile::tempdir().unwrap();
-    let config = BufferConfig::disk(1 << 20);
-    let stats = Stats::new("t_block");
-    let buffer = DiskBuffer::open("t_block", dir.path(), &config, stats).unwrap();
-    let (tx, rx) = mpsc::channel(1);
-    let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(
-        rx,
-        MemoryLimit::new(64 << 20),
-        Default::default(),
-        &mut tasks,
-    );
+    let mut run = Running::start("t_block", dir.path(), &BufferConfig::disk(1 << 20), 1);
     let (src_tx, mut src_acks) = ack_channel();
+    let tx = run.tx.clone();
     let writer = tokio::spawn(async move {
         for b in 0..1000u64 {
             tx.send(batch(b * 10, 10, Ack::new(b, src_tx.clone())))
@@ -284,17 +302,14 @@ async fn block_holds_the_writer_until_deliveries_free_space() {
     // Deliver everything: the rest goes through.
     let mut got = Vec::new();
     while got.len() < 10_000 {
-        let b = tokio::time::timeout(Duration::from_secs(30), sink.recv())
-            .await
-            .expect("the sink is fed again once deliveries free space")
-            .unwrap();
+        // The sink is fed again once deliveries free space.
+        let b = run.next_within(30).await;
         got.extend(seqs(&b.events));
         b.ack.delivered();
     }
     assert_eq!(got, (0..10_000).collect::<Vec<_>>());
     writer.await.unwrap();
-    drop(sink);
-    while tasks.join_next().await.is_some() {}
+    run.crash().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,18 +325,10 @@ async fn lines_read_again_after_a_crash_are_not_stored_twice() {
         b
     };
     for (round, from, n) in [(0, 0u64, 30u64), (1, 20, 30)] {
-        let stats = Stats::new("t_reread");
-        let buffer = DiskBuffer::open("t_reread", dir.path(), &config, stats).unwrap();
-        let (tx, rx) = mpsc::channel(8);
-        let mut tasks = JoinSet::new();
-        let mut sink = buffer.start(
-            rx,
-            MemoryLimit::new(64 << 20),
-            Default::default(),
-            &mut tasks,
-        );
+        let mut run = Running::start("t_reread", dir.path(), &config, 8);
         let (src_tx, mut src_acks) = ack_channel();
-        tx.send(with_position(from, n, Ack::new(round, src_tx)))
+        run.tx
+            .send(with_position(from, n, Ack::new(round, src_tx)))
             .await
             .unwrap();
         assert_eq!(
@@ -330,10 +337,7 @@ async fn lines_read_again_after_a_crash_are_not_stored_twice() {
         );
         let mut got = Vec::new();
         while got.len() < 30 {
-            let b = tokio::time::timeout(Duration::from_secs(5), sink.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            let b = run.next_within(5).await;
             got.extend(seqs(&b.events));
             // First run: "crash" before anything is delivered (the sink lets go of it).
             if round == 1 {
@@ -342,49 +346,19 @@ async fn lines_read_again_after_a_crash_are_not_stored_twice() {
         }
         if round == 1 {
             // The undelivered 0..30 come first, then only the new 30..50 of the re-read batch.
-            got.extend(seqs(&sink.recv().await.unwrap().events));
+            got.extend(seqs(&run.next_within(5).await.events));
             assert_eq!(got, (0..50).collect::<Vec<_>>());
             assert_eq!(Stats::new("t_reread").get(Outcome::Deduplicated), 10);
         }
-        drop(tx);
-        drop(sink);
-        while tasks.join_next().await.is_some() {}
+        run.crash().await;
     }
 }
 
-fn config_errors(text: &str) -> Vec<String> {
-    match crate::config::parse(std::path::Path::new("agent.toml"), text) {
-        Ok(_) => Vec::new(),
-        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
-    }
-}
-
-const SINKS: &str = r#"
-memory_limit_bytes = 1000
-drain_timeout_ms = 0
-
-[sources.shop]
-type = "file"
-include = ["/var/log/*.log"]
-
-[sinks.cw]
-type = "cloudwatch_logs"
-inputs = ["shop"]
-log_group = "g"
-log_stream = "s"
-buffer = { max_bytes = 10, when_full = "sometimes" }
-
-[sinks.out]
-type = "console"
-inputs = ["shop"]
-
-[sinks.out.buffer]
-max_bytes = 2000000
-"#;
+const SINKS: &str = include_str!("../config/testdata/buffer_keys.toml");
 
 #[test]
 fn buffer_and_memory_keys_are_checked_with_their_place() {
-    let errs = config_errors(SINKS);
+    let errs = crate::config::problems(SINKS);
     let expected = [
         "agent.toml:2:1: memory_limit_bytes: must be at least 4194304 (4 MiB)",
         "agent.toml:3:1: drain_timeout_ms: must be greater than 0",
@@ -486,32 +460,11 @@ fn a_resource_shared_by_a_records_events_is_stored_once_and_shared_again_when_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_resource_takes_one_copy_on_disk_and_comes_back_shared() {
     let dir = tempfile::tempdir().unwrap();
-    let stats = Stats::new("t_shared_resource");
-    let buffer = DiskBuffer::open(
-        "t_shared_resource",
-        dir.path(),
-        &BufferConfig::disk(64 << 20),
-        stats,
-    )
-    .unwrap();
-    let (tx, rx) = mpsc::channel(8);
-    let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(
-        rx,
-        MemoryLimit::new(64 << 20),
-        Default::default(),
-        &mut tasks,
-    );
+    let config = BufferConfig::disk(64 << 20);
+    let mut run = Running::start("t_shared_resource", dir.path(), &config, 8);
     let resource = big_resource(256 * 1024);
     let events = sharing(2000, &resource);
-    tx.send(EventBatch {
-        events: events.clone(),
-        ack: Ack::none(),
-    })
-    .await
-    .unwrap();
-    let b = sink.recv().await.unwrap();
-    assert_eq!(b.events, events);
+    let b = run.round_trip(&events).await;
     let Event::Log(first) = &b.events[0] else {
         panic!()
     };
@@ -532,9 +485,7 @@ async fn a_shared_resource_takes_one_copy_on_disk_and_comes_back_shared() {
         "{on_disk} bytes of segments"
     );
     b.ack.delivered();
-    drop(tx);
-    while sink.recv().await.is_some() {}
-    while tasks.join_next().await.is_some() {}
+    run.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,43 +498,20 @@ async fn segments_of_format_1_left_by_the_previous_release_are_still_delivered()
         segment::encode_v1_segment(1, &old),
     )
     .unwrap();
-    let stats = Stats::new("t_format_1");
-    let buffer = DiskBuffer::open(
-        "t_format_1",
-        dir.path(),
-        &BufferConfig::disk(8 << 20),
-        stats,
-    )
-    .unwrap();
-    let (tx, rx) = mpsc::channel(8);
-    let mut tasks = JoinSet::new();
-    let mut sink = buffer.start(
-        rx,
-        MemoryLimit::new(64 << 20),
-        Default::default(),
-        &mut tasks,
-    );
+    let mut run = Running::start("t_format_1", dir.path(), &BufferConfig::disk(8 << 20), 8);
     let new = batch(100, 5, Ack::none());
     let expected_new = new.events.clone();
-    tx.send(new).await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), sink.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    run.tx.send(new).await.unwrap();
+    let first = run.next_within(5).await;
     assert_eq!(
         first.events, old,
         "the old segment comes first, decoded as format 1"
     );
     first.ack.delivered();
-    let second = tokio::time::timeout(Duration::from_secs(5), sink.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let second = run.next_within(5).await;
     assert_eq!(second.events, expected_new);
     second.ack.delivered();
-    drop(tx);
-    while sink.recv().await.is_some() {}
-    while tasks.join_next().await.is_some() {}
+    run.stop().await;
     assert!(
         !segment::segment_path(dir.path(), 1).exists(),
         "the delivered old segment is deleted"

@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use errors::SourceMap;
 pub use vigil_common::config_error::{ConfigError, ConfigErrors, Errors, KeyPath, line_col};
 
-use crate::component::Signals;
+use crate::component::{Kinds, Signals};
 use crate::processors::ProcessorConfig;
 use crate::redaction::RedactionConfig;
 use crate::sinks::SinkConfig;
@@ -434,6 +434,28 @@ fn component<'a, T>(
     };
     let config = parse(&kind, table, path, errs);
     (inputs, config)
+}
+
+/// The problems `parse` finds in `text` read as `agent.toml`, one a line; none when it loads.
+#[cfg(test)]
+pub(crate) fn problems(text: &str) -> Vec<String> {
+    match parse(Path::new("agent.toml"), text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// Checks that `parse` reports each of `expected` (a part of one problem line) for `text`.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_problems(text: &str, expected: &[&str]) {
+    let problems = problems(text);
+    for e in expected {
+        assert!(
+            problems.iter().any(|p| p.contains(e)),
+            "missing {e:?} in {problems:#?}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -310,40 +310,20 @@ fn points(
                 emit(p.time_unix_nano, p.attributes, value);
             }
         }
-        Data::Histogram(h) => {
-            let Some(t) = temporality(h.aggregation_temporality) else {
-                for _ in &h.data_points {
-                    rejected.add(|| unspecified(name));
-                }
-                return;
-            };
-            for p in h.data_points {
-                if p.flags & NO_RECORDED_VALUE != 0 {
-                    continue;
-                }
-                match histogram(&p, t(p.start_time_unix_nano)) {
-                    Ok(v) => emit(p.time_unix_nano, p.attributes, v),
-                    Err(why) => rejected.add(|| format!("metric `{name}`: {why}")),
-                }
-            }
-        }
-        Data::ExponentialHistogram(h) => {
-            let Some(t) = temporality(h.aggregation_temporality) else {
-                for _ in &h.data_points {
-                    rejected.add(|| unspecified(name));
-                }
-                return;
-            };
-            for p in h.data_points {
-                if p.flags & NO_RECORDED_VALUE != 0 {
-                    continue;
-                }
-                match exponential(&p, t(p.start_time_unix_nano)) {
-                    Ok(v) => emit(p.time_unix_nano, p.attributes, v),
-                    Err(why) => rejected.add(|| format!("metric `{name}`: {why}")),
-                }
-            }
-        }
+        Data::Histogram(h) => histogram_points(
+            h.aggregation_temporality,
+            h.data_points,
+            name,
+            rejected,
+            emit,
+        ),
+        Data::ExponentialHistogram(h) => histogram_points(
+            h.aggregation_temporality,
+            h.data_points,
+            name,
+            rejected,
+            emit,
+        ),
         Data::Summary(s) => {
             for p in s.data_points {
                 if p.flags & NO_RECORDED_VALUE == 0 {
@@ -375,6 +355,53 @@ fn summary(p: SummaryDataPoint) -> (u64, Vec<KeyValue>, MetricValue) {
         quantiles,
     };
     (time_unix_nano, attributes, value)
+}
+
+/// A data point of either histogram kind, read into (flags, time, attributes, value).
+trait HistogramPoint {
+    fn read(self, temporality: MakeTemporality) -> (u32, u64, Vec<KeyValue>, HistogramValue);
+}
+
+type HistogramValue = Result<MetricValue, &'static str>;
+
+impl HistogramPoint for HistogramDataPoint {
+    fn read(self, t: MakeTemporality) -> (u32, u64, Vec<KeyValue>, HistogramValue) {
+        let value = histogram(&self, t(self.start_time_unix_nano));
+        (self.flags, self.time_unix_nano, self.attributes, value)
+    }
+}
+
+impl HistogramPoint for ExponentialHistogramDataPoint {
+    fn read(self, t: MakeTemporality) -> (u32, u64, Vec<KeyValue>, HistogramValue) {
+        let value = exponential(&self, t(self.start_time_unix_nano));
+        (self.flags, self.time_unix_nano, self.attributes, value)
+    }
+}
+
+/// The points of a histogram of either kind; without a temporality every point is refused.
+fn histogram_points(
+    aggregation_temporality: i32,
+    points: Vec<impl HistogramPoint>,
+    name: &str,
+    rejected: &mut Rejected,
+    mut emit: impl FnMut(u64, Vec<KeyValue>, MetricValue),
+) {
+    let Some(t) = temporality(aggregation_temporality) else {
+        for _ in &points {
+            rejected.add(|| unspecified(name));
+        }
+        return;
+    };
+    for p in points {
+        let (flags, time, attributes, value) = p.read(t);
+        if flags & NO_RECORDED_VALUE != 0 {
+            continue;
+        }
+        match value {
+            Ok(v) => emit(time, attributes, v),
+            Err(why) => rejected.add(|| format!("metric `{name}`: {why}")),
+        }
+    }
 }
 
 fn unspecified(name: &str) -> String {
@@ -417,10 +444,7 @@ fn cumulative(start: u64) -> Temporality {
     }
 }
 
-fn histogram(
-    p: &HistogramDataPoint,
-    temporality: Temporality,
-) -> Result<MetricValue, &'static str> {
+fn histogram(p: &HistogramDataPoint, temporality: Temporality) -> HistogramValue {
     let bucket_counts = if p.bucket_counts.is_empty() {
         // Only count and sum: one bucket holding everything.
         if !p.explicit_bounds.is_empty() {
@@ -450,10 +474,7 @@ const MAX_EXPONENTIAL_BUCKETS: usize = 320;
 /// An exponential histogram as explicit buckets: bucket `i` of scale `s` holds
 /// `(base^i, base^(i+1)]` with `base = 2^(2^-s)`, so its bounds are exact powers. Negative
 /// values have no explicit-bucket equivalent here and are refused.
-fn exponential(
-    p: &ExponentialHistogramDataPoint,
-    temporality: Temporality,
-) -> Result<MetricValue, &'static str> {
+fn exponential(p: &ExponentialHistogramDataPoint, temporality: Temporality) -> HistogramValue {
     if p.negative
         .as_ref()
         .is_some_and(|n| n.bucket_counts.iter().any(|c| *c > 0))

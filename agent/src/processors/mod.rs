@@ -12,9 +12,8 @@ use tokio::sync::mpsc;
 use crate::event::{Event, EventBatch};
 use crate::output::Fanout;
 use crate::telemetry::{Outcome, Stats};
-use vigil_common::config_error::{Errors, KeyPath};
 
-use crate::component::{ComponentConfig, parse};
+use crate::component::{ComponentConfig, Kind, Kinds, parse};
 
 /// A processor as declared under `[processors.NAME]`.
 #[derive(Debug, Clone)]
@@ -25,37 +24,20 @@ pub enum ProcessorConfig {
     TailSampling(tail_sampling::TailSamplingConfig),
 }
 
+impl Kinds for ProcessorConfig {
+    const KINDS: &'static [Kind<Self>] = &[
+        ("json_parse", |t, p, e| parse(t, p, e).map(Self::JsonParse)),
+        ("enrich", |t, p, e| parse(t, p, e).map(Self::Enrich)),
+        ("span_metrics", |t, p, e| {
+            parse(t, p, e).map(Self::SpanMetrics)
+        }),
+        ("tail_sampling", |t, p, e| {
+            parse(t, p, e).map(Self::TailSampling)
+        }),
+    ];
+}
+
 impl ProcessorConfig {
-    pub const TYPES: &[&str] = &["json_parse", "enrich", "span_metrics", "tail_sampling"];
-
-    pub(crate) fn parse(
-        kind: &str,
-        table: toml::Table,
-        path: &KeyPath,
-        errs: &mut Errors<'_>,
-    ) -> Option<Self> {
-        match kind {
-            "json_parse" => parse(table, path, errs).map(Self::JsonParse),
-            "enrich" => parse(table, path, errs).map(Self::Enrich),
-            "span_metrics" => parse(table, path, errs).map(Self::SpanMetrics),
-            "tail_sampling" => parse(table, path, errs).map(Self::TailSampling),
-            other => {
-                errs.unknown_type(path, other, Self::TYPES);
-                None
-            }
-        }
-    }
-
-    /// The `type` this was declared with.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::JsonParse(_) => "json_parse",
-            Self::Enrich(_) => "enrich",
-            Self::SpanMetrics(_) => "span_metrics",
-            Self::TailSampling(_) => "tail_sampling",
-        }
-    }
-
     /// The component's own config, for what every component answers (see [`ComponentConfig`]).
     pub fn component(&self) -> &dyn ComponentConfig {
         match self {

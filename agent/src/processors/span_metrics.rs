@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts};
+use prometheus::IntCounterVec;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -27,7 +27,8 @@ use crate::event::{
     Temporality, now_ms,
 };
 use crate::output::Fanout;
-use crate::telemetry::{Outcome, Stats, register};
+use crate::telemetry::{Outcome, Stats, counter_family};
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signal, Signals};
@@ -36,15 +37,10 @@ use crate::component::{ComponentConfig, Signal, Signals};
 pub const OVERFLOW_ROUTE: &str = "other";
 
 static OVERFLOW: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "vigil_span_metrics_overflow_total",
-                "Spans counted under route `other` (or service `other`) because the route or service limit was reached.",
-            ),
-            &["component", "service"],
-        )
-        .expect("static metric definition"),
+    counter_family(
+        "vigil_span_metrics_overflow_total",
+        "Spans counted under route `other` (or service `other`) because the route or service limit was reached.",
+        &["component", "service"],
     )
 });
 
@@ -52,7 +48,7 @@ static OVERFLOW: LazyLock<IntCounterVec> = LazyLock::new(|| {
 #[serde(deny_unknown_fields)]
 pub struct SpanMetricsConfig {
     /// Window length; windows end on multiples of it since the epoch.
-    #[serde(default = "default_flush_interval_ms")]
+    #[serde(default = "config_default::u64::<60_000>")]
     pub flush_interval_ms: u64,
     /// Latency thresholds for `requests_under_threshold`.
     #[serde(default = "default_thresholds")]
@@ -61,24 +57,15 @@ pub struct SpanMetricsConfig {
     #[serde(default)]
     pub include_consumer: bool,
     /// Distinct routes per service; further routes are counted as `other`.
-    #[serde(default = "default_max_routes")]
+    #[serde(default = "config_default::usize::<50>")]
     pub max_routes_per_service: usize,
     /// Distinct services; further services are counted as service `other`.
-    #[serde(default = "default_max_services")]
+    #[serde(default = "config_default::usize::<200>")]
     pub max_services: usize,
 }
 
-fn default_flush_interval_ms() -> u64 {
-    60_000
-}
 fn default_thresholds() -> Vec<u32> {
     vec![300]
-}
-fn default_max_routes() -> usize {
-    50
-}
-fn default_max_services() -> usize {
-    200
 }
 
 impl ComponentConfig for SpanMetricsConfig {
@@ -93,26 +80,28 @@ impl ComponentConfig for SpanMetricsConfig {
     }
 
     fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
-        if !(100..=3_600_000).contains(&self.flush_interval_ms) {
-            errs.push(
-                &path.key("flush_interval_ms"),
-                "must be between 100 and 3600000",
-            );
-        }
+        errs.within(
+            path,
+            &[("flush_interval_ms", self.flush_interval_ms, 100, 3_600_000)],
+        );
         if self.thresholds_ms.contains(&0) {
             errs.push(&path.key("thresholds_ms"), "thresholds must be above 0");
         }
         if self.thresholds_ms.len() > 10 {
             errs.push(&path.key("thresholds_ms"), "at most 10 thresholds");
         }
-        for (key, v) in [
-            ("max_routes_per_service", self.max_routes_per_service),
-            ("max_services", self.max_services),
-        ] {
-            if !(1..=10_000).contains(&v) {
-                errs.push(&path.key(key), "must be between 1 and 10000");
-            }
-        }
+        errs.within(
+            path,
+            &[
+                (
+                    "max_routes_per_service",
+                    self.max_routes_per_service,
+                    1,
+                    10_000,
+                ),
+                ("max_services", self.max_services, 1, 10_000),
+            ],
+        );
     }
 }
 

@@ -16,28 +16,24 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, Opts};
+use prometheus::IntCounterVec;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::span_metrics::is_error;
 use crate::event::{Ack, Event, EventBatch, SpanEvent};
 use crate::output::{Closed, Fanout};
-use crate::telemetry::{Outcome, Stats, register};
+use crate::telemetry::{Outcome, Stats, counter_family};
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::ComponentConfig;
 
 static TRACES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "vigil_tail_sampling_traces_total",
-                "Traces decided by a tail sampler, by decision (kept, dropped) and reason.",
-            ),
-            &["component", "decision", "reason"],
-        )
-        .expect("static metric definition"),
+    counter_family(
+        "vigil_tail_sampling_traces_total",
+        "Traces decided by a tail sampler, by decision (kept, dropped) and reason.",
+        &["component", "decision", "reason"],
     )
 });
 
@@ -45,64 +41,44 @@ static TRACES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 #[serde(deny_unknown_fields)]
 pub struct TailSamplingConfig {
     /// How long a trace's spans are held after its first span arrived.
-    #[serde(default = "default_decision_wait_ms")]
+    #[serde(default = "config_default::u64::<10_000>")]
     pub decision_wait_ms: u64,
     /// Traces with a span slower than this are kept.
-    #[serde(default = "default_latency_threshold_ms")]
+    #[serde(default = "config_default::u64::<1_000>")]
     pub latency_threshold_ms: u64,
     /// Share of the other traces kept, in percent (0–100).
     #[serde(default = "default_sample_percent")]
     pub sample_percent: f64,
     /// Most traces held at once; beyond, the oldest are decided early.
-    #[serde(default = "default_max_traces")]
+    #[serde(default = "config_default::usize::<50_000>")]
     pub max_traces: usize,
     /// Most spans held at once; beyond, the oldest traces are decided early.
-    #[serde(default = "default_max_spans")]
+    #[serde(default = "config_default::usize::<500_000>")]
     pub max_spans: usize,
     /// Decisions remembered for late spans.
-    #[serde(default = "default_max_decisions")]
+    #[serde(default = "config_default::usize::<200_000>")]
     pub max_decisions: usize,
 }
 
-fn default_decision_wait_ms() -> u64 {
-    10_000
-}
-fn default_latency_threshold_ms() -> u64 {
-    1_000
-}
 fn default_sample_percent() -> f64 {
     10.0
-}
-fn default_max_traces() -> usize {
-    50_000
-}
-fn default_max_spans() -> usize {
-    500_000
-}
-fn default_max_decisions() -> usize {
-    200_000
 }
 
 impl ComponentConfig for TailSamplingConfig {
     fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
-        if !(0.0..=100.0).contains(&self.sample_percent) {
-            errs.push(&path.key("sample_percent"), "must be between 0 and 100");
-        }
-        if !(1..=600_000).contains(&self.decision_wait_ms) {
-            errs.push(
-                &path.key("decision_wait_ms"),
-                "must be between 1 and 600000",
-            );
-        }
-        for (key, v) in [
-            ("max_traces", self.max_traces),
-            ("max_spans", self.max_spans),
-            ("max_decisions", self.max_decisions),
-        ] {
-            if !(1..=100_000_000).contains(&v) {
-                errs.push(&path.key(key), "must be between 1 and 100000000");
-            }
-        }
+        errs.within(path, &[("sample_percent", self.sample_percent, 0.0, 100.0)]);
+        errs.within(
+            path,
+            &[("decision_wait_ms", self.decision_wait_ms, 1, 600_000)],
+        );
+        errs.within(
+            path,
+            &[
+                ("max_traces", self.max_traces, 1, 100_000_000),
+                ("max_spans", self.max_spans, 1, 100_000_000),
+                ("max_decisions", self.max_decisions, 1, 100_000_000),
+            ],
+        );
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::event::{Attributes, Event};
 use crate::telemetry::{Outcome, Stats};
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 pub use cards::redact_cards;
@@ -16,7 +17,7 @@ pub use cards::redact_cards;
 #[serde(deny_unknown_fields)]
 pub struct RedactionConfig {
     /// Replace digit runs that look like payment cards (issuer prefix, length, Luhn check).
-    #[serde(default = "yes")]
+    #[serde(default = "config_default::yes")]
     pub cards: bool,
     /// Extra patterns, e.g. API keys or passwords in query strings.
     #[serde(default)]
@@ -29,10 +30,6 @@ pub struct SecretPattern {
     /// Shown in the marker: `[REDACTED:<name>]`.
     pub name: String,
     pub regex: String,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for RedactionConfig {

@@ -14,9 +14,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::SourceOutput;
-use vigil_common::config_error::{Errors, KeyPath};
 
-use crate::component::{ComponentConfig, parse};
+use crate::component::{ComponentConfig, Kind, Kinds, parse};
 
 /// A source as declared under `[sources.NAME]`.
 #[derive(Debug, Clone)]
@@ -28,45 +27,23 @@ pub enum SourceConfig {
     Otlp(otlp::OtlpSourceConfig),
 }
 
-impl SourceConfig {
-    pub const TYPES: &[&str] = &[
-        "file",
-        "internal_metrics",
-        "host_metrics",
-        "prometheus_scrape",
-        "otlp",
+impl Kinds for SourceConfig {
+    const KINDS: &'static [Kind<Self>] = &[
+        ("file", |t, p, e| parse(t, p, e).map(Self::File)),
+        ("internal_metrics", |t, p, e| {
+            parse(t, p, e).map(Self::InternalMetrics)
+        }),
+        ("host_metrics", |t, p, e| {
+            parse(t, p, e).map(Self::HostMetrics)
+        }),
+        ("prometheus_scrape", |t, p, e| {
+            parse(t, p, e).map(Self::PrometheusScrape)
+        }),
+        ("otlp", |t, p, e| parse(t, p, e).map(Self::Otlp)),
     ];
+}
 
-    pub(crate) fn parse(
-        kind: &str,
-        table: toml::Table,
-        path: &KeyPath,
-        errs: &mut Errors<'_>,
-    ) -> Option<Self> {
-        match kind {
-            "file" => parse(table, path, errs).map(Self::File),
-            "internal_metrics" => parse(table, path, errs).map(Self::InternalMetrics),
-            "host_metrics" => parse(table, path, errs).map(Self::HostMetrics),
-            "prometheus_scrape" => parse(table, path, errs).map(Self::PrometheusScrape),
-            "otlp" => parse(table, path, errs).map(Self::Otlp),
-            other => {
-                errs.unknown_type(path, other, Self::TYPES);
-                None
-            }
-        }
-    }
-
-    /// The `type` this was declared with.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::File(_) => "file",
-            Self::InternalMetrics(_) => "internal_metrics",
-            Self::HostMetrics(_) => "host_metrics",
-            Self::PrometheusScrape(_) => "prometheus_scrape",
-            Self::Otlp(_) => "otlp",
-        }
-    }
-
+impl SourceConfig {
     /// The component's own config, for what every component answers (see [`ComponentConfig`]).
     pub fn component(&self) -> &dyn ComponentConfig {
         match self {

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};
 
-use prometheus::{IntGaugeVec, Opts};
+use prometheus::IntGaugeVec;
 
-use super::register;
+use super::gauge_family;
 
 /// Consecutive failed requests after which a sink is reported unhealthy.
 pub const FAILURES_UNHEALTHY: u32 = 3;
@@ -21,15 +21,10 @@ pub struct SinkHealth {
 static SINKS: LazyLock<Mutex<BTreeMap<String, SinkHealth>>> = LazyLock::new(Default::default);
 
 static HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "vigil_sink_healthy",
-                "1 while a sink delivers, 0 after consecutive failed requests.",
-            ),
-            &["component"],
-        )
-        .expect("static metric definition"),
+    gauge_family(
+        "vigil_sink_healthy",
+        "1 while a sink delivers, 0 after consecutive failed requests.",
+        &["component"],
     )
 });
 

@@ -10,7 +10,7 @@ pub use sinks::FileLag;
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Registry holding every agent metric (served by the metrics endpoint, printed at shutdown).
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -23,29 +23,29 @@ pub fn register<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
     c
 }
 
+/// A counter family `name` with `labels`, registered in `REGISTRY`.
+pub fn counter_family(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition"))
+}
+
+/// A gauge family `name` with `labels`, registered in `REGISTRY`.
+pub fn gauge_family(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"))
+}
+
 static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "vigil_component_events_total",
-                "Events handled by a component, by outcome.",
-            ),
-            &["component", "outcome"],
-        )
-        .expect("static metric definition"),
+    counter_family(
+        "vigil_component_events_total",
+        "Events handled by a component, by outcome.",
+        &["component", "outcome"],
     )
 });
 
 static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "vigil_component_errors_total",
-                "Errors met by a component, by kind. The component keeps running.",
-            ),
-            &["component", "error"],
-        )
-        .expect("static metric definition"),
+    counter_family(
+        "vigil_component_errors_total",
+        "Errors met by a component, by kind. The component keeps running.",
+        &["component", "error"],
     )
 });
 
@@ -157,28 +157,18 @@ pub fn render_touch() {
 }
 
 static BUFFER_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "vigil_buffer_bytes_total",
-                "Bytes of a sink's disk buffer written, read, reclaimed or dropped.",
-            ),
-            &["component", "op"],
-        )
-        .expect("static metric definition"),
+    counter_family(
+        "vigil_buffer_bytes_total",
+        "Bytes of a sink's disk buffer written, read, reclaimed or dropped.",
+        &["component", "op"],
     )
 });
 
 static BUFFER_SIZE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
-    register(
-        prometheus::IntGaugeVec::new(
-            Opts::new(
-                "vigil_buffer_size_bytes",
-                "Bytes of a sink's disk buffer on disk now.",
-            ),
-            &["component"],
-        )
-        .expect("static metric definition"),
+    gauge_family(
+        "vigil_buffer_size_bytes",
+        "Bytes of a sink's disk buffer on disk now.",
+        &["component"],
     )
 });
 
@@ -190,15 +180,10 @@ pub fn buffer_bytes(component: &str, op: &str, n: u64) {
 }
 
 static BUFFER_MAX: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
-    register(
-        prometheus::IntGaugeVec::new(
-            Opts::new(
-                "vigil_buffer_max_bytes",
-                "The cap of a sink's disk buffer (its max_bytes).",
-            ),
-            &["component"],
-        )
-        .expect("static metric definition"),
+    gauge_family(
+        "vigil_buffer_max_bytes",
+        "The cap of a sink's disk buffer (its max_bytes).",
+        &["component"],
     )
 });
 

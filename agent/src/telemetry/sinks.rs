@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
 
-use super::{REGISTRY, Stats, register};
+use super::{REGISTRY, Stats, counter_family, gauge_family, register};
 
 static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
@@ -42,54 +42,34 @@ static BATCH_EVENTS: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "vigil_sink_retries_total",
-                "Requests a sink sends again after a failure (throttling, 5xx, network).",
-            ),
-            &["component"],
-        )
-        .expect("static metric definition"),
+    counter_family(
+        "vigil_sink_retries_total",
+        "Requests a sink sends again after a failure (throttling, 5xx, network).",
+        &["component"],
     )
 });
 
 static BUFFER_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "vigil_buffer_bytes",
-                "Bytes held in a component's buffer, waiting for delivery.",
-            ),
-            &["component"],
-        )
-        .expect("static metric definition"),
+    gauge_family(
+        "vigil_buffer_bytes",
+        "Bytes held in a component's buffer, waiting for delivery.",
+        &["component"],
     )
 });
 
 static BUFFER_EVENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "vigil_buffer_events",
-                "Events held in a component's buffer, waiting for delivery.",
-            ),
-            &["component"],
-        )
-        .expect("static metric definition"),
+    gauge_family(
+        "vigil_buffer_events",
+        "Events held in a component's buffer, waiting for delivery.",
+        &["component"],
     )
 });
 
 static FILE_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "vigil_file_lag_bytes",
-                "Bytes of a file not read yet (file size minus read position).",
-            ),
-            &["component", "file"],
-        )
-        .expect("static metric definition"),
+    gauge_family(
+        "vigil_file_lag_bytes",
+        "Bytes of a file not read yet (file size minus read position).",
+        &["component", "file"],
     )
 });
 

@@ -202,32 +202,22 @@ mod tests {
         m
     }
 
+    /// `vigil_component_events_total` of one component and outcome.
+    fn events(component: &str, outcome: &str, value: f64) -> MetricEvent {
+        let tags = [("component", component), ("outcome", outcome)];
+        counter("vigil_component_events_total", &tags, value)
+    }
+
     #[test]
     fn rates_come_from_the_difference_of_two_readings() {
         let before = Reading::from_metrics(&[
-            counter(
-                "vigil_component_events_total",
-                &[("component", "cw"), ("outcome", "received")],
-                100.0,
-            ),
-            counter(
-                "vigil_component_events_total",
-                &[("component", "cw"), ("outcome", "sent")],
-                90.0,
-            ),
+            events("cw", "received", 100.0),
+            events("cw", "sent", 90.0),
             counter("process_cpu_seconds_total", &[], 1.0),
         ]);
         let after = Reading::from_metrics(&[
-            counter(
-                "vigil_component_events_total",
-                &[("component", "cw"), ("outcome", "received")],
-                300.0,
-            ),
-            counter(
-                "vigil_component_events_total",
-                &[("component", "cw"), ("outcome", "sent")],
-                290.0,
-            ),
+            events("cw", "received", 300.0),
+            events("cw", "sent", 290.0),
             counter(
                 "vigil_component_errors_total",
                 &[("component", "cw"), ("error", "throttled")],
@@ -248,16 +238,8 @@ mod tests {
 
     #[test]
     fn a_restarted_agent_shows_no_negative_rates() {
-        let before = Reading::from_metrics(&[counter(
-            "vigil_component_events_total",
-            &[("component", "f"), ("outcome", "sent")],
-            1000.0,
-        )]);
-        let after = Reading::from_metrics(&[counter(
-            "vigil_component_events_total",
-            &[("component", "f"), ("outcome", "sent")],
-            10.0,
-        )]);
+        let before = Reading::from_metrics(&[events("f", "sent", 1000.0)]);
+        let after = Reading::from_metrics(&[events("f", "sent", 10.0)]);
         assert_eq!(
             View::between(&before, &after, Duration::from_secs(1)).rows[0].out_per_s,
             0.0

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::event::{Attributes, Event};
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::ComponentConfig;
@@ -26,23 +27,15 @@ pub struct EnrichConfig {
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
     /// Ask EC2 instance metadata (IMDSv2) for instance, zone, region and Auto Scaling group.
-    #[serde(default = "yes")]
+    #[serde(default = "config_default::yes")]
     pub ec2_metadata: bool,
     /// Ask the ECS task metadata endpoint v4 (`ECS_CONTAINER_METADATA_URI_V4`, set by ECS in
     /// every container) for cluster, task ARN, family, revision, zone and container name.
-    #[serde(default = "yes")]
+    #[serde(default = "config_default::yes")]
     pub ecs_metadata: bool,
     /// Time allowed for all metadata requests together (EC2 and ECS each).
-    #[serde(default = "default_imds_timeout_ms")]
+    #[serde(default = "config_default::u64::<1_000>")]
     pub imds_timeout_ms: u64,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_imds_timeout_ms() -> u64 {
-    1_000
 }
 
 impl ComponentConfig for EnrichConfig {
@@ -52,9 +45,7 @@ impl ComponentConfig for EnrichConfig {
                 errs.push(&path.key("attributes"), "attribute names must not be empty");
             }
         }
-        if self.imds_timeout_ms == 0 {
-            errs.push(&path.key("imds_timeout_ms"), "must be greater than 0");
-        }
+        errs.positive(path, &[("imds_timeout_ms", self.imds_timeout_ms)]);
     }
 }
 

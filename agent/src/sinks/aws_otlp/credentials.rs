@@ -45,7 +45,7 @@ impl CredentialsCache {
             .provider
             .provide_credentials()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| vigil_common::error_text::chain(&e))?;
         let refresh_at = credentials.expiry().map(|expiry| {
             let lifetime = expiry.duration_since(now).unwrap_or_default();
             expiry - REFRESH_BEFORE_EXPIRY.min(lifetime / 2)
@@ -61,15 +61,4 @@ impl CredentialsCache {
     pub async fn invalidate(&self) {
         *self.current.lock().await = None;
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

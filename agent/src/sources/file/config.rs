@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
@@ -21,25 +22,25 @@ pub struct FileSourceConfig {
     #[serde(default)]
     pub start_at: StartAt,
     /// Longest line kept whole; longer ones are truncated or split (and counted).
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(default = "config_default::usize::<{ 256 * 1024 }>")]
     pub max_line_bytes: usize,
     #[serde(default)]
     pub oversized_lines: OversizedLines,
     /// How many bytes of the first line identify a file. A file is read once its first line is
     /// complete or this long.
-    #[serde(default = "default_fingerprint_bytes")]
+    #[serde(default = "config_default::usize::<256>")]
     pub fingerprint_bytes: usize,
     /// How often files are checked for new data and the globs re-evaluated. After a few polls
     /// that found nothing, the wait doubles up to 1 s (or this value, if larger) until data
     /// comes again, so an idle agent barely wakes up.
-    #[serde(default = "default_poll_interval_ms")]
+    #[serde(default = "config_default::u64::<250>")]
     pub poll_interval_ms: u64,
     /// How long a rotated-away or deleted file is kept open after it last grew, so that a writer
     /// still holding it open loses nothing.
-    #[serde(default = "default_rotate_wait_ms")]
+    #[serde(default = "config_default::u64::<5_000>")]
     pub rotate_wait_ms: u64,
     /// Most events in one batch handed downstream.
-    #[serde(default = "default_max_batch_events")]
+    #[serde(default = "config_default::usize::<1_000>")]
     pub max_batch_events: usize,
     /// Regex with named groups matched against the file path; each group becomes an attribute,
     /// e.g. `^/var/log/shop/(?P<module>[^/]+)/` gives every line a `module`.
@@ -72,33 +73,11 @@ pub struct MultilineConfig {
     /// A line matching this regex starts a new event; others continue the current one.
     pub start_pattern: String,
     /// An event is complete when no continuation line came for this long.
-    #[serde(default = "default_multiline_timeout_ms")]
+    #[serde(default = "config_default::u64::<1_000>")]
     pub timeout_ms: u64,
     /// Most lines in one event; more start a new event.
-    #[serde(default = "default_multiline_max_lines")]
+    #[serde(default = "config_default::usize::<500>")]
     pub max_lines: usize,
-}
-
-fn default_max_line_bytes() -> usize {
-    256 * 1024
-}
-fn default_fingerprint_bytes() -> usize {
-    256
-}
-fn default_poll_interval_ms() -> u64 {
-    250
-}
-fn default_rotate_wait_ms() -> u64 {
-    5_000
-}
-fn default_max_batch_events() -> usize {
-    1_000
-}
-fn default_multiline_timeout_ms() -> u64 {
-    1_000
-}
-fn default_multiline_max_lines() -> usize {
-    500
 }
 
 impl ComponentConfig for FileSourceConfig {
@@ -128,12 +107,13 @@ impl ComponentConfig for FileSourceConfig {
         if self.fingerprint_bytes < 8 {
             errs.push(&path.key("fingerprint_bytes"), "must be at least 8");
         }
-        if self.poll_interval_ms == 0 {
-            errs.push(&path.key("poll_interval_ms"), "must be greater than 0");
-        }
-        if self.max_batch_events == 0 {
-            errs.push(&path.key("max_batch_events"), "must be greater than 0");
-        }
+        errs.positive(
+            path,
+            &[
+                ("poll_interval_ms", self.poll_interval_ms),
+                ("max_batch_events", self.max_batch_events as u64),
+            ],
+        );
         if let Some(re) = &self.path_fields {
             match regex::Regex::new(re) {
                 Ok(r) if r.capture_names().flatten().next().is_none() => errs.push(
@@ -149,12 +129,13 @@ impl ComponentConfig for FileSourceConfig {
             if let Err(e) = regex::Regex::new(&m.start_pattern) {
                 errs.push(&mp.key("start_pattern"), format!("invalid regex: {e}"));
             }
-            if m.timeout_ms == 0 {
-                errs.push(&mp.key("timeout_ms"), "must be greater than 0");
-            }
-            if m.max_lines == 0 {
-                errs.push(&mp.key("max_lines"), "must be greater than 0");
-            }
+            errs.positive(
+                &mp,
+                &[
+                    ("timeout_ms", m.timeout_ms),
+                    ("max_lines", m.max_lines as u64),
+                ],
+            );
         }
     }
 }

@@ -165,15 +165,9 @@ mod tests {
     fn a_line_of_exactly_the_limit_is_whole_when_its_crlf_falls_between_reads() {
         for mode in [OversizedLines::Truncate, OversizedLines::Split] {
             let mut s = LineSplitter::new(4, mode);
-            let (out, used) = lines(&mut s, b"abcd\r", 0);
-            assert_eq!((out, used), (vec![], 0), "{mode:?}");
-            let (out, used) = lines(&mut s, b"abcd\r\nx\n", 0);
-            assert_eq!(
-                out,
-                vec![("abcd".into(), 6, false), ("x".into(), 8, false)],
-                "{mode:?}"
-            );
-            assert_eq!(used, 8);
+            assert_eq!(lines(&mut s, b"abcd\r", 0), (vec![], 0), "{mode:?}");
+            let whole = vec![("abcd".into(), 6, false), ("x".into(), 8, false)];
+            assert_eq!(lines(&mut s, b"abcd\r\nx\n", 0), (whole, 8), "{mode:?}");
         }
     }
 
@@ -182,37 +176,26 @@ mod tests {
     #[test]
     fn every_piece_of_a_split_line_is_flagged_however_the_reads_fall() {
         let mut s = LineSplitter::new(4, OversizedLines::Split);
-        let (out, used) = lines(&mut s, b"abcdef", 0);
-        assert_eq!(out, vec![("abcd".into(), 4, true)]);
-        assert_eq!(used, 4);
-        let (out, used) = lines(&mut s, b"ef\nok\n", 4);
-        assert_eq!(out, vec![("ef".into(), 7, true), ("ok".into(), 10, false)]);
-        assert_eq!(used, 6);
+        let first = vec![("abcd".into(), 4, true)];
+        assert_eq!(lines(&mut s, b"abcdef", 0), (first, 4));
+        let rest = vec![("ef".into(), 7, true), ("ok".into(), 10, false)];
+        assert_eq!(lines(&mut s, b"ef\nok\n", 4), (rest, 6));
     }
 
     #[test]
     fn splits_complete_lines_and_keeps_the_partial_one() {
         let mut s = LineSplitter::new(100, OversizedLines::Truncate);
-        let (out, used) = lines(&mut s, b"a\r\nbb\nccc", 10);
-        assert_eq!(out, vec![("a".into(), 13, false), ("bb".into(), 16, false)]);
-        assert_eq!(used, 6);
+        let complete = vec![("a".into(), 13, false), ("bb".into(), 16, false)];
+        assert_eq!(lines(&mut s, b"a\r\nbb\nccc", 10), (complete, 6));
     }
 
     #[test]
     fn truncates_long_lines_and_drops_their_tail_across_reads() {
         let mut s = LineSplitter::new(4, OversizedLines::Truncate);
-        let (out, used) = lines(&mut s, b"0123456789", 0);
-        assert_eq!(
-            out,
-            vec![("0123".into(), 4, true), ("<skip>".into(), 10, false)]
-        );
-        assert_eq!(used, 10);
-        let (out, used) = lines(&mut s, b"ab\nok\n", 10);
-        assert_eq!(
-            out,
-            vec![("<skip>".into(), 13, false), ("ok".into(), 16, false)]
-        );
-        assert_eq!(used, 6);
+        let cut = vec![("0123".into(), 4, true), ("<skip>".into(), 10, false)];
+        assert_eq!(lines(&mut s, b"0123456789", 0), (cut, 10));
+        let tail = vec![("<skip>".into(), 13, false), ("ok".into(), 16, false)];
+        assert_eq!(lines(&mut s, b"ab\nok\n", 10), (tail, 6));
     }
 
     #[test]

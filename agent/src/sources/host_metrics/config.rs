@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
@@ -14,13 +15,13 @@ use crate::component::{ComponentConfig, Signals};
 #[serde(deny_unknown_fields)]
 pub struct HostMetricsConfig {
     /// How often to collect; at least 1000 (1 s).
-    #[serde(default = "default_interval_ms")]
+    #[serde(default = "config_default::u64::<60_000>")]
     pub interval_ms: u64,
     /// What to collect; all of them by default.
     #[serde(default = "Collector::all")]
     pub collectors: Vec<Collector>,
     /// Also emit CPU time per logical core (the host total is always emitted).
-    #[serde(default = "default_true")]
+    #[serde(default = "config_default::yes")]
     pub cpu_per_core: bool,
     /// Module processes to follow (CPU, memory, restarts).
     #[serde(default)]
@@ -63,13 +64,6 @@ pub struct ProcessConfig {
     pub name: Option<String>,
     /// A file holding the process id.
     pub pidfile: Option<PathBuf>,
-}
-
-fn default_interval_ms() -> u64 {
-    60_000
-}
-fn default_true() -> bool {
-    true
 }
 
 pub const MIN_INTERVAL_MS: u64 = 1_000;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{Ack, Event, MetricEvent, MetricValue, Temporality, now_ms};
 use crate::output::SourceOutput;
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
@@ -20,12 +21,8 @@ use crate::component::{ComponentConfig, Signals};
 #[serde(deny_unknown_fields)]
 pub struct InternalMetricsConfig {
     /// How often the metrics are read.
-    #[serde(default = "default_interval_secs")]
+    #[serde(default = "config_default::u64::<60>")]
     pub interval_secs: u64,
-}
-
-fn default_interval_secs() -> u64 {
-    60
 }
 
 impl ComponentConfig for InternalMetricsConfig {
@@ -34,9 +31,7 @@ impl ComponentConfig for InternalMetricsConfig {
     }
 
     fn validate(&self, path: &KeyPath, errs: &mut Errors<'_>) {
-        if !(1..=3600).contains(&self.interval_secs) {
-            errs.push(&path.key("interval_secs"), "must be between 1 and 3600");
-        }
+        errs.within(path, &[("interval_secs", self.interval_secs, 1, 3600)]);
     }
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
@@ -12,51 +13,36 @@ use crate::component::{ComponentConfig, Signals};
 #[serde(deny_unknown_fields)]
 pub struct OtlpSourceConfig {
     /// Serve OTLP/gRPC.
-    #[serde(default = "yes")]
+    #[serde(default = "config_default::yes")]
     pub grpc: bool,
     #[serde(default = "default_grpc_address")]
     pub grpc_address: String,
     /// Serve OTLP/HTTP (protobuf and JSON).
-    #[serde(default = "yes")]
+    #[serde(default = "config_default::yes")]
     pub http: bool,
     #[serde(default = "default_http_address")]
     pub http_address: String,
     /// Largest request accepted, in bytes, both as received and after gzip decompression.
-    #[serde(default = "default_max_request_bytes")]
+    #[serde(default = "config_default::usize::<{ 4 * 1024 * 1024 }>")]
     pub max_request_bytes: usize,
     /// How long a request may wait for room in the pipeline before the client is told to retry
     /// (HTTP 503 with `Retry-After`, gRPC `UNAVAILABLE` with `RetryInfo`).
-    #[serde(default = "default_backpressure_wait_ms")]
+    #[serde(default = "config_default::u64::<500>")]
     pub backpressure_wait_ms: u64,
     /// Requests being decoded or waiting for the pipeline at once; more are told to retry
     /// right away, so memory stays bounded however many clients send.
-    #[serde(default = "default_max_concurrent_requests")]
+    #[serde(default = "config_default::usize::<64>")]
     pub max_concurrent_requests: usize,
     /// Seconds the retry answer asks clients to wait.
-    #[serde(default = "default_retry_after_secs")]
+    #[serde(default = "config_default::u64::<1>")]
     pub retry_after_secs: u64,
 }
 
-fn yes() -> bool {
-    true
-}
 fn default_grpc_address() -> String {
     "127.0.0.1:4317".to_owned()
 }
 fn default_http_address() -> String {
     "127.0.0.1:4318".to_owned()
-}
-fn default_max_request_bytes() -> usize {
-    4 * 1024 * 1024
-}
-fn default_backpressure_wait_ms() -> u64 {
-    500
-}
-fn default_max_concurrent_requests() -> usize {
-    64
-}
-fn default_retry_after_secs() -> u64 {
-    1
 }
 
 impl ComponentConfig for OtlpSourceConfig {
@@ -80,18 +66,23 @@ impl ComponentConfig for OtlpSourceConfig {
                 );
             }
         }
-        if !(1024..=256 * 1024 * 1024).contains(&self.max_request_bytes) {
-            errs.push(
-                &path.key("max_request_bytes"),
-                "must be between 1024 and 268435456",
-            );
-        }
-        if !(1..=10_000).contains(&self.max_concurrent_requests) {
-            errs.push(
-                &path.key("max_concurrent_requests"),
-                "must be between 1 and 10000",
-            );
-        }
+        errs.within(
+            path,
+            &[
+                (
+                    "max_request_bytes",
+                    self.max_request_bytes,
+                    1024,
+                    256 * 1024 * 1024,
+                ),
+                (
+                    "max_concurrent_requests",
+                    self.max_concurrent_requests,
+                    1,
+                    10_000,
+                ),
+            ],
+        );
         if self.backpressure_wait_ms > 60_000 {
             errs.push(&path.key("backpressure_wait_ms"), "must be at most 60000");
         }

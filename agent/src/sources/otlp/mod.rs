@@ -182,9 +182,7 @@ pub fn decode_into(
     json: bool,
     budget: usize,
 ) -> Result<(Vec<Event>, Rejected), DecodeError> {
-    use crate::otlp::{decode, proto};
-    use prost::Message;
-    let bad = |e: String| DecodeError::Malformed(e);
+    use crate::otlp::decode;
     // What the decoder would allocate before any event exists: refused up front.
     let items = if json {
         Some(prescan::json_items(body))
@@ -199,40 +197,29 @@ pub fn decode_into(
         return Err(DecodeError::OverBudget);
     }
     let mut out = decode::Budgeted::new(budget);
-    let rejected = match (signal, json) {
-        (Signal::Traces, false) => decode::traces(
-            proto::collector::trace::v1::ExportTraceServiceRequest::decode(body)
-                .map_err(|e| bad(e.to_string()))?,
-            &mut out,
-        ),
-        (Signal::Traces, true) => decode::traces(
-            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
-            &mut out,
-        ),
-        (Signal::Metrics, false) => decode::metrics(
-            proto::collector::metrics::v1::ExportMetricsServiceRequest::decode(body)
-                .map_err(|e| bad(e.to_string()))?,
-            &mut out,
-        ),
-        (Signal::Metrics, true) => decode::metrics(
-            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
-            &mut out,
-        ),
-        (Signal::Logs, false) => decode::logs(
-            proto::collector::logs::v1::ExportLogsServiceRequest::decode(body)
-                .map_err(|e| bad(e.to_string()))?,
-            &mut out,
-        ),
-        (Signal::Logs, true) => decode::logs(
-            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
-            &mut out,
-        ),
+    let rejected = match signal {
+        Signal::Traces => decode::traces(request(body, json)?, &mut out),
+        Signal::Metrics => decode::metrics(request(body, json)?, &mut out),
+        Signal::Logs => decode::logs(request(body, json)?, &mut out),
     };
     use decode::Collect;
     if out.is_full() {
         return Err(DecodeError::OverBudget);
     }
     Ok((out.events, rejected))
+}
+
+/// An export request read from its body: OTLP/JSON or protobuf.
+fn request<R>(body: &[u8], json: bool) -> Result<R, DecodeError>
+where
+    R: prost::Message + Default + serde::de::DeserializeOwned,
+{
+    let read = if json {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        R::decode(body).map_err(|e| e.to_string())
+    };
+    read.map_err(DecodeError::Malformed)
 }
 
 pub struct OtlpSource {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use vigil_common::config_default;
 use vigil_common::config_error::{Errors, KeyPath};
 
 use crate::component::{ComponentConfig, Signals};
@@ -13,16 +14,16 @@ use crate::component::{ComponentConfig, Signals};
 #[serde(deny_unknown_fields)]
 pub struct PrometheusScrapeConfig {
     pub targets: Vec<TargetConfig>,
-    #[serde(default = "default_interval_ms")]
+    #[serde(default = "config_default::u64::<60_000>")]
     pub interval_ms: u64,
     /// Whole scrape (connect, answer, body) of one target; at most `interval_ms`.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "config_default::u64::<10_000>")]
     pub timeout_ms: u64,
     /// Most sample lines taken from one target per scrape; more fails the scrape.
-    #[serde(default = "default_max_series")]
+    #[serde(default = "config_default::usize::<50_000>")]
     pub max_series: usize,
     /// Largest body read from one target; a bigger one fails the scrape.
-    #[serde(default = "default_max_body_bytes")]
+    #[serde(default = "config_default::usize::<{ 32 * 1024 * 1024 }>")]
     pub max_body_bytes: usize,
     /// The `job` tag; the source name by default.
     pub job: Option<String>,
@@ -48,19 +49,6 @@ pub struct TargetConfig {
     pub timeout_ms: Option<u64>,
 }
 
-fn default_interval_ms() -> u64 {
-    60_000
-}
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-fn default_max_series() -> usize {
-    50_000
-}
-fn default_max_body_bytes() -> usize {
-    32 * 1024 * 1024
-}
-
 impl ComponentConfig for PrometheusScrapeConfig {
     fn emits(&self, _inputs: Signals) -> Signals {
         Signals::METRICS
@@ -82,12 +70,13 @@ impl ComponentConfig for PrometheusScrapeConfig {
                 ),
             );
         }
-        if self.max_series == 0 {
-            errs.push(&path.key("max_series"), "must be greater than 0");
-        }
-        if self.max_body_bytes == 0 {
-            errs.push(&path.key("max_body_bytes"), "must be greater than 0");
-        }
+        errs.positive(
+            path,
+            &[
+                ("max_series", self.max_series as u64),
+                ("max_body_bytes", self.max_body_bytes as u64),
+            ],
+        );
         let mut seen = std::collections::BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let at = path.key("targets").index(i);

@@ -20,40 +20,31 @@ pub use config::{PrometheusScrapeConfig, TargetConfig};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{IntCounterVec, IntGaugeVec};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Ack, Event, MetricEvent, Tags, now_ms};
 use crate::output::SourceOutput;
-use crate::telemetry::{Stats, register};
+use crate::telemetry::{Stats, counter_family, gauge_family};
+use vigil_common::error_text;
 
 /// A failing target is logged at most this often (and when it changes state).
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 static FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "vigil_scrape_failures_total",
-                "Failed scrapes of a Prometheus target, by reason.",
-            ),
-            &["component", "target", "reason"],
-        )
-        .expect("static metric definition"),
+    counter_family(
+        "vigil_scrape_failures_total",
+        "Failed scrapes of a Prometheus target, by reason.",
+        &["component", "target", "reason"],
     )
 });
 
 static UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "vigil_scrape_target_up",
-                "1 if the last scrape of a Prometheus target succeeded, else 0.",
-            ),
-            &["component", "target"],
-        )
-        .expect("static metric definition"),
+    gauge_family(
+        "vigil_scrape_target_up",
+        "1 if the last scrape of a Prometheus target succeeded, else 0.",
+        &["component", "target"],
     )
 });
 
@@ -297,7 +288,7 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Vec<u8>, (Re
         .send()
         .await
         // reqwest's errors name the URL, credentials and all.
-        .map_err(|e| (Reason::Connection, error_chain(&e.without_url())))?;
+        .map_err(|e| (Reason::Connection, error_text::chain(&e.without_url())))?;
     if !resp.status().is_success() {
         return Err((Reason::HttpStatus, format!("HTTP {}", resp.status())));
     }
@@ -315,7 +306,7 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Vec<u8>, (Re
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| (Reason::Connection, error_chain(&e.without_url())))?
+        .map_err(|e| (Reason::Connection, error_text::chain(&e.without_url())))?
     {
         if body.len() + chunk.len() > limit {
             return Err((
@@ -326,15 +317,4 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Vec<u8>, (Re
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }

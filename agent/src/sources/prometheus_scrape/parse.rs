@@ -628,6 +628,17 @@ mod tests {
         parse(text, &opts, &mut out).map(|_| out)
     }
 
+    /// Options for the tests that time the parser: up to `max_series`, no deadline.
+    fn quick(extra: &Tags, max_series: usize) -> Options<'_> {
+        Options {
+            max_series,
+            default_timestamp_ms: 1,
+            start_ms: 0,
+            extra_tags: extra,
+            deadline: None,
+        }
+    }
+
     fn tag<'a>(m: &'a MetricEvent, k: &str) -> Option<&'a str> {
         m.tags.get(k).map(String::as_str)
     }
@@ -787,13 +798,7 @@ mod tests {
         let line = format!("m{{{}}} 1\n", labels.join(","));
         let started = std::time::Instant::now();
         let extra = Tags::new();
-        let opts = Options {
-            max_series: 10,
-            default_timestamp_ms: 1,
-            start_ms: 0,
-            extra_tags: &extra,
-            deadline: None,
-        };
+        let opts = quick(&extra, 10);
         let mut out = Vec::new();
         parse(&line, &opts, &mut out).unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
@@ -809,11 +814,8 @@ mod tests {
             .collect();
         let extra = Tags::new();
         let opts = Options {
-            max_series: 1_000_000,
-            default_timestamp_ms: 1,
-            start_ms: 0,
-            extra_tags: &extra,
             deadline: Some(std::time::Instant::now()),
+            ..quick(&extra, 1_000_000)
         };
         let e = parse(&text, &opts, &mut Vec::new()).unwrap_err();
         assert!(e.timed_out, "{e}");
