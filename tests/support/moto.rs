@@ -99,9 +99,20 @@ impl Moto {
             .expect("reset moto");
     }
 
-    /// Everything moto recorded (sent SNS notifications, SES messages, ...), as JSON.
+    /// Everything moto recorded (sent SNS notifications, SES messages, ...), as JSON. moto
+    /// serialises its whole state for this, which takes seconds on a busy 2-core machine: the
+    /// deadline is 30 s, not the 5 s of a single API call.
     pub fn data(&self) -> String {
-        http_get(&format!("{}/moto-api/data.json", self.endpoint)).expect("read moto data")
+        let url = format!("{}/moto-api/data.json", self.endpoint);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let read = agent
+            .get(&url)
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string());
+        read.expect("read moto data")
     }
 
     /// Starts moto's request recorder (`/moto-api/recorder/start-recording`); requests from

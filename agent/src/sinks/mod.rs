@@ -15,9 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::event::EventBatch;
 use crate::telemetry::Stats;
-use vigil_common::config_error::{Errors, KeyPath};
 
-use crate::component::{ComponentConfig, parse};
+use crate::component::{ComponentConfig, Kind, Kinds, parse};
 
 /// A sink as declared under `[sinks.NAME]`.
 #[derive(Debug, Clone)]
@@ -30,36 +29,22 @@ pub enum SinkConfig {
     AwsOtlp(aws_otlp::AwsOtlpConfig),
 }
 
-impl SinkConfig {
-    pub const TYPES: &[&str] = &[
-        "console",
-        "cloudwatch_logs",
-        "cloudwatch_metrics",
-        "xray",
-        "newrelic",
-        "aws_otlp",
+impl Kinds for SinkConfig {
+    const KINDS: &'static [Kind<Self>] = &[
+        ("console", |t, p, e| parse(t, p, e).map(Self::Console)),
+        ("cloudwatch_logs", |t, p, e| {
+            parse(t, p, e).map(Self::CloudWatchLogs)
+        }),
+        ("cloudwatch_metrics", |t, p, e| {
+            parse(t, p, e).map(Self::CloudWatchMetrics)
+        }),
+        ("xray", |t, p, e| parse(t, p, e).map(Self::XRay)),
+        ("newrelic", |t, p, e| parse(t, p, e).map(Self::NewRelic)),
+        ("aws_otlp", |t, p, e| parse(t, p, e).map(Self::AwsOtlp)),
     ];
+}
 
-    pub(crate) fn parse(
-        kind: &str,
-        table: toml::Table,
-        path: &KeyPath,
-        errs: &mut Errors<'_>,
-    ) -> Option<Self> {
-        match kind {
-            "console" => parse(table, path, errs).map(Self::Console),
-            "cloudwatch_logs" => parse(table, path, errs).map(Self::CloudWatchLogs),
-            "cloudwatch_metrics" => parse(table, path, errs).map(Self::CloudWatchMetrics),
-            "xray" => parse(table, path, errs).map(Self::XRay),
-            "newrelic" => parse(table, path, errs).map(Self::NewRelic),
-            "aws_otlp" => parse(table, path, errs).map(Self::AwsOtlp),
-            other => {
-                errs.unknown_type(path, other, Self::TYPES);
-                None
-            }
-        }
-    }
-
+impl SinkConfig {
     /// The `type` this was declared with.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -33,7 +33,7 @@ use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
 use crate::otlp::{EncodeLimits, Encoder, Truncations};
 use crate::sinks::driver::settings::Settings;
-use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule};
+use crate::sinks::driver::{self, Batches, Dispatch, Intake, Ready, Schedule};
 use crate::sinks::newrelic::EntityResources;
 use crate::sinks::otlp_http::batch::{OpenOtlp, Scoped, count_truncations};
 use crate::telemetry::{Outcome, Stats};
@@ -137,16 +137,8 @@ impl AwsOtlpSink {
     }
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
-        let request = self.config.request_settings();
-        let dispatch = Dispatch::start(
-            &self.name,
-            self.service,
-            self.stats.clone(),
-            request,
-            0,
-            Lanes::Shared,
-        );
-        let batch = self.config.batch_settings();
+        let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
+        let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
         let (timeout, max) = (batch.timeout, batch.max_events);
         let (traces, logs) = (Arc::clone(&self.traces), Arc::clone(&self.logs));
         let intake = Exports {

@@ -54,6 +54,11 @@ impl<B: Backend> Dispatch<B> {
         Self::new(delivery, lanes)
     }
 
+    /// [`Dispatch::start`] for the common case: shared lanes, no unprocessed items.
+    pub fn shared(name: &str, backend: B, stats: Stats, request: RequestSettings) -> Self {
+        Self::start(name, backend, stats, request, 0, Lanes::Shared)
+    }
+
     pub fn new(delivery: Delivery<B>, lanes: Lanes) -> Self {
         let permits = match lanes {
             Lanes::Shared => delivery.concurrency,

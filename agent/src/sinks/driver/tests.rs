@@ -157,13 +157,23 @@ async fn deliver_one(
     items: Vec<u32>,
     name: &str,
 ) -> (Tally, Arc<Double>, Stats, Vec<AckStatus>) {
-    let (d, double, stats) = delivery(scripted(answers), name);
+    deliver_with(scripted(answers), items, name).await
+}
+
+/// Delivers `items` as one request with one ack through `double`.
+async fn deliver_with(
+    double: Double,
+    items: Vec<u32>,
+    name: &str,
+) -> (Tally, Arc<Double>, Stats, Vec<AckStatus>) {
+    let (d, double, stats) = delivery(double, name);
     let (ack, mut rx) = acked();
+    let request = Items(items);
     let tally = d
         .deliver(
             &0,
             Job {
-                request: Items(items),
+                request,
                 acks: vec![ack],
             },
         )
@@ -230,18 +240,7 @@ async fn a_refused_item_is_isolated_by_halving_and_the_rest_is_delivered() {
         poisoned: HashSet::from([6]),
         ..Double::default()
     };
-    let (d, double, stats) = delivery(double, "drv_split");
-    let (ack, mut rx) = acked();
-    let items: Vec<u32> = (0..11).collect();
-    let tally = d
-        .deliver(
-            &0,
-            Job {
-                request: Items(items),
-                acks: vec![ack],
-            },
-        )
-        .await;
+    let (tally, double, stats, acks) = deliver_with(double, (0..11).collect(), "drv_split").await;
     assert_eq!(
         tally,
         Tally {
@@ -254,7 +253,7 @@ async fn a_refused_item_is_isolated_by_halving_and_the_rest_is_delivered() {
     assert_eq!(stored, [0, 1, 2, 3, 4, 5, 7, 8, 9, 10]);
     // Order is kept: halves go out first half first.
     assert_eq!(*double.stored.lock().unwrap(), stored);
-    assert_eq!(settled(&mut rx), [AckStatus::Delivered]);
+    assert_eq!(acks, [AckStatus::Delivered]);
     assert_eq!(stats.get(Outcome::Rejected), 1);
     assert_eq!(stats.get(Outcome::Sent), 10);
 }

@@ -35,7 +35,7 @@ use crate::otlp::encode::log_scope;
 use crate::otlp::value::ValueLimits;
 use crate::otlp::{EncodeLimits, Encoder, Truncations};
 use crate::sinks::driver::settings::Settings;
-use crate::sinks::driver::{self, Batches, Dispatch, Intake, Lanes, Ready, Schedule, TooLarge};
+use crate::sinks::driver::{self, Batches, Dispatch, Intake, Ready, Schedule, TooLarge};
 use crate::sinks::otlp_http::batch::{OpenOtlp, OtlpItem, Scoped, count_truncations};
 use crate::telemetry::{Outcome, Stats};
 use service::Service;
@@ -94,16 +94,8 @@ impl NewRelicSink {
     }
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
-        let request = self.config.request_settings();
-        let dispatch = Dispatch::start(
-            &self.name,
-            self.service,
-            self.stats.clone(),
-            request,
-            0,
-            Lanes::Shared,
-        );
-        let batch = self.config.batch_settings();
+        let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
+        let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
         let (timeout, max) = (batch.timeout, batch.max_events);
         let intake = Exports {
             spans: Batches::new(open(&self.encoder), max, timeout),
