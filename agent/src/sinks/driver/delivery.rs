@@ -24,6 +24,9 @@ use super::backend::{Backend, Job, Payload, Verdict};
 use crate::sinks::driver::backoff;
 use crate::telemetry::{Outcome, Stats};
 
+/// The shortest wait between two attempts (also backoff's floor).
+const MIN_WAIT: Duration = Duration::from_millis(10);
+
 /// How long and how often to try.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -155,8 +158,10 @@ impl<B: Backend> Delivery<B> {
                 self.stats.count(Outcome::Retried, items);
                 self.stats.retry();
                 self.stats.error("request_failed");
+                // A `Retry-After` is capped, and a zero one still waits a little: a backend that
+                // keeps saying "now" must not be called in a tight loop.
                 let delay = match after {
-                    Some(d) => d.min(self.policy.max_backoff),
+                    Some(d) => d.min(self.policy.max_backoff).max(MIN_WAIT),
                     None => backoff(attempt, self.policy.max_backoff),
                 };
                 // The first failure and then every tenth: a long outage must not flood the log.

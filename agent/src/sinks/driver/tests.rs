@@ -215,6 +215,7 @@ async fn retry_after_is_honoured_up_to_the_backoff_cap() {
     let answers = [
         Answer::RetryAfter(Duration::from_millis(150)),
         Answer::RetryAfter(Duration::from_secs(600)),
+        Answer::RetryAfter(Duration::ZERO),
     ];
     let (tally, double, _, acks) = deliver_one(&answers, vec![1], "drv_retry_after").await;
     assert_eq!(tally.sent, 1);
@@ -232,6 +233,8 @@ async fn retry_after_is_honoured_up_to_the_backoff_cap() {
     // 600 s asked, capped at max_backoff.
     let second = at[2] - at[1] - step;
     assert!(second >= POLICY.max_backoff && second <= POLICY.max_backoff + SLACK);
+    // "Now" still waits a little: never a tight loop.
+    assert!(at[3] - at[2] - step >= Duration::from_millis(10));
 }
 
 #[tokio::test]
