@@ -94,9 +94,19 @@ where
 impl Service {
     pub async fn new(name: &str, config: &CloudWatchLogsConfig, stats: Stats) -> Self {
         let sdk = vigil_common::aws::load().await;
+        Self::with_sdk(name, config, stats, &sdk)
+    }
+
+    /// The service on a given SDK configuration (tests point it at a stand-in).
+    pub fn with_sdk(
+        name: &str,
+        config: &CloudWatchLogsConfig,
+        stats: Stats,
+        sdk: &aws_config::SdkConfig,
+    ) -> Self {
         // Retries are the driver's: they must never give up on accepted data, and must back
         // off per stream; the SDK's own retries would only multiply the attempts.
-        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()

@@ -38,9 +38,14 @@ pub struct Service {
 impl Service {
     pub async fn new(config: &XRayConfig) -> Self {
         let sdk = vigil_common::aws::load().await;
+        Self::with_sdk(config, &sdk)
+    }
+
+    /// The service on a given SDK configuration (tests point it at a stand-in).
+    pub fn with_sdk(config: &XRayConfig, sdk: &aws_config::SdkConfig) -> Self {
         // Retries are the driver's (never give up on throttling; retry only unprocessed
         // documents).
-        let conf = aws_sdk_xray::config::Builder::from(&sdk)
+        let conf = aws_sdk_xray::config::Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
