@@ -212,7 +212,7 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener, port: u16) {
 }
 
 /// Reads an HTTP/1.1 message head (up to the blank line) and whatever body bytes came with it.
-fn read_head(stream: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>)>> {
+pub(crate) fn read_head(stream: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
     loop {
@@ -228,7 +228,7 @@ fn read_head(stream: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>)
     }
 }
 
-fn content_length(head: &str) -> usize {
+pub(crate) fn content_length(head: &str) -> usize {
     head.lines()
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))

@@ -11,6 +11,7 @@ mod fault_proxy;
 mod moto;
 mod otlp_receiver;
 mod process;
+mod scripted_backend;
 mod shop_sim;
 pub mod slack;
 mod systemd_host;
@@ -21,6 +22,7 @@ pub use fault_proxy::{FaultProxy, Faults, ProxyCounts};
 pub use moto::{Moto, http_get, log_group_messages, put_minutes};
 pub use otlp_receiver::{Failure, OtlpReceiver, Received};
 pub use process::{ChildGuard, free_port, wait_until};
+pub use scripted_backend::{Canned, Recorded, ScriptedBackend};
 pub use shop_sim::{ShopSim, SimSeries, SimSummary, xray_trace_id};
 pub use systemd_host::{SystemdHost, repo_root};
 

@@ -4,6 +4,8 @@
 pub mod aws_otlp;
 pub mod cloudwatch_logs;
 pub mod cloudwatch_metrics;
+#[cfg(test)]
+mod conformance;
 pub mod console;
 pub mod driver;
 pub mod encoding;

@@ -15,6 +15,8 @@ mod config;
 mod credentials;
 pub mod request;
 mod service;
+#[cfg(test)]
+mod tests;
 
 pub use config::{
     AwsOtlpConfig, MAX_LOG_REQUEST_BYTES, MAX_LOG_REQUEST_RECORDS, MAX_RESOURCE_SCOPE_BYTES,

@@ -15,6 +15,8 @@ mod request;
 mod resume;
 mod service;
 pub(crate) mod template;
+#[cfg(test)]
+mod tests;
 
 pub use config::CloudWatchLogsConfig;
 pub use overflow::OVERFLOW_STREAM;

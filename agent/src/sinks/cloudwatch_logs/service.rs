@@ -92,9 +92,20 @@ where
 
 impl Service {
     pub async fn new(name: &str, config: &CloudWatchLogsConfig, stats: Stats) -> Self {
+        let sdk = vigil_common::aws::load().await;
+        Self::with_sdk(name, config, stats, sdk)
+    }
+
+    /// The service on a given SDK configuration (tests point it at a stand-in).
+    pub fn with_sdk(
+        name: &str,
+        config: &CloudWatchLogsConfig,
+        stats: Stats,
+        sdk: aws_config::SdkConfig,
+    ) -> Self {
         let request = config.request_settings();
         // Retries are the driver's.
-        let sdk = vigil_common::aws::load_without_retries(request.timeout).await;
+        let sdk = vigil_common::aws::without_retries(sdk, request.timeout);
         Self {
             name: name.to_owned(),
             client: Client::new(&sdk),

@@ -13,6 +13,8 @@ mod config;
 pub mod emf;
 pub mod request;
 mod service;
+#[cfg(test)]
+mod tests;
 
 pub use config::{CloudWatchMetricsConfig, MAX_DIMENSIONS, Mode};
 
@@ -174,6 +176,8 @@ impl CloudWatchMetricsSink {
         let mut ok = 0;
         for event in &batch.events {
             let Event::Metric(m) = event else {
+                // Counted as rejected, as in the other sinks: every event received is accounted.
+                self.stats.count(Outcome::Rejected, 1);
                 self.stats.error("unsupported_signal");
                 continue;
             };

@@ -14,6 +14,8 @@ pub(crate) mod delta;
 mod entity;
 mod secret;
 mod service;
+#[cfg(test)]
+mod tests;
 
 pub use config::{
     EU_ENDPOINT, LicenseKeySource, MAX_ARRAY_ENTRIES, MAX_PAYLOAD_BYTES, MAX_VALUE_CHARS,

@@ -10,6 +10,8 @@
 mod config;
 pub mod segment;
 mod service;
+#[cfg(test)]
+mod tests;
 
 pub use config::XRayConfig;
 

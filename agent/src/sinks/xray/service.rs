@@ -21,10 +21,14 @@ pub struct Service {
 
 impl Service {
     pub async fn new(config: &XRayConfig) -> Self {
+        Self::with_sdk(config, vigil_common::aws::load().await)
+    }
+
+    /// The service on a given SDK configuration (tests point it at a stand-in).
+    pub fn with_sdk(config: &XRayConfig, sdk: aws_config::SdkConfig) -> Self {
         // Retries are the driver's (never give up on throttling; retry only unprocessed
         // documents).
-        let timeout = config.request_settings().timeout;
-        let sdk = vigil_common::aws::load_without_retries(timeout).await;
+        let sdk = vigil_common::aws::without_retries(sdk, config.request_settings().timeout);
         Self {
             client: Client::new(&sdk),
         }
