@@ -113,6 +113,35 @@ pub mod otlp {
     use crate::sinks::driver::{Payload, Verdict};
     use crate::sinks::otlp_http::batch::OtlpRequest;
 
+    /// How a test checks one verdict.
+    pub type Check = fn(&Verdict<OtlpRequest>) -> bool;
+
+    /// The answers both OTLP/HTTP sinks retry: 429 and 503 with the `Retry-After` to honour,
+    /// 500 and 408 without.
+    pub fn retried() -> [(&'static str, Canned, Check); 4] {
+        use std::time::Duration;
+        [
+            (
+                "throttled, with Retry-After",
+                failure(429, "rate limited").with_header("Retry-After", "4"),
+                |v| matches!(v, Verdict::Retry { after: Some(d), .. } if *d == Duration::from_secs(4)),
+            ),
+            (
+                "unavailable, with Retry-After",
+                failure(503, "unavailable").with_header("Retry-After", "1"),
+                |v| matches!(v, Verdict::Retry { after: Some(d), .. } if *d == Duration::from_secs(1)),
+            ),
+            (
+                "5xx",
+                failure(500, "internal"),
+                |v| matches!(v, Verdict::Retry { after: None, why } if why.contains("500")),
+            ),
+            ("request timeout", failure(408, "timeout"), |v| {
+                matches!(v, Verdict::Retry { after: None, .. })
+            }),
+        ]
+    }
+
     /// A verdict for assertion messages (an export request has no `Debug`).
     pub fn describe(verdict: &Verdict<OtlpRequest>) -> String {
         match verdict {

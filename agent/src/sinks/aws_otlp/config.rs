@@ -88,13 +88,9 @@ impl AwsOtlpConfig {
 }
 
 impl Settings for AwsOtlpConfig {
-    const BATCH: BatchLimits = BatchLimits {
-        // X-Ray takes at most 10,000 spans a request (logs are cut at 10,000 records too).
-        max_events: (MAX_TRACE_REQUEST_SPANS, MAX_TRACE_REQUEST_SPANS),
-        // Requests are cut at the endpoints' own byte limits (5 MB traces, 1 MiB logs).
-        max_bytes: None,
-        timeout_ms: 1_000,
-    };
+    /// X-Ray takes at most 10,000 spans a request (logs are cut at 10,000 records too);
+    /// requests are cut at the endpoints' own byte limits (5 MB traces, 1 MiB logs).
+    const BATCH: BatchLimits = BatchLimits::by_count(MAX_TRACE_REQUEST_SPANS, 1_000);
     const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
 
     fn tables(&self) -> (&BatchConfig, &RequestConfig) {

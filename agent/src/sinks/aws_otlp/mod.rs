@@ -141,14 +141,17 @@ impl AwsOtlpSink {
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
         let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
         let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
-        let (timeout, max) = (batch.timeout, batch.max_events);
         let (traces, logs) = (Arc::clone(&self.traces), Arc::clone(&self.logs));
         let intake = Exports {
-            spans: Batches::new(move || OpenOtlp::new(Arc::clone(&traces)), max, timeout),
+            spans: Batches::new(
+                move || OpenOtlp::new(Arc::clone(&traces)),
+                batch.max_events,
+                batch.timeout,
+            ),
             records: Batches::new(
                 move || OpenOtlp::new(Arc::clone(&logs)),
-                max.min(MAX_LOG_REQUEST_RECORDS),
-                timeout,
+                batch.max_events.min(MAX_LOG_REQUEST_RECORDS),
+                batch.timeout,
             ),
             name: self.name,
             stats: self.stats,

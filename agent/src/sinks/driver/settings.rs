@@ -42,6 +42,18 @@ pub struct BatchLimits {
     pub timeout_ms: u64,
 }
 
+impl BatchLimits {
+    /// A sink whose requests are limited by their count only (the backend's own byte limit is
+    /// kept by the request itself): `max_events` is both the default and the largest allowed.
+    pub const fn by_count(max_events: usize, timeout_ms: u64) -> BatchLimits {
+        BatchLimits {
+            max_events: (max_events, max_events),
+            max_bytes: None,
+            timeout_ms,
+        }
+    }
+}
+
 /// `batch`, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSettings {

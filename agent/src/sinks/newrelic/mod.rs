@@ -98,11 +98,10 @@ impl NewRelicSink {
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
         let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
         let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
-        let (timeout, max) = (batch.timeout, batch.max_events);
         let intake = Exports {
-            spans: Batches::new(open(&self.encoder), max, timeout),
-            metrics: Batches::new(open(&self.encoder), max, timeout),
-            logs: Batches::new(open(&self.encoder), max, timeout),
+            spans: Batches::new(open(&self.encoder), batch.max_events, batch.timeout),
+            metrics: Batches::new(open(&self.encoder), batch.max_events, batch.timeout),
+            logs: Batches::new(open(&self.encoder), batch.max_events, batch.timeout),
             encoder: self.encoder,
             stats: self.stats,
             delta: DeltaConverter::new(now_ms()),

@@ -10,11 +10,10 @@ use super::service::Service;
 use super::*;
 use crate::event::LogEvent;
 use crate::sinks::conformance::otlp::{
-    decode_logs, describe, failure, logs, logs_ok, logs_partial, records,
+    Check, decode_logs, describe, failure, logs, logs_ok, logs_partial, records, retried,
 };
 use crate::sinks::conformance::{Counts, run_to_completion};
 use crate::sinks::driver::{Backend, Verdict};
-use crate::sinks::otlp_http::batch::OtlpRequest;
 
 const LOGS: &str = "/v1/logs";
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -29,8 +28,7 @@ fn service(backend: &ScriptedBackend) -> Service {
 async fn every_answer_is_classified() {
     let backend = ScriptedBackend::start();
     let service = service(&backend);
-    type Check = fn(&Verdict<OtlpRequest>) -> bool;
-    let table: [(&str, Canned, Check); 10] = [
+    let table: [(&str, Canned, Check); 2] = [
         ("accepted", logs_ok(), |v| {
             matches!(v, Verdict::Accepted { rejected: 0, .. })
         }),
@@ -39,24 +37,8 @@ async fn every_answer_is_classified() {
             logs_partial(2),
             |v| matches!(v, Verdict::Accepted { rejected: 2, why } if why.contains("too old")),
         ),
-        (
-            "throttled, with Retry-After",
-            failure(429, "rate limited").with_header("Retry-After", "7"),
-            |v| matches!(v, Verdict::Retry { after: Some(d), .. } if *d == Duration::from_secs(7)),
-        ),
-        (
-            "unavailable, with Retry-After",
-            failure(503, "unavailable").with_header("Retry-After", "2"),
-            |v| matches!(v, Verdict::Retry { after: Some(d), .. } if *d == Duration::from_secs(2)),
-        ),
-        (
-            "5xx",
-            failure(500, "internal"),
-            |v| matches!(v, Verdict::Retry { after: None, why } if why.contains("500")),
-        ),
-        ("request timeout", failure(408, "timeout"), |v| {
-            matches!(v, Verdict::Retry { after: None, .. })
-        }),
+    ];
+    let rest: [(&str, Canned, Check); 4] = [
         (
             "refused",
             failure(400, "bad payload"),
@@ -74,7 +56,7 @@ async fn every_answer_is_classified() {
             |v| matches!(v, Verdict::Retry { after: None, .. }),
         ),
     ];
-    for (what, answer, check) in table {
+    for (what, answer, check) in table.into_iter().chain(retried()).chain(rest) {
         backend.script(LOGS, [answer]);
         let verdict = service.send(&(), &mut logs(3)).await;
         assert!(check(&verdict), "{what}: {}", describe(&verdict));

@@ -54,12 +54,8 @@ fn default_unprocessed_retries() -> u32 {
 }
 
 impl Settings for XRayConfig {
-    const BATCH: BatchLimits = BatchLimits {
-        // Documents per PutTraceSegments call (API limit 50).
-        max_events: (MAX_REQUEST_DOCUMENTS, MAX_REQUEST_DOCUMENTS),
-        max_bytes: None,
-        timeout_ms: 1_000,
-    };
+    /// Documents per PutTraceSegments call (API limit 50).
+    const BATCH: BatchLimits = BatchLimits::by_count(MAX_REQUEST_DOCUMENTS, 1_000);
     const REQUEST: RequestDefaults = RequestDefaults::NETWORK;
 
     fn tables(&self) -> (&BatchConfig, &RequestConfig) {
