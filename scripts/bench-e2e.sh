@@ -13,6 +13,9 @@
 #   BENCH_LINES=200000 SKIP_IDLE=1 scripts/bench-e2e.sh
 #   BENCH_SINK_TOML="stream_queue_requests = 2" BENCH_AGENT_TOML="memory_limit_bytes = 67108864" ...
 #                                       # experiments: extra config lines (printed with the figures)
+#   NO_BUILD=1 SKIP_BURST=1 SKIP_IDLE=1 AGENT_BIN=~/.cache/vigil/vigil-agent.old scripts/bench-e2e.sh
+#                                       # only the steady run, of another agent binary (to compare
+#                                       # builds in one session: alternate them, CPU varies ±30 %)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -26,14 +29,17 @@ if [ -z "${NO_BUILD:-}" ]; then
     cargo build --release --locked -p vigil-agent -p vigil-bench
 fi
 bin="$CARGO_TARGET_DIR/release"
+agent=${AGENT_BIN:-$bin/vigil-agent}
 work=${BENCH_WORK:-$VIGIL_CACHE/bench-e2e}
 mkdir -p "$work"
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), $(git rev-parse --short HEAD)"
-for buffer in disk memory; do
-    "$bin/vigil-bench-e2e" --agent "$bin/vigil-agent" --work "$work" burst --lines "$LINES" --buffer "$buffer"
-done
-"$bin/vigil-bench-e2e" --agent "$bin/vigil-agent" --work "$work" steady --rate 10000 --seconds "$STEADY_SECONDS"
+if [ -z "${SKIP_BURST:-}" ]; then
+    for buffer in disk memory; do
+        "$bin/vigil-bench-e2e" --agent "$agent" --work "$work" burst --lines "$LINES" --buffer "$buffer"
+    done
+fi
+"$bin/vigil-bench-e2e" --agent "$agent" --work "$work" steady --rate 10000 --seconds "$STEADY_SECONDS"
 if [ -z "${SKIP_IDLE:-}" ]; then
-    BENCH_SECONDS=$IDLE_SECONDS AGENT_BIN="$bin/vigil-agent" scripts/bench-idle.sh
+    BENCH_SECONDS=$IDLE_SECONDS AGENT_BIN="$agent" scripts/bench-idle.sh
 fi

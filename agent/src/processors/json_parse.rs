@@ -59,9 +59,11 @@ impl JsonParse {
             {
                 log.timestamp_ms = ms;
             }
-            for (k, v) in fields {
-                log.attributes.entry(k).or_insert(v);
-            }
+            // The parsed fields become the map and the source's few fields (`file`, ...) are
+            // put back over them: the same result as adding each parsed field unless the source
+            // set it, for one or two inserts a line instead of one per field.
+            let from_source = std::mem::replace(&mut log.attributes, fields);
+            log.attributes.extend(from_source);
             log.structured = true;
         }
     }

@@ -26,24 +26,32 @@ pub fn redact_cards(text: &str) -> Option<(String, usize)> {
             i += 1;
             continue;
         }
-        let groups = digit_groups(bytes, i);
+        let mut groups = Groups::default();
+        digit_groups(bytes, i, &mut groups);
+        let groups = &groups.spans[..groups.len];
         let run_end = groups.last().map(|g| g.1).unwrap_or(i);
-        // The run must stand alone.
-        if run_end < bytes.len() && is_word(bytes[run_end]) {
-            i = run_end;
+        // The run must stand alone, and hold a card's 13 digits at least (timestamps, ids and
+        // dates, the common runs, are shorter: skipped without further work).
+        let digit_count: usize = groups.iter().map(|(s, e)| e - s).sum();
+        if (run_end < bytes.len() && is_word(bytes[run_end])) || digit_count < 13 {
+            i = run_end.max(i + 1);
             continue;
         }
         // Try spans of whole groups, leftmost first (a run may hold two cards side by side).
         let mut g = 0;
         while g < groups.len() {
             let mut matched = None;
-            let mut digits = Vec::with_capacity(19);
+            let mut digits = [0u8; 19];
+            let mut n = 0;
             for (h, &(s, e)) in groups.iter().enumerate().skip(g) {
-                digits.extend(bytes[s..e].iter().map(|b| b - b'0'));
-                if digits.len() > 19 {
+                if n + (e - s) > 19 {
                     break;
                 }
-                if is_card(&digits) {
+                for (d, b) in digits[n..].iter_mut().zip(&bytes[s..e]) {
+                    *d = b - b'0';
+                }
+                n += e - s;
+                if is_card(&digits[..n]) {
                     matched = Some(h);
                 }
             }
@@ -72,20 +80,30 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// Most digit groups one run is split into.
+const MAX_GROUPS: usize = 8;
+
+/// The digit groups of one run, on the stack: this runs for every digit run of every line.
+#[derive(Default)]
+struct Groups {
+    spans: [(usize, usize); MAX_GROUPS],
+    len: usize,
+}
+
 /// Digit groups `(start, end)` of the run starting at `i`, separated by single ' ' or '-'.
-fn digit_groups(bytes: &[u8], mut i: usize) -> Vec<(usize, usize)> {
-    let mut groups = Vec::new();
+fn digit_groups(bytes: &[u8], mut i: usize, groups: &mut Groups) {
     loop {
         let start = i;
         while i < bytes.len() && bytes[i].is_ascii_digit() {
             i += 1;
         }
-        groups.push((start, i));
+        groups.spans[groups.len] = (start, i);
+        groups.len += 1;
         let sep = i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'-');
-        if sep && i + 1 < bytes.len() && bytes[i + 1].is_ascii_digit() && groups.len() < 8 {
+        if sep && i + 1 < bytes.len() && bytes[i + 1].is_ascii_digit() && groups.len < MAX_GROUPS {
             i += 1;
         } else {
-            return groups;
+            return;
         }
     }
 }

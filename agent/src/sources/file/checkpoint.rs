@@ -109,9 +109,10 @@ impl Checkpoints {
                 .map(|(k, v)| (format!("{k:016x}"), v.clone()))
                 .collect(),
         };
+        // Serialised in memory first: straight into the file it took one write() per token.
+        let bytes = serde_json::to_vec(&doc)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &doc)?;
-        tmp.flush()?;
+        tmp.write_all(&bytes)?;
         tmp.as_file().sync_data()?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
         // The rename itself must reach the disk to survive a power cut.

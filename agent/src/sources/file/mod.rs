@@ -152,6 +152,17 @@ impl FileSource {
                 idle_polls = 0;
             } else {
                 idle_polls = idle_polls.saturating_add(1);
+            }
+            // A file stopped at its read budget (or not read yet): read on at once. Caught up
+            // with every file: wait for the next poll even right after reading, so a steadily
+            // written file is read in slices of one poll interval — a few full batches, one
+            // fsync and one checkpoint each, instead of a small batch every few lines.
+            let more = read_any
+                && state
+                    .files
+                    .values()
+                    .any(|t| !t.at_eof && t.read_offset != u64::MAX);
+            if !more {
                 let left = idle_wait(poll, idle_polls).saturating_sub(started.elapsed());
                 self.wait_idle(&mut state, left, &stopped, &stop);
             }
