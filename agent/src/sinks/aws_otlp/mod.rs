@@ -9,7 +9,7 @@
 //! against the endpoints' published limits item by item ([`request`]): a span over 200 KB, a
 //! resource+scope over 16 KB or a time outside 14 days back / 2 hours ahead is dropped and
 //! counted, never sent to have the whole request refused. Requests are cut at 5 MB (traces) or
-//! 1 MiB (logs) uncompressed and `batch_max_events` items. Delivery: [`service`].
+//! 1 MiB (logs) uncompressed and `batch.max_events` items. Delivery: [`service`].
 
 mod config;
 mod credentials;

@@ -2,7 +2,7 @@
 //! current credentials), and what the answer means for the delivery driver.
 //!
 //! 429, 408, 5xx, timeouts and network errors back off (full jitter, `Retry-After` honoured up to
-//! `max_backoff_ms`) and retry forever; 403 does too, after dropping the cached credentials (an
+//! `request.max_backoff_ms`) and retry forever; 403 does too, after dropping the cached credentials (an
 //! expired or rotated key); 400 and 413 halve the request until the refused item is isolated
 //! and counted; other 4xx refuse the request (counted). A 2xx may carry a partial success, whose
 //! rejected items are counted.

@@ -2,10 +2,10 @@
 //!
 //! Events are converted as they arrive ([`crate::otlp::encode`]) into one request per signal,
 //! grouped by resource and scope; a request is cut when the next item would take it over
-//! `batch_max_bytes` (New Relic refuses payloads over 1 MB), when it holds `batch_max_events`
-//! items, or after `batch_timeout_ms`. Attribute values are cut to 4,095 characters and arrays
+//! `batch.max_bytes` (New Relic refuses payloads over 1 MB), when it holds `batch.max_events`
+//! items, or after `batch.timeout_ms`. Attribute values are cut to 4,095 characters and arrays
 //! to 64 entries (counted). Cumulative counters and histograms become deltas per series
-//! ([`delta`]). Up to `concurrency` requests are in flight; beyond that the sink stops reading
+//! ([`delta`]). Up to `request.concurrency` requests are in flight; beyond that the sink stops reading
 //! its queue, which slows its sources (the OTLP source then answers "retry later"). A batch is
 //! acknowledged once every request carrying its events was answered for good by New Relic.
 

@@ -1,5 +1,5 @@
 //! One attempt at sending a request to New Relic, and what the answer means for the delivery
-//! driver: `429` and `503` wait for `Retry-After` (capped at `max_backoff_ms`), other 5xx, 408,
+//! driver: `429` and `503` wait for `Retry-After` (capped at `request.max_backoff_ms`), other 5xx, 408,
 //! timeouts and network errors back off exponentially with full jitter; any other 4xx is a
 //! permanent refusal (counted as rejected and logged with New Relic's answer). A 2xx may report
 //! a partial success, whose rejected items are counted too.

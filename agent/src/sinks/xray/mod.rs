@@ -2,8 +2,8 @@
 //! PutTraceSegments in calls of at most 50 documents ([`service`]).
 //!
 //! Each span becomes one document, converted as it arrives; documents gather into a request
-//! until it holds `batch_max_documents` or `batch_timeout_ms` passed, and the shared delivery
-//! driver ([`crate::sinks::driver`]) sends it, up to `concurrency` at once; beyond that the sink
+//! until it holds `batch.max_events` or `batch.timeout_ms` passed, and the shared delivery
+//! driver ([`crate::sinks::driver`]) sends it, up to `request.concurrency` at once; beyond that the sink
 //! stops taking input (backpressure). A batch is acknowledged once all of its documents are
 //! answered for good, whichever request finishes last.
 
