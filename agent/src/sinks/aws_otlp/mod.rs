@@ -141,15 +141,14 @@ impl AwsOtlpSink {
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
         let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
         let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
-        let (traces, logs) = (Arc::clone(&self.traces), Arc::clone(&self.logs));
         let intake = Exports {
             spans: Batches::new(
-                move || OpenOtlp::new(Arc::clone(&traces)),
+                OpenOtlp::maker(&self.traces),
                 batch.max_events,
                 batch.timeout,
             ),
             records: Batches::new(
-                move || OpenOtlp::new(Arc::clone(&logs)),
+                OpenOtlp::maker(&self.logs),
                 batch.max_events.min(MAX_LOG_REQUEST_RECORDS),
                 batch.timeout,
             ),

@@ -28,7 +28,7 @@ use crate::event::{Ack, AckStatus, Event, EventBatch, LogEvent, MetricEvent, ack
 use crate::sinks::cloudwatch_logs::template::Template;
 use crate::sinks::cloudwatch_logs::{CloudWatchLogsConfig, CloudWatchLogsSink};
 use crate::sinks::driver::settings::RequestConfig;
-use crate::sinks::driver::{Delivery, Job, RetryPolicy};
+use crate::sinks::driver::{Delivery, Job, RetryPolicy, sleep_until_due};
 use crate::telemetry::{Outcome, Stats};
 use crate::text::truncate_chars;
 use aggregate::{Added, Aggregator, SeriesKey};
@@ -138,21 +138,16 @@ impl CloudWatchMetricsSink {
                 .or_else(|| pending.front().map(|p| p.last_period))
                 .map(|p| {
                     let due_ms = p.saturating_add(period_ms + grace_ms);
-                    Duration::from_millis(due_ms.saturating_sub(now_ms()).max(0) as u64)
+                    let wait = due_ms.saturating_sub(now_ms()).max(0) as u64;
+                    tokio::time::Instant::now() + Duration::from_millis(wait)
                 });
-            let wait = async {
-                match due {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
                     let (last_period, events) = self.take(&batch, &mut agg);
                     pending.push_back(PendingAck { last_period, events, ack: batch.ack });
                 }
-                _ = wait => {
+                _ = sleep_until_due(due) => {
                     let last_start = now_ms() - grace_ms - period_ms;
                     self.flush(&mut agg, &mut pending, last_start).await;
                 }

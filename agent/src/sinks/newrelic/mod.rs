@@ -99,9 +99,21 @@ impl NewRelicSink {
         let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
         let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
         let intake = Exports {
-            spans: Batches::new(open(&self.encoder), batch.max_events, batch.timeout),
-            metrics: Batches::new(open(&self.encoder), batch.max_events, batch.timeout),
-            logs: Batches::new(open(&self.encoder), batch.max_events, batch.timeout),
+            spans: Batches::new(
+                OpenOtlp::maker(&self.encoder),
+                batch.max_events,
+                batch.timeout,
+            ),
+            metrics: Batches::new(
+                OpenOtlp::maker(&self.encoder),
+                batch.max_events,
+                batch.timeout,
+            ),
+            logs: Batches::new(
+                OpenOtlp::maker(&self.encoder),
+                batch.max_events,
+                batch.timeout,
+            ),
             encoder: self.encoder,
             stats: self.stats,
             delta: DeltaConverter::new(now_ms()),
@@ -166,12 +178,6 @@ impl Intake for Exports {
     fn open(&mut self) -> impl Schedule<Service> + '_ {
         (&mut self.spans, &mut self.metrics, &mut self.logs)
     }
-}
-
-/// Makes an empty request of one signal for the driver's batches.
-fn open<I: OtlpItem>(encoder: &Arc<Encoder>) -> impl Fn() -> OpenOtlp<I> + Send + 'static {
-    let encoder = Arc::clone(encoder);
-    move || OpenOtlp::new(Arc::clone(&encoder))
 }
 
 fn add<I: OtlpItem>(

@@ -103,6 +103,12 @@ impl<I: OtlpItem> OpenOtlp<I> {
             pending: Pending::default(),
         }
     }
+
+    /// Makes empty requests with `encoder`, for the driver's [`crate::sinks::driver::Batches`].
+    pub fn maker(encoder: &Arc<Encoder>) -> impl Fn() -> Self + Send + 'static {
+        let encoder = Arc::clone(encoder);
+        move || Self::new(Arc::clone(&encoder))
+    }
 }
 
 impl<I: OtlpItem> Open for OpenOtlp<I> {
