@@ -55,7 +55,7 @@ pub struct AwsOtlpSink {
     config: AwsOtlpConfig,
     traces: Arc<Encoder>,
     logs: Arc<Encoder>,
-    service: Service,
+    dispatch: Dispatch<Service>,
     stats: Stats,
 }
 
@@ -129,29 +129,20 @@ impl AwsOtlpSink {
         )?;
         let (traces, logs) = encoders(&config, &region);
         Ok(Self {
+            dispatch: Dispatch::shared(name, service, stats.clone(), config.request_settings()),
             name: name.to_owned(),
             config,
             traces: Arc::new(traces),
             logs: Arc::new(logs),
-            service,
             stats,
         })
     }
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
-        let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
-        let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
+        let batch = self.config.batch_settings();
         let intake = Exports {
-            spans: Batches::new(
-                OpenOtlp::maker(&self.traces),
-                batch.max_events,
-                batch.timeout,
-            ),
-            records: Batches::new(
-                OpenOtlp::maker(&self.logs),
-                batch.max_events.min(MAX_LOG_REQUEST_RECORDS),
-                batch.timeout,
-            ),
+            spans: OpenOtlp::batches(&self.traces, batch),
+            records: OpenOtlp::batches(&self.logs, batch.at_most(MAX_LOG_REQUEST_RECORDS)),
             name: self.name,
             stats: self.stats,
             traces: self.traces,
@@ -160,7 +151,7 @@ impl AwsOtlpSink {
             entities: EntityResources::default(),
             span_check: SpanCheck::default(),
         };
-        driver::run(intake, rx, dispatch).await;
+        driver::run(intake, rx, self.dispatch).await;
     }
 }
 

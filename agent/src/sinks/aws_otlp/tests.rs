@@ -174,11 +174,17 @@ async fn conformance() {
     backend.when_body_contains(LOGS, "event 31", logs_partial(2), 1);
     let stats = Stats::new("aws_otlp_conformance");
     let (traces, logs) = encoders(&config, "us-east-1");
+    let request = config.request_settings();
     let sink = AwsOtlpSink {
+        dispatch: Dispatch::shared(
+            "aws_otlp_conformance",
+            service(&backend),
+            stats.clone(),
+            request,
+        ),
         name: "aws_otlp_conformance".into(),
         traces: Arc::new(traces),
         logs: Arc::new(logs),
-        service: service(&backend),
         config,
         stats: stats.clone(),
     };

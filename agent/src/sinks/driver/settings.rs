@@ -63,6 +63,16 @@ pub struct BatchSettings {
     pub timeout: Duration,
 }
 
+impl BatchSettings {
+    /// The same, with at most `max_events` items a request (a signal with a lower limit).
+    pub fn at_most(self, max_events: usize) -> BatchSettings {
+        BatchSettings {
+            max_events: self.max_events.min(max_events),
+            ..self
+        }
+    }
+}
+
 impl BatchConfig {
     pub fn resolve(&self, limits: &BatchLimits) -> BatchSettings {
         BatchSettings {

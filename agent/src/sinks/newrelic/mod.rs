@@ -43,10 +43,9 @@ use crate::telemetry::{Outcome, Stats};
 use service::Service;
 
 pub struct NewRelicSink {
-    name: String,
     config: NewRelicConfig,
     encoder: Arc<Encoder>,
-    service: Service,
+    dispatch: Dispatch<Service>,
     stats: Stats,
 }
 
@@ -87,39 +86,25 @@ impl NewRelicSink {
         let service = Service::new(config.endpoint(), key, config.request_settings().timeout)?;
         tracing::info!(sink = name, endpoint = %config.endpoint(), "New Relic sink ready");
         Ok(Self {
-            name: name.to_owned(),
+            dispatch: Dispatch::shared(name, service, stats.clone(), config.request_settings()),
             encoder: Arc::new(encoder(&config)),
             config,
-            service,
             stats,
         })
     }
 
     pub async fn run(self, rx: mpsc::Receiver<EventBatch>) {
-        let (request, batch) = (self.config.request_settings(), self.config.batch_settings());
-        let dispatch = Dispatch::shared(&self.name, self.service, self.stats.clone(), request);
+        let batch = self.config.batch_settings();
         let intake = Exports {
-            spans: Batches::new(
-                OpenOtlp::maker(&self.encoder),
-                batch.max_events,
-                batch.timeout,
-            ),
-            metrics: Batches::new(
-                OpenOtlp::maker(&self.encoder),
-                batch.max_events,
-                batch.timeout,
-            ),
-            logs: Batches::new(
-                OpenOtlp::maker(&self.encoder),
-                batch.max_events,
-                batch.timeout,
-            ),
+            spans: OpenOtlp::batches(&self.encoder, batch),
+            metrics: OpenOtlp::batches(&self.encoder, batch),
+            logs: OpenOtlp::batches(&self.encoder, batch),
             encoder: self.encoder,
             stats: self.stats,
             delta: DeltaConverter::new(now_ms()),
             entities: EntityResources::default(),
         };
-        driver::run(intake, rx, dispatch).await;
+        driver::run(intake, rx, self.dispatch).await;
     }
 }
 

@@ -106,10 +106,15 @@ async fn conformance() {
     backend.when_body_contains(LOGS, "poisoned", failure(400, "bad record"), usize::MAX);
     backend.when_body_contains(LOGS, "event 31", logs_partial(2), 1);
     let stats = Stats::new("newrelic_conformance");
+    let request = config.request_settings();
     let sink = NewRelicSink {
-        name: "newrelic_conformance".into(),
+        dispatch: Dispatch::shared(
+            "newrelic_conformance",
+            service(&backend),
+            stats.clone(),
+            request,
+        ),
         encoder: Arc::new(encoder(&config)),
-        service: service(&backend),
         config,
         stats: stats.clone(),
     };

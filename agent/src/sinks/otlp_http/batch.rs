@@ -2,6 +2,7 @@
 //! grouped by resource and scope ([`OpenOtlp`]), closed into an export request that can be
 //! halved and is compressed once however often it is sent ([`OtlpRequest`]).
 
+use std::hash::Hash;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,7 +16,8 @@ use crate::event::Resource;
 use crate::otlp::encode::Pending;
 use crate::otlp::split::{items, split};
 use crate::otlp::{Encoded, Encoder, Truncations};
-use crate::sinks::driver::{Open, Payload, TooLarge};
+use crate::sinks::driver::settings::BatchSettings;
+use crate::sinks::driver::{Batches, Open, Payload, TooLarge};
 use crate::telemetry::{Outcome, Stats};
 
 /// One export request and its item count.
@@ -104,10 +106,15 @@ impl<I: OtlpItem> OpenOtlp<I> {
         }
     }
 
-    /// Makes empty requests with `encoder`, for the driver's [`crate::sinks::driver::Batches`].
-    pub fn maker(encoder: &Arc<Encoder>) -> impl Fn() -> Self + Send + 'static {
+    /// The driver's open requests of this signal, per key: cut at the encoder's byte limit and
+    /// as `batch` says (item count, age).
+    pub fn batches<K: Clone + Eq + Hash>(
+        encoder: &Arc<Encoder>,
+        batch: BatchSettings,
+    ) -> Batches<K, Self> {
         let encoder = Arc::clone(encoder);
-        move || Self::new(Arc::clone(&encoder))
+        let make = move || Self::new(Arc::clone(&encoder));
+        Batches::new(make, batch.max_events, batch.timeout)
     }
 }
 
