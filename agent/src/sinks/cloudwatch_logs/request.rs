@@ -3,7 +3,8 @@
 //! no more than 24 hours between the first and last event, events in chronological order, each
 //! event at most `max_event_bytes`, and no event more than 14 days old or 2 hours ahead.
 
-use serde::Deserialize;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::sinks::driver::{Open, Payload, TooLarge};
 use crate::telemetry::{Outcome, Stats};
@@ -72,6 +73,54 @@ impl Request {
         }
         self.events.sort_by_key(|(ts, _)| *ts);
         before - self.events.len()
+    }
+}
+
+impl Request {
+    /// The PutLogEvents body (awsJson 1.1) for this request to `group`/`stream`. Written here
+    /// rather than by the SDK, whose JSON writer escapes strings a character at a time: with
+    /// messages that are JSON lines, full of quotes, that was a sixth of the agent's CPU in the
+    /// end-to-end benchmark. serde_json copies the runs between escapes whole.
+    pub fn body(&self, group: &str, stream: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            log_group_name: &'a str,
+            log_stream_name: &'a str,
+            log_events: Events<'a>,
+        }
+        struct Events<'a>(&'a [(i64, String)]);
+        impl Serialize for Events<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for (timestamp, message) in self.0 {
+                    seq.serialize_element(&Event { timestamp, message })?;
+                }
+                seq.end()
+            }
+        }
+        struct Event<'a> {
+            timestamp: &'a i64,
+            message: &'a str,
+        }
+        impl Serialize for Event<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(2))?;
+                map.serialize_entry("timestamp", self.timestamp)?;
+                map.serialize_entry("message", self.message)?;
+                map.end()
+            }
+        }
+        // Room for every message with a little escaping, so the body is rarely copied to grow.
+        let text: usize = self.events.iter().map(|(_, m)| m.len()).sum();
+        let mut out = Vec::with_capacity(text + text / 8 + 48 * self.events.len() + 256);
+        let body = Body {
+            log_group_name: group,
+            log_stream_name: stream,
+            log_events: Events(&self.events),
+        };
+        serde_json::to_writer(&mut out, &body).expect("strings and integers always serialize");
+        out
     }
 }
 
@@ -176,6 +225,25 @@ mod tests {
         q.push(0, "a".into());
         assert!(q.fits(MAX_SPAN_MS, 1));
         assert!(!q.fits(MAX_SPAN_MS + 1, 1));
+    }
+
+    #[test]
+    fn the_body_is_the_awsjson_put_log_events_input() {
+        let r = Request {
+            events: vec![(1, "{\"a\":\"é\\n\"}".into()), (2, "plain\ttext".into())],
+        };
+        let body: serde_json::Value = serde_json::from_slice(&r.body("/g\"1", "s")).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "logGroupName": "/g\"1",
+                "logStreamName": "s",
+                "logEvents": [
+                    {"timestamp": 1, "message": "{\"a\":\"é\\n\"}"},
+                    {"timestamp": 2, "message": "plain\ttext"},
+                ],
+            })
+        );
     }
 
     #[test]

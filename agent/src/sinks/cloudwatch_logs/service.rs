@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::error::SdkError;
-use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
+use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
+use aws_smithy_types::body::SdkBody;
 use tokio::sync::Semaphore;
 use vigil_common::aws_error::{code, error_text};
 
@@ -233,25 +234,27 @@ impl Backend for Service {
                 why: String::new(),
             };
         }
+        // The SDK is given no events, and its request's body is swapped for ours before signing:
+        // endpoint resolution, credentials, signing and reading the answer stay the SDK's, the
+        // events' serialisation is `Request::body`'s.
+        let body = bytes::Bytes::from(req.body(&id.group, &id.stream));
+        let length = body.len().to_string();
         let mut created = false;
         loop {
-            let events: Vec<InputLogEvent> = req
-                .events
-                .iter()
-                .filter_map(|(ts, m)| {
-                    InputLogEvent::builder()
-                        .timestamp(*ts)
-                        .message(m.clone())
-                        .build()
-                        .ok()
-                })
-                .collect();
+            let (body, length) = (body.clone(), length.clone());
             let result = self
                 .client
                 .put_log_events()
                 .log_group_name(&id.group)
                 .log_stream_name(&id.stream)
-                .set_log_events(Some(events))
+                .set_log_events(Some(Vec::new()))
+                .customize()
+                .mutate_request(move |request| {
+                    *request.body_mut() = SdkBody::from(body.clone());
+                    request
+                        .headers_mut()
+                        .insert("content-length", length.clone());
+                })
                 .send()
                 .await;
             let e = match result {
