@@ -13,8 +13,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 # prometheus-node-exporter and promtool (package prometheus) are Prometheus stand-ins;
 # logrotate rotates real files under the running agent in the end-to-end tests.
-# openssl makes the CA and server certificate of the STARTTLS test.
-debs=(prometheus-node-exporter prometheus logrotate openssl)
+# openssl makes the CA and server certificate of the STARTTLS test; make builds jemalloc (the
+# agent's allocator).
+debs=(prometheus-node-exporter prometheus logrotate openssl make)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
