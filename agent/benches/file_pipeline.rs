@@ -12,7 +12,7 @@ use std::time::Instant;
 use vigil_agent::event::{Event, LogEvent};
 use vigil_agent::processors::json_parse::{JsonParse, JsonParseConfig};
 use vigil_agent::redaction::{RedactionConfig, Redactor};
-use vigil_agent::sinks::cloudwatch_logs::{Limits, Pending};
+use vigil_agent::sinks::cloudwatch_logs::{Limits, Message, Pending};
 use vigil_agent::sinks::driver::Open;
 use vigil_agent::sinks::encoding::Encoding;
 use vigil_agent::sources::file::OversizedLines;
@@ -125,9 +125,9 @@ fn main() {
             parse.process(events, &stats);
             for e in events.drain(..) {
                 let Event::Log(log) = e else { continue };
-                let mut m = String::with_capacity(log.message.len() + 64);
-                Encoding::Json.encode(&log, &mut m);
-                if let Ok(Some(full)) = pending.add((log.timestamp_ms, m)) {
+                let mut m = Vec::with_capacity(log.message.len() + 64);
+                let len = Encoding::Json.encode_escaped(&log, &mut m);
+                if let Ok(Some(full)) = pending.add((log.timestamp_ms, Message::escaped(&m, len))) {
                     std::hint::black_box(full);
                     requests += 1;
                 }

@@ -21,7 +21,7 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks as f64 / hz)
 }
 
-/// A `/proc/PID/status` value in KiB (`VmRSS`, `VmHWM`).
+/// A `/proc/PID/status` value in KiB (`VmRSS`, `VmHWM`, `RssAnon`).
 pub fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("read /proc/{pid}/status"))?;

@@ -20,7 +20,7 @@ mod tests;
 
 pub use config::CloudWatchLogsConfig;
 pub use overflow::OVERFLOW_STREAM;
-pub use request::{Limits, OutOfRange, Pending, Request};
+pub use request::{Limits, Message, OutOfRange, Pending, Request};
 
 use tokio::sync::mpsc;
 
@@ -50,10 +50,10 @@ struct Streams {
     fixed: Option<StreamId>,
     limit: overflow::StreamLimit,
     batches: Batches<StreamId, Pending>,
-    /// Each message is written here, then copied into a string of exactly its length: requests
-    /// hold thousands of them, and a string grown while being written keeps up to twice its
+    /// Each message is written here, then copied into a buffer of exactly its length: requests
+    /// hold thousands of them, and a buffer grown while being written keeps up to twice its
     /// length.
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 impl CloudWatchLogsSink {
@@ -103,7 +103,7 @@ impl CloudWatchLogsSink {
                 batch.max_events,
                 batch.timeout,
             ),
-            scratch: String::new(),
+            scratch: Vec::new(),
             group: self.group,
             stream: self.stream,
             stats: self.stats,
@@ -150,14 +150,19 @@ impl Intake for Streams {
 }
 
 impl Streams {
-    /// The event's message as sent, cut to `max_event_bytes` (counted).
-    fn message(&mut self, log: &LogEvent) -> String {
+    /// The event's message as sent (escaped for the body), cut to `max_event_bytes` (counted).
+    fn message(&mut self, log: &LogEvent) -> Message {
         self.scratch.clear();
-        self.config.encoding.encode(log, &mut self.scratch);
-        if crate::text::truncate_bytes(&mut self.scratch, self.config.max_event_bytes) {
-            self.stats.count(Outcome::Truncated, 1);
+        let len = self.config.encoding.encode_escaped(log, &mut self.scratch);
+        if len <= self.config.max_event_bytes {
+            return Message::escaped(&self.scratch, len);
         }
-        self.scratch.clone()
+        // Rare: the text itself is cut (on a character boundary), then escaped.
+        let mut text = String::new();
+        self.config.encoding.encode(log, &mut text);
+        crate::text::truncate_bytes(&mut text, self.config.max_event_bytes);
+        self.stats.count(Outcome::Truncated, 1);
+        Message::new(&text)
     }
 
     fn route(&self, log: &LogEvent) -> StreamId {

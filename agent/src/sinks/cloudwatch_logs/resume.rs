@@ -12,12 +12,12 @@
 //! whether the repetition reaches the tail's end; if it does not, everything held is sent
 //! unchanged (a coincidence is never mistaken for a repeat: at worst a duplicate, never a loss).
 
-use super::request::Request;
+use super::request::{Message, Request};
 use crate::sinks::driver::Job;
 
 /// The newest events of a stream at start, and the progress of matching them.
 pub struct Resume {
-    tail: Vec<(i64, String)>,
+    tail: Vec<(i64, Message)>,
     /// Where in `tail` the repetition starts, and how many tail events it matched so far.
     at: Option<(usize, usize)>,
     held: Vec<Job<Request>>,
@@ -35,7 +35,7 @@ pub struct Fed {
 
 impl Resume {
     /// `tail`: the stream's newest events, oldest first.
-    pub fn new(tail: Vec<(i64, String)>) -> Self {
+    pub fn new(tail: Vec<(i64, Message)>) -> Self {
         Self {
             tail,
             at: None,
@@ -118,7 +118,9 @@ mod tests {
 
     fn req(range: std::ops::Range<i64>) -> Job<Request> {
         let request = Request {
-            events: range.map(|i| (i, format!("line {i}"))).collect(),
+            events: range
+                .map(|i| (i, Message::new(&format!("line {i}"))))
+                .collect(),
         };
         Job {
             request,
@@ -161,7 +163,7 @@ mod tests {
         let mut r = Resume::new(req(0..100).request.events);
         r.feed(req(50..80));
         let mut other = req(80..90);
-        other.request.events[5].1 = "something else".into();
+        other.request.events[5].1 = Message::new("something else");
         let fed = r.feed(other);
         assert!(fed.done);
         assert_eq!(fed.skipped, 0);

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use vigil_common::aws_error::{code, error_text};
 
 use super::config::CloudWatchLogsConfig;
-use super::request::{OutOfRange, Request};
+use super::request::{Message, OutOfRange, Request};
 use super::resume::Resume;
 use crate::event::now_ms;
 use crate::sinks::driver::backoff;
@@ -146,7 +146,7 @@ impl Service {
     /// optional: without `logs:GetLogEvents` (most agent policies, AWS's
     /// `CloudWatchAgentServerPolicy` among them, do not grant it) or on an endpoint without the
     /// operation, shipping goes ahead unchecked — warned once, counted as `tail_read_skipped`.
-    async fn stream_tail(&self, id: &StreamId) -> Vec<(i64, String)> {
+    async fn stream_tail(&self, id: &StreamId) -> Vec<(i64, Message)> {
         let mut attempt = 0;
         loop {
             if self.tail_unreadable.load(Ordering::Relaxed) {
@@ -178,7 +178,7 @@ impl Service {
                     return out
                         .events()
                         .iter()
-                        .filter_map(|e| Some((e.timestamp()?, e.message()?.to_owned())))
+                        .filter_map(|e| Some((e.timestamp()?, Message::new(e.message()?))))
                         .collect();
                 }
                 Err(e) => match meaning(&e) {

@@ -37,7 +37,7 @@ fn request(n: usize) -> Request {
     let now = crate::event::now_ms();
     Request {
         events: (0..n)
-            .map(|i| (now - 1_000 + i as i64, format!("line {i}")))
+            .map(|i| (now - 1_000 + i as i64, Message::new(&format!("line {i}"))))
             .collect(),
     }
 }
