@@ -224,9 +224,8 @@ fn run(config: PathBuf, drain_timeout_ms: Option<u64>) -> ExitCode {
 }
 
 /// jemalloc, with the options below: against glibc's allocator (even with its trim and mmap
-/// thresholds fixed) it took 11 % less CPU in the end-to-end burst and 5 MiB less peak RSS, in
-/// the same alternating runs (ARCHITECTURE.md, "Performance"). Out of the box it kept more.
-#[cfg(not(target_env = "msvc"))]
+/// thresholds fixed) it took about 10 % less CPU in the end-to-end burst and 4–5 MiB less peak
+/// RSS, in alternating runs (ARCHITECTURE.md, "Performance"). Out of the box it kept more.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -238,7 +237,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   skips the stage where they stay mapped), so a burst's batches do not stay resident.
 ///
 /// `_RJEM_MALLOC_CONF` in the environment still overrides them.
-#[cfg(not(target_env = "msvc"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_OPTIONS: JemallocOptions =
     JemallocOptions(c"narenas:1,dirty_decay_ms:100,muzzy_decay_ms:0".as_ptr());

@@ -36,9 +36,7 @@ impl Encoding {
             }
         }
     }
-}
 
-impl Encoding {
     /// Appends the event's text as the contents of a JSON string (escaped, without the quotes),
     /// as a JSON request body carries it, and returns the length of the text itself. A JSON
     /// encoding is written escaped in one pass rather than written, then escaped again: that
