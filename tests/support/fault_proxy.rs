@@ -212,7 +212,7 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener, port: u16) {
 }
 
 /// Reads an HTTP/1.1 message head (up to the blank line) and whatever body bytes came with it.
-pub(crate) fn read_head(stream: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>)>> {
+fn read_head(stream: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
     loop {
@@ -228,7 +228,25 @@ pub(crate) fn read_head(stream: &mut impl Read) -> std::io::Result<Option<(Strin
     }
 }
 
-pub(crate) fn content_length(head: &str) -> usize {
+/// Reads a whole HTTP/1.1 request: its head, and its body up to `Content-Length`. `None` when the
+/// peer closed before the request was complete.
+pub(crate) fn read_request(stream: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let Some((head, mut body)) = read_head(stream)? else {
+        return Ok(None);
+    };
+    let want = content_length(&head);
+    while body.len() < want {
+        let mut chunk = vec![0u8; want - body.len()];
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some((head, body)))
+}
+
+fn content_length(head: &str) -> usize {
     head.lines()
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
@@ -263,18 +281,9 @@ fn draw(inner: &Inner) -> f64 {
 
 fn handle(inner: &Inner, mut client: TcpStream) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
-    let Some((head, mut body)) = read_head(&mut client)? else {
+    let Some((head, body)) = read_request(&mut client)? else {
         return Ok(());
     };
-    let want = content_length(&head);
-    while body.len() < want {
-        let mut chunk = vec![0u8; want - body.len()];
-        let n = client.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
     let faults = inner
         .faults
         .lock()

@@ -71,3 +71,16 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     p
 }
+
+/// SDK configuration for a local stand-in at `endpoint` (moto, the scripted backend), with static
+/// test credentials named after `provider`.
+async fn local_sdk_config(endpoint: &str, provider: &'static str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, provider,
+        ))
+        .load()
+        .await
+}

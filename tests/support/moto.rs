@@ -81,14 +81,7 @@ impl Moto {
 
     /// SDK configuration for the test's own clients (reading back what a program sent).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "test", "test", None, None, "moto",
-            ))
-            .load()
-            .await
+        crate::local_sdk_config(&self.endpoint, "moto").await
     }
 
     /// Clears all of moto's state.

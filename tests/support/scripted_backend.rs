@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::fault_proxy::{content_length, read_head};
+use crate::fault_proxy::read_request;
 use crate::free_port;
 
 /// One answer: what the service sends back, after `delay`.
@@ -276,14 +276,7 @@ impl ScriptedBackend {
 
     /// SDK configuration pointing at the stand-in, with static test credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "test", "test", None, None, "scripted",
-            ))
-            .load()
-            .await
+        crate::local_sdk_config(&self.endpoint, "scripted").await
     }
 
     fn lock_script(&self) -> std::sync::MutexGuard<'_, Script> {
@@ -340,18 +333,9 @@ fn operation(path: &str, headers: &[(String, String)], body: &[u8]) -> String {
 
 fn handle(inner: &Inner, mut client: TcpStream) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
-    let Some((head, mut body)) = read_head(&mut client)? else {
+    let Some((head, mut body)) = read_request(&mut client)? else {
         return Ok(());
     };
-    let want = content_length(&head);
-    while body.len() < want {
-        let mut chunk = vec![0u8; want - body.len()];
-        let n = client.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
     let mut lines = head.split("\r\n");
     let mut request_line = lines.next().unwrap_or_default().split(' ');
     let method = request_line.next().unwrap_or_default().to_owned();

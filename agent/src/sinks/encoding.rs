@@ -24,11 +24,7 @@ impl Encoding {
                 // serde_json writes bytes; `out`'s buffer is reused (no copy, no new allocation
                 // when it has room), and what it writes is UTF-8.
                 let mut bytes = std::mem::take(out).into_bytes();
-                let written = if log.structured {
-                    serde_json::to_writer(&mut bytes, &log.attributes)
-                } else {
-                    serde_json::to_writer(&mut bytes, &WithMessage(log))
-                };
+                let written = serde_json::to_writer(&mut bytes, &AsJson(log));
                 // Serialising strings and JSON values into memory cannot fail.
                 debug_assert!(written.is_ok());
                 *out = String::from_utf8(bytes)
@@ -52,11 +48,7 @@ impl Encoding {
                 let mut added = 0;
                 let mut ser =
                     serde_json::Serializer::with_formatter(&mut *out, Nested { added: &mut added });
-                let written = if log.structured {
-                    serde::Serialize::serialize(&log.attributes, &mut ser)
-                } else {
-                    serde::Serialize::serialize(&WithMessage(log), &mut ser)
-                };
+                let written = serde::Serialize::serialize(&AsJson(log), &mut ser);
                 debug_assert!(written.is_ok());
                 out.len() - start - added
             }
@@ -136,6 +128,19 @@ impl serde_json::ser::Formatter for Nested<'_> {
         };
         *self.added += added;
         w.write_all(bytes)
+    }
+}
+
+/// The event's JSON object: a structured line's fields, or a plain line [`WithMessage`].
+struct AsJson<'a>(&'a LogEvent);
+
+impl serde::Serialize for AsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.structured {
+            self.0.attributes.serialize(s)
+        } else {
+            WithMessage(self.0).serialize(s)
+        }
     }
 }
 
